@@ -1,0 +1,258 @@
+//! The shared runner every binary's `main` calls: parse → load config → init tracing → run on
+//! tokio → render the report → exit code. SIGINT/SIGTERM cancel the tool's token; the tool
+//! cleans up (cancels its test orders, releases locks) and the runner exits 130/143.
+
+use crate::config::{Config, EnvName, Environment, Format, LogFormat, parse_duration};
+use crate::env_vars::EnvVars;
+use crate::error::{Error, Result, Signal};
+use crate::redact::redact;
+use crate::report::Report;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How long a tool may take to clean up after a signal before the runner gives up on it.
+const CLEANUP_GRACE: Duration = Duration::from_secs(20);
+
+/// Flags every binary shares (flattened into each tool's `Args`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Environment to act on.
+    #[arg(short = 'e', long, env = EnvVars::ENVIRONMENT, value_enum, default_value_t = EnvName::Local)]
+    pub environment: EnvName,
+
+    /// Config file describing every environment.
+    #[arg(long, env = EnvVars::CONFIG, value_name = "FILE", default_value = crate::config::DEFAULT_PATH)]
+    pub config: PathBuf,
+
+    /// Result format on stdout [default: the file's [defaults], else human].
+    #[arg(long, env = EnvVars::FORMAT, value_enum)]
+    pub format: Option<Format>,
+
+    /// Also write a JUnit XML report here (for Jenkins' junit step).
+    #[arg(long, env = EnvVars::JUNIT, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Timeout for each check or network call (e.g. 500ms, 10s) [default: the file's, else 10s].
+    #[arg(long, env = EnvVars::TIMEOUT, value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+
+    /// More log detail on stderr (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less log detail on stderr (-q warnings only, -qq errors only).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+
+    /// Log format on stderr.
+    #[arg(long, env = EnvVars::LOG_FORMAT, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// `--dry-run`, flattened only into tools that change something.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct DryRunArgs {
+    /// Print what would be done (exact commands and calls) without doing it.
+    #[arg(long, env = EnvVars::DRY_RUN)]
+    pub dry_run: bool,
+}
+
+/// Everything a tool's `run` gets: its environment's config, the resolved timeout and the
+/// cancellation token that SIGINT/SIGTERM trigger.
+pub struct Context {
+    pub tool: &'static str,
+    pub env_name: EnvName,
+    pub config: Config,
+    pub timeout: Duration,
+    pub format: Format,
+    pub cancel: CancellationToken,
+    pub started: Instant,
+}
+
+impl Context {
+    pub fn env(&self) -> Result<&Environment> {
+        self.config.environment(self.env_name)
+    }
+
+    /// A fresh report for this tool and environment.
+    pub fn report(&self) -> Report {
+        Report::new(self.tool, self.env_name.as_str())
+    }
+}
+
+/// A binary of deploy-tools.
+pub trait Tool: clap::Parser + Send + 'static {
+    const NAME: &'static str;
+    fn common(&self) -> &CommonArgs;
+    fn run(self, ctx: Context) -> impl Future<Output = Result<Report>> + Send;
+}
+
+/// The whole life of a binary; `bins/<name>/main.rs` calls only this.
+pub fn main<T: Tool>() -> ExitCode {
+    let args = match T::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            // Help and version go to stdout with 0; usage errors to stderr with 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { crate::exit::USAGE } else { crate::exit::OK });
+        }
+    };
+    ExitCode::from(run_parsed(args))
+}
+
+/// Run already-parsed args and return the exit code (used by `main` and by tests).
+pub fn run_parsed<T: Tool>(args: T) -> u8 {
+    let common = args.common().clone();
+    let started = Instant::now();
+    let config = match Config::load(&common.config) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::telemetry::init(verbosity(&common), common.log_format.unwrap_or_default());
+            return fail::<T>(&common, common.format.unwrap_or_default(), &e);
+        }
+    };
+    let format = common.format.or(config.defaults.format).unwrap_or_default();
+    let log_format = common
+        .log_format
+        .or(config.defaults.log_format)
+        .unwrap_or_default();
+    crate::telemetry::init(verbosity(&common), log_format);
+    let timeout = common
+        .timeout
+        .or(config.defaults.timeout.map(|d| d.0))
+        .or_else(|| {
+            config
+                .environments
+                .get(&common.environment)
+                .map(|e| e.timeouts.request.0)
+        })
+        .unwrap_or(Duration::from_secs(10));
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail::<T>(&common, format, &Error::io("start runtime", "tokio", e)),
+    };
+    let cancel = CancellationToken::new();
+    let ctx = Context {
+        tool: T::NAME,
+        env_name: common.environment,
+        config,
+        timeout,
+        format,
+        cancel: cancel.clone(),
+        started,
+    };
+    let result = runtime.block_on(run_with_signals(args.run(ctx), cancel));
+    // Don't wait for stray blocking tasks (a hung child read): every wait is bounded already.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(mut report) => {
+            report.finish(started.elapsed());
+            if let Err(e) = emit(&common, format, &report) {
+                return fail::<T>(&common, format, &e);
+            }
+            report.exit_code()
+        }
+        Err(e) => fail::<T>(&common, format, &e),
+    }
+}
+
+fn verbosity(c: &CommonArgs) -> i8 {
+    c.verbose as i8 - c.quiet as i8
+}
+
+async fn run_with_signals<F>(fut: F, cancel: CancellationToken) -> Result<Report>
+where
+    F: Future<Output = Result<Report>>,
+{
+    tokio::pin!(fut);
+    let signal = tokio::select! {
+        r = &mut fut => return r,
+        s = wait_signal() => s,
+    };
+    tracing::warn!("{signal} received: cleaning up before exit");
+    cancel.cancel();
+    // Let the tool run its cleanup; a second signal or the grace period ends the wait.
+    tokio::select! {
+        r = &mut fut => if let Err(e) = r { tracing::warn!("during cleanup: {e}") },
+        _ = tokio::time::sleep(CLEANUP_GRACE) => tracing::error!("cleanup did not finish within {CLEANUP_GRACE:?}"),
+        _ = wait_signal() => tracing::error!("second signal: exiting without finishing cleanup"),
+    }
+    Err(Error::Interrupted(signal))
+}
+
+async fn wait_signal() -> Signal {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = int.recv() => Signal::Int,
+        _ = term.recv() => Signal::Term,
+    }
+}
+
+/// Whether stdout gets ANSI colour.
+pub fn use_color() -> bool {
+    match std::env::var(EnvVars::COLOR).as_deref() {
+        Ok("always") => true,
+        Ok("never") => false,
+        _ => {
+            std::env::var_os("NO_COLOR").is_none()
+                && std::io::IsTerminal::is_terminal(&std::io::stdout())
+        }
+    }
+}
+
+fn emit(common: &CommonArgs, format: Format, report: &Report) -> Result<()> {
+    if let Some(path) = &common.junit {
+        report.write_junit(path)?;
+    }
+    let text = match format {
+        Format::Human => report.render_human(use_color()),
+        Format::Json => report.render_json(),
+    };
+    print!("{text}");
+    Ok(())
+}
+
+/// Report an error the same way for every tool: one line and a hint on stderr, a JSON error
+/// document on stdout with `--format json`, a failing JUnit case with `--junit`.
+fn fail<T: Tool>(common: &CommonArgs, format: Format, e: &Error) -> u8 {
+    let code = e.exit_code();
+    let message = redact(&e.to_string());
+    let hint = e.hint();
+    eprintln!("error: {message}");
+    if let Some(h) = hint {
+        eprintln!("hint: {h}");
+    }
+    if format == Format::Json {
+        let doc = serde_json::json!({
+            "tool": T::NAME,
+            "environment": common.environment.as_str(),
+            "outcome": "error",
+            "exit_code": code,
+            "error": { "message": message, "hint": hint },
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+    }
+    if let Some(path) = &common.junit
+        && !matches!(e, Error::Io { .. })
+    {
+        let mut r = Report::new(T::NAME, common.environment.as_str());
+        r.push(
+            crate::report::Check::fail("runner", format!("{} could not run", T::NAME), message)
+                .hint(hint.unwrap_or_default()),
+        );
+        if let Err(w) = r.write_junit(path) {
+            eprintln!("error: {}", redact(&w.to_string()));
+        }
+    }
+    code
+}

@@ -1,0 +1,1 @@
+//! One module per binary: its clap `Args` and its `Tool` impl.

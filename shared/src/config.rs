@@ -1,0 +1,577 @@
+//! `config/deploy.toml`: one file describes every environment. Parsing is strict — unknown
+//! fields and bad values are errors with `file:line:column` and the allowed values — because a
+//! typo in a deploy config must stop the deploy, not be silently ignored.
+//!
+//! Layering: built-in defaults < `[defaults]` in the file < `DEPLOYKIT_*` variables < flags
+//! (the last two are resolved by clap, see [`crate::cli`]).
+
+use crate::error::{Error, Result};
+use crate::redact::Secret;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_PATH: &str = "config/deploy.toml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvName {
+    Local,
+    Dev,
+    Staging,
+    Production,
+}
+
+impl EnvName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvName::Local => "local",
+            EnvName::Dev => "dev",
+            EnvName::Staging => "staging",
+            EnvName::Production => "production",
+        }
+    }
+}
+
+impl std::fmt::Display for EnvName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Color {
+    Blue,
+    Green,
+}
+
+impl Color {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Color::Blue => "blue",
+            Color::Green => "green",
+        }
+    }
+    pub fn other(self) -> Color {
+        match self {
+            Color::Blue => Color::Green,
+            Color::Green => Color::Blue,
+        }
+    }
+}
+
+impl std::fmt::Display for Color {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The firm's service roles (docs/service-contract.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    TradingEngine,
+    RiskEngine,
+    Marketdata,
+    Oms,
+    Web,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::TradingEngine,
+        Role::RiskEngine,
+        Role::Marketdata,
+        Role::Oms,
+        Role::Web,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::TradingEngine => "trading-engine",
+            Role::RiskEngine => "risk-engine",
+            Role::Marketdata => "marketdata",
+            Role::Oms => "oms",
+            Role::Web => "web",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A duration written the human way (`750ms`, `30s`, `5m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map(HumanDuration).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parse `30s`, `1m30s`, `250ms`. Zero is refused: a zero timeout is never what anyone means.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration `{s}`: {e} (write e.g. 500ms, 30s, 5m)"))?;
+    if d.is_zero() {
+        return Err(format!("duration `{s}` must be greater than zero"));
+    }
+    Ok(d)
+}
+
+/// An http(s) base URL of a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl(pub url::Url);
+
+impl<'de> Deserialize<'de> for HttpUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let u = url::Url::parse(&s)
+            .map_err(|e| serde::de::Error::custom(format!("invalid URL `{s}`: {e}")))?;
+        if !matches!(u.scheme(), "http" | "https") {
+            return Err(serde::de::Error::custom(format!(
+                "URL `{s}` must start with http:// or https://"
+            )));
+        }
+        if u.password().is_some() {
+            return Err(serde::de::Error::custom(
+                "service URLs must not carry a password; put secrets in an environment variable",
+            ));
+        }
+        Ok(HttpUrl(u))
+    }
+}
+
+impl std::fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.as_str().trim_end_matches('/'))
+    }
+}
+
+/// HAProxy runtime API address: `unix:/path/to/admin.sock` or `tcp:host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeApi {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl<'de> Deserialize<'de> for RuntimeApi {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if let Some(p) = s.strip_prefix("unix:") {
+            if p.is_empty() {
+                return Err(serde::de::Error::custom("unix: needs a socket path"));
+            }
+            Ok(RuntimeApi::Unix(PathBuf::from(p)))
+        } else if let Some(a) = s.strip_prefix("tcp:") {
+            if !a.contains(':') {
+                return Err(serde::de::Error::custom(format!(
+                    "`{s}`: tcp: needs host:port"
+                )));
+            }
+            Ok(RuntimeApi::Tcp(a.to_owned()))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "runtime_api `{s}` must be `unix:/path/to/admin.sock` or `tcp:host:port`"
+            )))
+        }
+    }
+}
+
+impl std::fmt::Display for RuntimeApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuntimeApi::Unix(p) => write!(f, "unix:{}", p.display()),
+            RuntimeApi::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+/// A percentage between 0 and 1000.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pct(pub f64);
+
+impl<'de> Deserialize<'de> for Pct {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = f64::deserialize(d)?;
+        if !(0.0..=1000.0).contains(&v) {
+            return Err(serde::de::Error::custom(format!(
+                "{v} is out of range: a percentage between 0 and 1000"
+            )));
+        }
+        Ok(Pct(v))
+    }
+}
+
+/// A ratio ≥ 1 (e.g. "error rate at most 2× baseline").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ratio(pub f64);
+
+impl<'de> Deserialize<'de> for Ratio {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = f64::deserialize(d)?;
+        if !(1.0..=1000.0).contains(&v) {
+            return Err(serde::de::Error::custom(format!(
+                "{v} is out of range: a ratio between 1.0 and 1000"
+            )));
+        }
+        Ok(Ratio(v))
+    }
+}
+
+/// A regular expression, compiled at load time so a bad pattern is a config error.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub regex::Regex);
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        regex::Regex::new(&s)
+            .map(Pattern)
+            .map_err(|e| serde::de::Error::custom(format!("invalid regular expression: {e}")))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+impl Weekday {
+    pub fn from_chrono(d: chrono::Weekday) -> Self {
+        use chrono::Weekday as W;
+        match d {
+            W::Mon => Weekday::Mon,
+            W::Tue => Weekday::Tue,
+            W::Wed => Weekday::Wed,
+            W::Thu => Weekday::Thu,
+            W::Fri => Weekday::Fri,
+            W::Sat => Weekday::Sat,
+            W::Sun => Weekday::Sun,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub timeout: Option<HumanDuration>,
+    pub format: Option<Format>,
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    /// Name of the variable holding the URL — never the URL itself.
+    pub url_env: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redis {
+    /// `host:port` of the Redis the services use (reachability only).
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadBalancer {
+    pub name: String,
+    pub runtime_api: RuntimeApi,
+    /// Backends whose servers switch colour together.
+    pub backends: Vec<String>,
+    /// Server names per colour, the same in every backend listed.
+    pub servers: BTreeMap<Color, Vec<String>>,
+    /// Public address clients use (for checks through the load balancer).
+    pub frontend: Option<HttpUrl>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Days deploys are allowed (empty: any day).
+    #[serde(default)]
+    pub deploy_days: Vec<Weekday>,
+    #[serde(default)]
+    pub freeze_fridays: bool,
+    /// No deploy on these dates nor the working day before them.
+    #[serde(default)]
+    pub holidays: Vec<chrono::NaiveDate>,
+    /// A change ticket must be present in `change_ticket_env` and match this.
+    pub change_ticket: Option<Pattern>,
+    #[serde(default = "default_change_ticket_env")]
+    pub change_ticket_env: String,
+}
+
+fn default_change_ticket_env() -> String {
+    "CHANGE_TICKET".into()
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            deploy_days: vec![],
+            freeze_fridays: false,
+            holidays: vec![],
+            change_ticket: None,
+            change_ticket_env: default_change_ticket_env(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// Post-deploy latency gate: p99 may rise at most this much.
+    #[serde(default = "d_latency_pct")]
+    pub latency_increase_pct: Pct,
+    /// Error rate may be at most this multiple of the baseline.
+    #[serde(default = "d_error_ratio")]
+    pub error_rate_max_ratio: Ratio,
+    /// Alert (and roll back) on a latency spike above this.
+    #[serde(default = "d_spike_pct")]
+    pub alert_latency_spike_pct: Pct,
+}
+
+fn d_latency_pct() -> Pct {
+    Pct(10.0)
+}
+fn d_error_ratio() -> Ratio {
+    Ratio(2.0)
+}
+fn d_spike_pct() -> Pct {
+    Pct(50.0)
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            latency_increase_pct: d_latency_pct(),
+            error_rate_max_ratio: d_error_ratio(),
+            alert_latency_spike_pct: d_spike_pct(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    #[serde(default = "d_connect")]
+    pub connect: HumanDuration,
+    #[serde(default = "d_request")]
+    pub request: HumanDuration,
+}
+
+fn d_connect() -> HumanDuration {
+    HumanDuration(Duration::from_secs(2))
+}
+fn d_request() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: d_connect(),
+            request: d_request(),
+        }
+    }
+}
+
+fn default_colors() -> Vec<Color> {
+    vec![Color::Blue, Color::Green]
+}
+fn default_admin_token_env() -> String {
+    crate::env_vars::EnvVars::ADMIN_TOKEN.into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    #[serde(default = "default_colors")]
+    pub colors: Vec<Color>,
+    /// Base URLs per colour and role.
+    #[serde(default)]
+    pub services: BTreeMap<Color, BTreeMap<Role, Vec<HttpUrl>>>,
+    pub database: Option<Database>,
+    pub redis: Option<Redis>,
+    /// Name of the variable holding the admin bearer token.
+    #[serde(default = "default_admin_token_env")]
+    pub admin_token_env: String,
+    #[serde(default)]
+    pub load_balancers: Vec<LoadBalancer>,
+    pub prometheus: Option<HttpUrl>,
+    pub test_account: Option<String>,
+    #[serde(default)]
+    pub policy: Policy,
+    #[serde(default)]
+    pub thresholds: Thresholds,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    defaults: Defaults,
+    environments: BTreeMap<EnvName, toml::Spanned<Environment>>,
+}
+
+/// A loaded, validated config file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub defaults: Defaults,
+    pub environments: BTreeMap<EnvName, Environment>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config(
+                path.display().to_string(),
+                format!(
+                    "cannot read config file: {e}; pass --config FILE or set {}",
+                    crate::env_vars::EnvVars::CONFIG
+                ),
+            )
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let loc = location(path, text, e.span().map(|s| s.start));
+            Error::config(loc, e.message().trim().replace('\n', " "))
+        })?;
+        let mut environments = BTreeMap::new();
+        for (name, spanned) in raw.environments {
+            let at = location(path, text, Some(spanned.span().start));
+            let env = spanned.into_inner();
+            validate_env(name, &env).map_err(|m| Error::config(at, m))?;
+            environments.insert(name, env);
+        }
+        Ok(Config {
+            path: path.to_owned(),
+            defaults: raw.defaults,
+            environments,
+        })
+    }
+
+    pub fn environment(&self, name: EnvName) -> Result<&Environment> {
+        self.environments.get(&name).ok_or_else(|| {
+            let defined: Vec<_> = self.environments.keys().map(|k| k.as_str()).collect();
+            Error::config(
+                self.path.display().to_string(),
+                format!(
+                    "environment `{name}` is not defined (defined: {}); add [environments.{name}]",
+                    defined.join(", ")
+                ),
+            )
+        })
+    }
+}
+
+fn validate_env(name: EnvName, env: &Environment) -> std::result::Result<(), String> {
+    if env.colors.is_empty() {
+        return Err(format!("environments.{name}.colors must name at least one colour"));
+    }
+    for c in env.services.keys() {
+        if !env.colors.contains(c) {
+            return Err(format!(
+                "environments.{name}.services.{c}: colour `{c}` is not in colors {:?}",
+                env.colors.iter().map(|c| c.as_str()).collect::<Vec<_>>()
+            ));
+        }
+    }
+    for lb in &env.load_balancers {
+        if lb.backends.is_empty() {
+            return Err(format!("load balancer `{}` lists no backends", lb.name));
+        }
+        for c in &env.colors {
+            if lb.servers.get(c).is_none_or(|s| s.is_empty()) {
+                return Err(format!(
+                    "load balancer `{}` has no servers for colour `{c}`",
+                    lb.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `file:line:column` for a byte offset (1-based, like compilers print).
+fn location(path: &Path, text: &str, offset: Option<usize>) -> String {
+    match offset {
+        Some(off) => {
+            let before = &text[..off.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("{}:{line}:{col}", path.display())
+        }
+        None => path.display().to_string(),
+    }
+}
+
+impl Environment {
+    /// Base URLs of `role` for `color`.
+    pub fn urls(&self, color: Color, role: Role) -> &[HttpUrl] {
+        self.services
+            .get(&color)
+            .and_then(|r| r.get(&role))
+            .map_or(&[], |v| v.as_slice())
+    }
+
+    /// The admin token from the variable the config names.
+    pub fn admin_token(&self) -> Result<Secret> {
+        read_secret_env(&self.admin_token_env, "admin_token_env")
+    }
+
+    /// The database URL from the variable the config names.
+    pub fn database_url(&self) -> Result<Secret> {
+        let db = self.database.as_ref().ok_or_else(|| {
+            Error::config("config", "this environment has no [database] section")
+        })?;
+        read_secret_env(&db.url_env, "database.url_env")
+    }
+}
+
+fn read_secret_env(var: &str, field: &str) -> Result<Secret> {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim())),
+        _ => Err(Error::config(
+            "environment",
+            format!("variable {var} (named by {field}) is unset or empty; export it before running"),
+        )),
+    }
+}

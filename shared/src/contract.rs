@@ -1,0 +1,374 @@
+//! Typed client of the service contract (docs/service-contract.md, version [`VERSION`]).
+//! The tools rely on nothing else about the firm's services.
+
+use crate::http::{Http, HttpError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Contract version this client speaks; services report theirs in `/health`.
+pub const VERSION: &str = "1.0";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub service: String,
+    pub version: String,
+    pub color: String,
+    /// `ok`, `degraded` or `maintenance`.
+    pub status: String,
+    pub ready: bool,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Error lines the service wants an operator to see; empty when healthy.
+    #[serde(default)]
+    pub details: Vec<String>,
+    #[serde(default)]
+    pub contract: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderType {
+    Limit,
+    Market,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderRequest {
+    pub account: String,
+    pub symbol: String,
+    pub side: Side,
+    pub qty: i64,
+    #[serde(rename = "type")]
+    pub order_type: OrderType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<f64>,
+    /// Idempotency key: the same id twice returns the first order, never a second one.
+    pub client_order_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Resting,
+    PartiallyFilled,
+    Filled,
+    Cancelled,
+    Rejected,
+}
+
+impl OrderStatus {
+    pub fn is_open(self) -> bool {
+        matches!(self, OrderStatus::Resting | OrderStatus::PartiallyFilled)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fill {
+    pub qty: i64,
+    pub price: f64,
+    pub ts_unix_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    pub order_id: String,
+    pub client_order_id: String,
+    pub account: String,
+    pub symbol: String,
+    pub side: Side,
+    pub qty: i64,
+    #[serde(rename = "type")]
+    pub order_type: OrderType,
+    pub price: Option<f64>,
+    pub status: OrderStatus,
+    pub filled_qty: i64,
+    pub avg_price: Option<f64>,
+    #[serde(default)]
+    pub fills: Vec<Fill>,
+    pub reason: Option<String>,
+    /// Colour of the service that took the order (lets a cutover test find every order once).
+    #[serde(default)]
+    pub color: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    pub symbol: String,
+    pub qty: i64,
+    pub avg_price: f64,
+    pub realized_pnl: f64,
+    pub unrealized_pnl: f64,
+    pub mark: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Positions {
+    pub account: String,
+    pub positions: Vec<Position>,
+}
+
+impl Positions {
+    pub fn qty(&self, symbol: &str) -> i64 {
+        self.positions
+            .iter()
+            .find(|p| p.symbol == symbol)
+            .map_or(0, |p| p.qty)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pnl {
+    pub account: String,
+    pub realized: f64,
+    pub unrealized: f64,
+    pub total: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedSource {
+    Staging,
+    Production,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feed {
+    pub name: String,
+    pub connected: bool,
+    pub source: FeedSource,
+    pub msgs_per_s: f64,
+    pub last_msg_age_ms: u64,
+    pub latency_us: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tick {
+    pub symbol: String,
+    pub price: f64,
+    pub seq: u64,
+    /// Publish time (Unix epoch, ns) so receivers can measure feed latency.
+    pub published_unix_ns: u128,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskDecision {
+    pub allowed: bool,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limit {
+    pub max_position_size: i64,
+    pub max_loss_per_day: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    pub limits: BTreeMap<String, Limit>,
+    pub default: Option<Limit>,
+    /// Whether limits are enforced (false only under a fault or misconfiguration).
+    pub enforced: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Inflight {
+    pub open_orders: u64,
+    pub inflight_requests: u64,
+    pub accepting_orders: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Strategy {
+    pub active: bool,
+    pub size_pct: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminState {
+    pub accepting_orders: bool,
+    pub trading_active: bool,
+    pub maintenance: Option<String>,
+    pub feed_source: FeedSource,
+    pub strategies: BTreeMap<String, Strategy>,
+}
+
+/// Fault injection (trading_sim only): any subset may be set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Faults {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_feed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_ignore_limits: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash: Option<bool>,
+}
+
+/// One service instance at `base` (e.g. `http://10.0.0.5:8080`).
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    http: Http,
+}
+
+impl Client {
+    pub fn new(base: impl AsRef<str>, http: Http) -> Self {
+        Client {
+            base: base.as_ref().trim_end_matches('/').to_owned(),
+            http,
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn health(&self) -> Result<Health, HttpError> {
+        self.http.get_json(&self.url("/health")).await
+    }
+
+    /// Prometheus text exposition.
+    pub async fn metrics(&self) -> Result<String, HttpError> {
+        let url = self.url("/metrics");
+        match self.http.get_text(&url).await? {
+            (200, body) => Ok(body),
+            (status, body) => Err(HttpError::Status { url, status, body }),
+        }
+    }
+
+    pub async fn place_order(&self, o: &OrderRequest) -> Result<Order, HttpError> {
+        self.http.post_json(&self.url("/orders"), o, false).await
+    }
+
+    pub async fn order(&self, id: &str) -> Result<Order, HttpError> {
+        self.http.get_json(&self.url(&format!("/orders/{id}"))).await
+    }
+
+    pub async fn cancel_order(&self, id: &str) -> Result<Order, HttpError> {
+        self.http.delete_json(&self.url(&format!("/orders/{id}")), false).await
+    }
+
+    /// Open and recent orders of an account (cleanup uses it to find leftovers).
+    pub async fn orders(&self, account: &str) -> Result<Vec<Order>, HttpError> {
+        self.http
+            .get_json(&self.url(&format!("/orders?account={account}")))
+            .await
+    }
+
+    pub async fn positions(&self, account: &str) -> Result<Positions, HttpError> {
+        self.http
+            .get_json(&self.url(&format!("/positions?account={account}")))
+            .await
+    }
+
+    pub async fn pnl(&self, account: &str) -> Result<Pnl, HttpError> {
+        self.http.get_json(&self.url(&format!("/pnl?account={account}"))).await
+    }
+
+    pub async fn feeds(&self) -> Result<Vec<Feed>, HttpError> {
+        self.http.get_json(&self.url("/feeds")).await
+    }
+
+    pub async fn ticks(&self, symbol: &str) -> Result<Vec<Tick>, HttpError> {
+        self.http
+            .get_json(&self.url(&format!("/ticks?symbol={symbol}")))
+            .await
+    }
+
+    pub async fn risk_check(&self, o: &OrderRequest) -> Result<RiskDecision, HttpError> {
+        self.http.post_json(&self.url("/check"), o, false).await
+    }
+
+    pub async fn limits(&self) -> Result<Limits, HttpError> {
+        self.http.get_json(&self.url("/limits")).await
+    }
+
+    /// The web interface's page: status and body (503 + maintenance page when in maintenance).
+    pub async fn web_page(&self) -> Result<(u16, String), HttpError> {
+        self.http.get_text(&self.url("/")).await
+    }
+
+    // --- admin (bearer token) ---
+
+    pub async fn admin_state(&self) -> Result<AdminState, HttpError> {
+        self.http.admin_get_json(&self.url("/admin/state")).await
+    }
+
+    pub async fn inflight(&self) -> Result<Inflight, HttpError> {
+        self.http.admin_get_json(&self.url("/admin/inflight")).await
+    }
+
+    async fn admin_post(&self, path: &str, body: serde_json::Value) -> Result<AdminState, HttpError> {
+        self.http.post_json(&self.url(path), &body, true).await
+    }
+
+    pub async fn stop_orders(&self) -> Result<AdminState, HttpError> {
+        self.admin_post("/admin/orders/stop", serde_json::json!({})).await
+    }
+
+    pub async fn resume_orders(&self) -> Result<AdminState, HttpError> {
+        self.admin_post("/admin/orders/resume", serde_json::json!({})).await
+    }
+
+    pub async fn set_trading(&self, active: bool) -> Result<AdminState, HttpError> {
+        let path = if active { "/admin/trading/activate" } else { "/admin/trading/deactivate" };
+        self.admin_post(path, serde_json::json!({})).await
+    }
+
+    pub async fn set_strategy(&self, name: &str, s: &Strategy) -> Result<AdminState, HttpError> {
+        self.admin_post(&format!("/admin/strategies/{name}"), serde_json::to_value(s).expect("json"))
+            .await
+    }
+
+    pub async fn set_feed_source(&self, source: FeedSource) -> Result<AdminState, HttpError> {
+        self.admin_post("/admin/feeds", serde_json::json!({ "source": source }))
+            .await
+    }
+
+    pub async fn set_maintenance(&self, reason: Option<&str>) -> Result<AdminState, HttpError> {
+        match reason {
+            Some(r) => self.admin_post("/admin/maintenance", serde_json::json!({ "reason": r })).await,
+            None => self.http.delete_json(&self.url("/admin/maintenance"), true).await,
+        }
+    }
+
+    pub async fn reload_config(&self) -> Result<Limits, HttpError> {
+        self.http
+            .post_json(&self.url("/admin/config/reload"), &serde_json::json!({}), true)
+            .await
+    }
+
+    // --- fault injection (trading_sim only) ---
+
+    pub async fn set_faults(&self, f: &Faults) -> Result<Faults, HttpError> {
+        self.http.post_json(&self.url("/sim/faults"), f, false).await
+    }
+
+    pub async fn faults(&self) -> Result<Faults, HttpError> {
+        self.http.get_json(&self.url("/sim/faults")).await
+    }
+
+    pub async fn clear_faults(&self) -> Result<Faults, HttpError> {
+        self.http.delete_json(&self.url("/sim/faults"), false).await
+    }
+}

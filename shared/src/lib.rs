@@ -1,0 +1,17 @@
+//! deploykit: every line of deploy-tools' logic. The binaries under `bins/` only call
+//! [`cli::main`] with their tool's `Args`.
+
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod contract;
+pub mod db;
+pub mod env_vars;
+pub mod error;
+pub mod exit;
+pub mod http;
+pub mod redact;
+pub mod report;
+pub mod telemetry;
+
+pub use error::{Error, Result};

@@ -1,0 +1,83 @@
+//! `trading_sim` binary: serve one role (or all) on one port until SIGINT/SIGTERM.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use trading_sim::{Role, SimConfig};
+
+/// Stand-in for the firm's trading services (docs/service-contract.md).
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Colour this instance reports (blue or green).
+    #[arg(long, default_value = "blue")]
+    color: String,
+    /// Version this instance reports.
+    #[arg(long = "service-version", visible_alias = "app-version", default_value = "1.0.0")]
+    service_version: String,
+    /// Role to serve; `all` serves every role on one port.
+    #[arg(long, value_enum, default_value_t = Role::All)]
+    role: Role,
+    /// risk_limits.yaml to load (and re-read on POST /admin/config/reload).
+    #[arg(long, value_name = "FILE")]
+    risk_limits: Option<PathBuf>,
+    /// Variable holding the admin bearer token (never a flag: flags show in `ps`).
+    #[arg(long, value_name = "VAR", default_value = "DEPLOYKIT_ADMIN_TOKEN")]
+    admin_token_env: String,
+    /// Market tick interval in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    tick_ms: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SIM_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        let cfg = SimConfig {
+            listen: args.listen,
+            color: args.color,
+            version: args.service_version,
+            role: args.role,
+            risk_limits: args.risk_limits,
+            admin_token: std::env::var(&args.admin_token_env).ok().filter(|t| !t.is_empty()),
+            tick_interval: std::time::Duration::from_millis(args.tick_ms.max(1)),
+        };
+        let handle = match trading_sim::serve(cfg.clone()).await {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(3);
+            }
+        };
+        tracing::info!(
+            "trading_sim {} ({}, role {}) listening on {}",
+            cfg.version,
+            cfg.color,
+            cfg.role.name(),
+            handle.addr()
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+            _ = term.recv() => ExitCode::SUCCESS,
+            // A crash fault ends the process like a real crash would.
+            _ = handle.crashed() => { eprintln!("crash fault injected: exiting"); ExitCode::from(70) }
+        }
+    })
+}
