@@ -1,1 +1,3 @@
-fn main() {}
+fn main() -> std::process::ExitCode {
+    deploykit::cli::main::<deploykit::cmd::verify_env::Args>()
+}

@@ -1,1 +1,3 @@
 //! One module per binary: its clap `Args` and its `Tool` impl.
+
+pub mod verify_env;

@@ -437,6 +437,104 @@ pub struct Environment {
     pub thresholds: Thresholds,
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// verify_env's profile for this environment.
+    #[serde(default)]
+    pub verify: Verify,
+}
+
+/// The checks verify_env knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyCheck {
+    Git,
+    Tools,
+    Ssh,
+    Vpn,
+    Docker,
+    Credentials,
+    Policy,
+}
+
+/// A required tool: `name` may list alternatives (`curl|wget`); `min` is the least version.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolReq {
+    pub name: String,
+    pub min: Option<MinVersion>,
+    /// Arguments that print the version [default: --version]; empty: presence only.
+    pub args: Option<Vec<String>>,
+    /// What to tell the user when it is missing.
+    pub install_hint: Option<String>,
+}
+
+/// A minimum version written `2.40`, `1.28.2` or `24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MinVersion(pub [u64; 3]);
+
+impl<'de> Deserialize<'de> for MinVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let parts: Vec<_> = s.trim().split('.').collect();
+        if parts.is_empty() || parts.len() > 3 {
+            return Err(serde::de::Error::custom(format!(
+                "version `{s}`: write 1 to 3 numbers separated by dots, e.g. 2.40"
+            )));
+        }
+        let mut v = [0u64; 3];
+        for (i, p) in parts.iter().enumerate() {
+            v[i] = p.parse().map_err(|_| {
+                serde::de::Error::custom(format!("version `{s}`: `{p}` is not a number"))
+            })?;
+        }
+        Ok(MinVersion(v))
+    }
+}
+
+impl std::fmt::Display for MinVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [a, b, c] = self.0;
+        if c == 0 { write!(f, "{a}.{b}") } else { write!(f, "{a}.{b}.{c}") }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vpn {
+    /// Network interface that exists only while the VPN is up (e.g. tun0).
+    pub interface: Option<String>,
+    /// `host:port` reachable only through the VPN (e.g. the bastion's SSH port).
+    pub bastion: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// Variables that must be set and non-empty (values are never printed).
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Files that must exist and be non-empty.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verify {
+    /// Checks to run [default: by environment, see docs/verify_env.md].
+    pub checks: Option<Vec<VerifyCheck>>,
+    /// Branch the checkout must be on.
+    pub expected_branch: Option<String>,
+    /// Required tools [default: the guide's list].
+    pub tools: Option<Vec<ToolReq>>,
+    pub vpn: Option<Vpn>,
+    /// Docker daemon socket [default: DOCKER_HOST if unix://, else /var/run/docker.sock].
+    pub docker_socket: Option<PathBuf>,
+    /// Credentials that must be present [default: the database and admin token variables].
+    pub credentials: Option<Credentials>,
+    /// Private keys to look for [default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa].
+    pub ssh_keys: Option<Vec<PathBuf>>,
+    /// Per-check timeout [default: --timeout, else 5s].
+    pub check_timeout: Option<HumanDuration>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

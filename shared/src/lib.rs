@@ -10,8 +10,10 @@ pub mod env_vars;
 pub mod error;
 pub mod exit;
 pub mod http;
+pub mod process;
 pub mod redact;
 pub mod report;
 pub mod telemetry;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -1,0 +1,62 @@
+# Shared helpers for scripts/*: sourced, not run.
+# shellcheck shell=bash
+
+ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# need CMD:PACKAGE ... — install missing Debian packages when root, else print the command.
+need() {
+  local missing=() pair cmd pkg
+  for pair in "$@"; do
+    cmd=${pair%%:*}; pkg=${pair#*:}
+    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/lib/postgresql/15/bin/$cmd" ] || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  # De-duplicate while keeping order.
+  local uniq; uniq=$(printf '%s\n' "${missing[@]}" | awk '!seen[$0]++' | tr '\n' ' ')
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    log "installing Debian packages: $uniq"
+    if [ -z "${DEPLOYKIT_APT_UPDATED:-}" ]; then
+      apt-get update -qq >/dev/null || die "apt-get update failed"
+      export DEPLOYKIT_APT_UPDATED=1
+    fi
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $uniq >/dev/null \
+      || die "apt-get install $uniq failed"
+  else
+    die "missing packages; run: sudo apt-get update && sudo apt-get install -y $uniq"
+  fi
+}
+
+# PostgreSQL server binaries (initdb, pg_ctl) live outside PATH on Debian.
+pg_bin() {
+  if command -v "$1" >/dev/null 2>&1; then command -v "$1"; return; fi
+  local d
+  for d in /usr/lib/postgresql/*/bin; do
+    [ -x "$d/$1" ] && { echo "$d/$1"; return; }
+  done
+  return 1
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_until SECONDS DESCRIPTION CMD... — poll CMD every 100 ms until it succeeds or time runs out.
+wait_until() {
+  local secs=$1 what=$2; shift 2
+  local deadline=$((SECONDS + secs)) next_note=$((SECONDS + 5))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -ge $deadline ] && { log "timed out after ${secs}s waiting for $what"; return 1; }
+    if [ $SECONDS -ge $next_note ]; then log "still waiting for $what"; next_note=$((SECONDS + 5)); fi
+    sleep 0.1
+  done
+}
+
+# Where the built binaries are: DEPLOYKIT_BIN_DIR, else build release binaries once.
+bin_dir() {
+  if [ -n "${DEPLOYKIT_BIN_DIR:-}" ]; then echo "$DEPLOYKIT_BIN_DIR"; return; fi
+  need cargo:cargo
+  (cd "$ROOT" && cargo build --release --workspace --bins --quiet) >&2 || die "cargo build failed"
+  echo "$ROOT/target/release"
+}

@@ -1,0 +1,436 @@
+//! verify_env's checks: git state, tools with minimum versions, SSH keys, VPN, Docker daemon,
+//! credentials and the deployment policy. Each check is independent and bounded by its own
+//! timeout; the runner executes them concurrently.
+
+use crate::config::{
+    Credentials, EnvName, Environment, MinVersion, Policy, ToolReq, VerifyCheck, Vpn, Weekday,
+};
+use crate::process::{self, ProcError};
+use crate::report::Check;
+use chrono::{Datelike, NaiveDate};
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+// ---------- versions ----------
+
+static KUBE_STRUCT: LazyLock<regex::Regex> =
+    LazyLock::new(|| regex::Regex::new(r#"Major:"(\d+)",\s*Minor:"(\d+)\+?""#).unwrap());
+// First dotted number not glued to a word or another number: survives `jq-1.6`,
+// `OpenSSH_9.2p1`, `v1.32.4-dispatcher`, `ansible [core 2.15.3]`, `1.28+`.
+static DOTTED: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"(?:^|[^0-9A-Za-z.])[vV]?(\d+)\.(\d+)\+?(?:\.(\d+))?").unwrap()
+});
+
+/// The version a tool printed, as `[major, minor, patch]`.
+pub fn parse_version(output: &str) -> Option<[u64; 3]> {
+    if let Some(c) = KUBE_STRUCT.captures(output) {
+        return Some([c[1].parse().ok()?, c[2].parse().ok()?, 0]);
+    }
+    let c = DOTTED.captures(output)?;
+    let n = |i: usize| c.get(i).map_or(Some(0), |m| m.as_str().parse().ok());
+    Some([n(1)?, n(2)?, n(3)?])
+}
+
+pub fn version_string(v: [u64; 3]) -> String {
+    format!("{}.{}.{}", v[0], v[1], v[2])
+}
+
+// ---------- profiles ----------
+
+pub fn default_checks(env: EnvName) -> Vec<VerifyCheck> {
+    use VerifyCheck::*;
+    match env {
+        EnvName::Local => vec![Tools, Credentials],
+        EnvName::Dev => vec![Git, Tools, Ssh, Docker, Credentials],
+        EnvName::Staging => vec![Git, Tools, Ssh, Vpn, Docker, Credentials],
+        EnvName::Production => vec![Git, Tools, Ssh, Vpn, Docker, Credentials, Policy],
+    }
+}
+
+fn tool(name: &str, min: Option<[u64; 3]>, args: &[&str], hint: &str) -> ToolReq {
+    ToolReq {
+        name: name.into(),
+        min: min.map(MinVersion),
+        args: Some(args.iter().map(|s| s.to_string()).collect()),
+        install_hint: Some(hint.into()),
+    }
+}
+
+/// The guide's REQUIRED ACCESS tool list.
+pub fn default_tools(env: EnvName) -> Vec<ToolReq> {
+    let v = &["--version"][..];
+    if env == EnvName::Local {
+        return vec![
+            tool("git", Some([2, 30, 0]), v, "apt-get install git"),
+            tool("curl|wget", None, v, "apt-get install curl"),
+            tool("psql", Some([13, 0, 0]), v, "apt-get install postgresql-client"),
+            tool("haproxy", Some([2, 6, 0]), &["-v"], "apt-get install haproxy"),
+        ];
+    }
+    vec![
+        tool("git", Some([2, 40, 0]), v, "apt-get install git"),
+        tool("docker", Some([24, 0, 0]), v, "install Docker Engine 24+ (docs.docker.com/engine/install)"),
+        tool("kubectl", Some([1, 28, 0]), &["version", "--client"], "install kubectl 1.28+ (kubernetes.io/docs/tasks/tools)"),
+        tool("ansible", Some([2, 15, 0]), v, "pip install 'ansible-core>=2.15'"),
+        tool("ssh-keygen", None, &[], "apt-get install openssh-client"),
+        tool("curl|wget", None, v, "apt-get install curl"),
+        tool("jq", None, v, "apt-get install jq"),
+        tool("psql", None, v, "apt-get install postgresql-client"),
+    ]
+}
+
+pub fn default_credentials(env: &Environment) -> Credentials {
+    let mut vars = vec![];
+    if let Some(db) = &env.database {
+        vars.push(db.url_env.clone());
+    }
+    vars.push(env.admin_token_env.clone());
+    Credentials {
+        env: vars,
+        files: vec![],
+    }
+}
+
+// ---------- checks ----------
+
+const G_GIT: &str = "git";
+
+/// Git: clean tree, not behind upstream (fetching first with `fetch`), expected branch.
+pub async fn git_checks(repo: &Path, fetch: bool, expected_branch: Option<&str>, timeout: Duration) -> Vec<Check> {
+    let git = |args: &'static [&'static str]| process::run("git", args, Some(repo), timeout);
+    let mut out = vec![];
+    let status = match git(&["status", "--porcelain=v1", "--untracked-files=all"]).await {
+        Ok(o) if o.success => o,
+        Ok(o) => {
+            return vec![Check::fail(G_GIT, "Git repository clean", format!("{} is not a git repository: {}", repo.display(), o.stderr.trim()))
+                .hint("run from the checkout being deployed, or pass --repo DIR")];
+        }
+        Err(e) => return vec![proc_fail(G_GIT, "Git repository clean", &e, "apt-get install git")],
+    };
+    let dirty: Vec<&str> = status.stdout.lines().filter(|l| !l.is_empty()).collect();
+    if dirty.is_empty() {
+        out.push(Check::ok(G_GIT, "Git repository clean"));
+    } else {
+        let untracked = dirty.iter().filter(|l| l.starts_with("??")).count();
+        let shown: Vec<_> = dirty.iter().take(5).map(|l| l[3..].to_string()).collect();
+        out.push(
+            Check::fail(
+                G_GIT,
+                "Git repository clean",
+                format!(
+                    "{} uncommitted and {untracked} untracked: {}{}",
+                    dirty.len() - untracked,
+                    shown.join(", "),
+                    if dirty.len() > 5 { ", …" } else { "" }
+                ),
+            )
+            .hint("commit or stash the changes (git stash -u) before deploying"),
+        );
+    }
+
+    if fetch && let Err(m) = run_ok(git(&["fetch", "--quiet"]).await) {
+        out.push(Check::fail(G_GIT, "Latest code pulled", format!("git fetch failed: {m}")).hint("check network access to the remote"));
+        return finish_branch(out, repo, expected_branch, timeout).await;
+    }
+    match git(&["rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{u}"]).await {
+        Ok(o) if o.success => {
+            let upstream = o.stdout.trim().to_string();
+            match run_ok(git(&["rev-list", "--count", "HEAD..@{u}"]).await) {
+                Ok(n) => {
+                    let behind: u64 = n.trim().parse().unwrap_or(0);
+                    if behind == 0 {
+                        out.push(Check::ok(G_GIT, "Latest code pulled").message(format!(
+                            "up to date with {upstream}{}",
+                            if fetch { "" } else { " as last fetched (use --fetch to fetch first)" }
+                        )));
+                    } else {
+                        out.push(
+                            Check::fail(G_GIT, "Latest code pulled", format!("{behind} commit(s) behind {upstream}"))
+                                .hint("run git pull --ff-only"),
+                        );
+                    }
+                }
+                Err(m) => out.push(Check::fail(G_GIT, "Latest code pulled", m)),
+            }
+        }
+        Ok(_) => out.push(
+            Check::warn(G_GIT, "Latest code pulled", "the current branch has no upstream, so it cannot be compared")
+                .hint("set one: git branch --set-upstream-to=origin/<branch>"),
+        ),
+        Err(e) => out.push(proc_fail(G_GIT, "Latest code pulled", &e, "apt-get install git")),
+    }
+    finish_branch(out, repo, expected_branch, timeout).await
+}
+
+async fn finish_branch(mut out: Vec<Check>, repo: &Path, expected: Option<&str>, timeout: Duration) -> Vec<Check> {
+    let Some(expected) = expected else { return out };
+    let name = format!("On branch {expected}");
+    match run_ok(process::run("git", &["rev-parse", "--abbrev-ref", "HEAD"], Some(repo), timeout).await) {
+        Ok(b) if b.trim() == expected => out.push(Check::ok(G_GIT, name)),
+        Ok(b) => out.push(
+            Check::fail(G_GIT, name, format!("checked out branch is {}", b.trim()))
+                .hint(format!("git switch {expected}")),
+        ),
+        Err(m) => out.push(Check::fail(G_GIT, name, m)),
+    }
+    out
+}
+
+fn run_ok(r: Result<process::Output, ProcError>) -> Result<String, String> {
+    match r {
+        Ok(o) if o.success => Ok(o.stdout),
+        Ok(o) => Err(o.stderr.trim().to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn proc_fail(group: &str, name: &str, e: &ProcError, install: &str) -> Check {
+    let c = Check::fail(group, name, e.to_string());
+    match e {
+        ProcError::NotFound(_) => c.hint(format!("install it: {install}")),
+        ProcError::Timeout { .. } => c.hint("the command hung; check it by hand"),
+        ProcError::Spawn { .. } => c.hint("check the file's permissions"),
+    }
+}
+
+/// One tool: present (any of its `a|b` alternatives), and at least its minimum version.
+pub async fn tool_check(req: &ToolReq, timeout: Duration) -> Check {
+    let name = match req.min {
+        Some(m) => format!("Required tool {} (>= {m})", req.name),
+        None => format!("Required tool {}", req.name),
+    };
+    let install = req.install_hint.clone().unwrap_or_else(|| format!("install {}", req.name));
+    let Some(found) = req.name.split('|').find(|n| process::which(n).is_some()) else {
+        return Check::fail("tools", name, format!("{} not found on PATH", req.name)).hint(format!("install it: {install}"));
+    };
+    let args: Vec<String> = req.args.clone().unwrap_or_else(|| vec!["--version".into()]);
+    if args.is_empty() {
+        return Check::ok("tools", name).message(format!("{found} present"));
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = match process::run(found, &argv, None, timeout).await {
+        Ok(o) => o,
+        Err(e) => return proc_fail("tools", &name, &e, &install),
+    };
+    let text = out.combined();
+    let first_line = text.lines().next().unwrap_or("").trim().to_string();
+    let parsed = parse_version(&text);
+    let data = serde_json::json!({
+        "tool": found,
+        "found": parsed.map(version_string),
+        "required": req.min.map(|m| m.to_string()),
+    });
+    match (req.min, parsed) {
+        (None, Some(v)) => Check::ok("tools", name).message(format!("{found} {}", version_string(v))).data(data),
+        (None, None) => Check::ok("tools", name).message(format!("{found} present")).data(data),
+        (Some(_), None) => Check::fail("tools", name, format!("cannot read {found}'s version from `{first_line}`"))
+            .hint(format!("check `{found} {}` by hand", args.join(" ")))
+            .data(data),
+        (Some(min), Some(v)) if v >= min.0 => Check::ok("tools", name)
+            .message(format!("{found} {} (>= {min})", version_string(v)))
+            .data(data),
+        (Some(min), Some(v)) => Check::fail("tools", name, format!("{found} {} is older than required {min}", version_string(v)))
+            .hint(format!("upgrade it: {install}"))
+            .data(data),
+    }
+}
+
+/// A private key with safe permissions, or an identity in the SSH agent.
+pub async fn ssh_check(keys: &[PathBuf], timeout: Duration) -> Check {
+    use std::os::unix::fs::PermissionsExt;
+    const NAME: &str = "SSH keys configured";
+    let mut unsafe_keys = vec![];
+    for k in keys {
+        if let Ok(m) = std::fs::metadata(k) {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 == 0 {
+                return Check::ok("ssh", NAME).message(format!("{} (mode {mode:04o})", k.display()));
+            }
+            unsafe_keys.push((k.clone(), mode));
+        }
+    }
+    if let Some((k, mode)) = unsafe_keys.first() {
+        return Check::fail("ssh", NAME, format!("{} has unsafe mode {mode:04o}: ssh refuses keys others can read", k.display()))
+            .hint(format!("chmod 600 {}", k.display()));
+    }
+    if std::env::var_os("SSH_AUTH_SOCK").is_some()
+        && let Ok(o) = process::run("ssh-add", &["-l"], None, timeout).await
+        && o.success
+    {
+        let n = o.stdout.lines().filter(|l| !l.trim().is_empty()).count();
+        return Check::ok("ssh", NAME).message(format!("{n} identity(ies) in the SSH agent"));
+    }
+    let listed: Vec<_> = keys.iter().map(|k| k.display().to_string()).collect();
+    Check::fail("ssh", NAME, format!("no private key ({}) and no agent identity", listed.join(", ")))
+        .hint("create one with ssh-keygen -t ed25519, or load it with ssh-add")
+}
+
+pub fn default_ssh_keys() -> Vec<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    ["id_ed25519", "id_ecdsa", "id_rsa"]
+        .iter()
+        .map(|k| home.join(".ssh").join(k))
+        .collect()
+}
+
+/// VPN: the configured interface exists and/or the bastion answers on TCP.
+pub async fn vpn_check(vpn: Option<&Vpn>, timeout: Duration) -> Check {
+    const NAME: &str = "VPN connected";
+    let Some(vpn) = vpn.filter(|v| v.interface.is_some() || v.bastion.is_some()) else {
+        return Check::fail("vpn", NAME, "no VPN interface or bastion configured for this environment")
+            .hint("set [environments.<env>.verify.vpn] interface and/or bastion in the config");
+    };
+    let mut seen = vec![];
+    if let Some(ifname) = &vpn.interface {
+        if !Path::new("/sys/class/net").join(ifname).exists() {
+            return Check::fail("vpn", NAME, format!("interface {ifname} is not up"))
+                .hint("connect the VPN (e.g. systemctl start openvpn-client@corp)");
+        }
+        seen.push(format!("interface {ifname} up"));
+    }
+    if let Some(addr) = &vpn.bastion {
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr.as_str())).await {
+            Ok(Ok(_)) => seen.push(format!("bastion {addr} reachable")),
+            Ok(Err(e)) => {
+                return Check::fail("vpn", NAME, format!("bastion {addr} unreachable: {e}"))
+                    .hint("connect the VPN; the bastion is only reachable through it");
+            }
+            Err(_) => {
+                return Check::fail("vpn", NAME, format!("bastion {addr} timed out after {}s", timeout.as_secs_f64()))
+                    .hint("connect the VPN; the bastion is only reachable through it");
+            }
+        }
+    }
+    Check::ok("vpn", NAME).message(seen.join(", "))
+}
+
+pub fn default_docker_socket() -> PathBuf {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
+}
+
+/// A real ping of the daemon (`GET /_ping` over its socket), not `docker --version`.
+pub async fn docker_check(socket: &Path, timeout: Duration) -> Check {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const NAME: &str = "Docker daemon running";
+    let hint = "start it with: systemctl start docker";
+    let ping = async {
+        let mut s = tokio::net::UnixStream::connect(socket).await?;
+        s.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n").await?;
+        let mut buf = Vec::new();
+        s.take(64 * 1024).read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf).into_owned())
+    };
+    match tokio::time::timeout(timeout, ping).await {
+        Err(_) => Check::fail("docker", NAME, format!("no answer on {} within {}s", socket.display(), timeout.as_secs_f64())).hint(hint),
+        Ok(Err(e)) => Check::fail("docker", NAME, format!("cannot reach {}: {e}", socket.display())).hint(hint),
+        Ok(Ok(resp)) => {
+            let status = resp.lines().next().unwrap_or("").trim().to_string();
+            let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").trim();
+            if status.split_whitespace().nth(1) == Some("200") && body.ends_with("OK") {
+                Check::ok("docker", NAME).message(format!("{} answered _ping", socket.display()))
+            } else {
+                Check::fail("docker", NAME, format!("{} answered `{status}` to _ping", socket.display())).hint(hint)
+            }
+        }
+    }
+}
+
+/// Variables and files the profile names are present and non-empty. Values are never shown.
+pub fn credentials_check(c: &Credentials) -> Check {
+    const NAME: &str = "Required credentials available";
+    let mut missing = vec![];
+    for v in &c.env {
+        if std::env::var(v).map(|s| s.trim().is_empty()).unwrap_or(true) {
+            missing.push(format!("${v}"));
+        }
+    }
+    for f in &c.files {
+        if std::fs::metadata(f).map(|m| m.len() == 0).unwrap_or(true) {
+            missing.push(f.display().to_string());
+        }
+    }
+    let total = c.env.len() + c.files.len();
+    if missing.is_empty() {
+        Check::ok("credentials", NAME).message(format!("{total} present"))
+    } else {
+        Check::fail("credentials", NAME, format!("missing or empty: {}", missing.join(", ")))
+            .hint("export the variables / create the files (from the vault), then re-run")
+    }
+}
+
+/// The guide's "never deploy to production …" rules at local time `at`.
+pub fn policy_checks(p: &Policy, at: chrono::DateTime<chrono::FixedOffset>, ticket: Option<&str>) -> Vec<Check> {
+    let day = at.date_naive();
+    let wd = Weekday::from_chrono(day.weekday());
+    let mut out = vec![];
+    let name = "Deploy day allowed";
+    if p.freeze_fridays && wd == Weekday::Fri {
+        out.push(Check::fail("policy", name, format!("{day} is a Friday: no production deploys on Fridays")).hint("deploy on an allowed day, or pass --override-policy REASON"));
+    } else if !p.deploy_days.is_empty() && !p.deploy_days.contains(&wd) {
+        out.push(
+            Check::fail("policy", name, format!("{day} is a {wd:?}; allowed: {:?}", p.deploy_days))
+                .hint("deploy on an allowed day, or pass --override-policy REASON"),
+        );
+    } else {
+        out.push(Check::ok("policy", name).message(format!("{day} ({wd:?})")));
+    }
+    let name = "Not a holiday or its eve";
+    let next_business = next_business_day(day);
+    if let Some(h) = p.holidays.iter().find(|h| **h == day) {
+        out.push(Check::fail("policy", name, format!("{h} is a holiday")).hint("deploy after the holiday, or pass --override-policy REASON"));
+    } else if let Some(h) = p.holidays.iter().find(|h| **h == next_business || **h == day.succ_opt().unwrap_or(day)) {
+        let long = next_business != day.succ_opt().unwrap_or(day);
+        out.push(
+            Check::fail(
+                "policy",
+                name,
+                if long {
+                    format!("{day} is the eve of a long weekend (holiday {h})")
+                } else {
+                    format!("{day} is the day before holiday {h}")
+                },
+            )
+            .hint("deploy after the holiday, or pass --override-policy REASON"),
+        );
+    } else {
+        out.push(Check::ok("policy", name));
+    }
+    if let Some(re) = &p.change_ticket {
+        let name = "Change ticket present";
+        match ticket.map(str::trim).filter(|t| !t.is_empty()) {
+            None => out.push(
+                Check::fail("policy", name, format!("${} is not set", p.change_ticket_env))
+                    .hint(format!("export {}=<ticket matching {}>", p.change_ticket_env, re.0.as_str())),
+            ),
+            Some(t) if re.0.is_match(t) => out.push(Check::ok("policy", name).message(t.to_string())),
+            Some(t) => out.push(
+                Check::fail("policy", name, format!("`{t}` does not match {}", re.0.as_str()))
+                    .hint("use the ticket id from the change system"),
+            ),
+        }
+    }
+    out
+}
+
+fn next_business_day(d: NaiveDate) -> NaiveDate {
+    let mut n = d.succ_opt().unwrap_or(d);
+    while matches!(n.weekday(), chrono::Weekday::Sat | chrono::Weekday::Sun) {
+        n = n.succ_opt().unwrap_or(n);
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_business_day_skips_weekends() {
+        let fri = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
+        assert_eq!(next_business_day(fri), NaiveDate::from_ymd_opt(2026, 11, 30).unwrap());
+    }
+}
