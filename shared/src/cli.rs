@@ -97,7 +97,11 @@ pub fn main<T: Tool>() -> ExitCode {
         Err(e) => {
             // Help and version go to stdout with 0; usage errors to stderr with 2.
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { crate::exit::USAGE } else { crate::exit::OK });
+            return ExitCode::from(if e.use_stderr() {
+                crate::exit::USAGE
+            } else {
+                crate::exit::OK
+            });
         }
     };
     ExitCode::from(run_parsed(args))
@@ -114,6 +118,7 @@ pub fn run_parsed<T: Tool>(args: T) -> u8 {
             return fail::<T>(&common, common.format.unwrap_or_default(), &e);
         }
     };
+    register_secrets(&config);
     let format = common.format.or(config.defaults.format).unwrap_or_default();
     let log_format = common
         .log_format
@@ -161,6 +166,23 @@ pub fn run_parsed<T: Tool>(args: T) -> u8 {
             report.exit_code()
         }
         Err(e) => fail::<T>(&common, format, &e),
+    }
+}
+
+/// Every secret the config names is registered for redaction before anything runs, so no
+/// later message, log line or report can print it, whichever code path leaks it.
+fn register_secrets(config: &Config) {
+    for env in config.environments.values() {
+        let vars = env
+            .database
+            .iter()
+            .map(|d| d.url_env.as_str())
+            .chain([env.admin_token_env.as_str()]);
+        for var in vars {
+            if let Ok(v) = std::env::var(var) {
+                crate::redact::register(&v);
+            }
+        }
     }
 }
 

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 pub const DEFAULT_PATH: &str = "config/deploy.toml";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum EnvName {
     Local,
@@ -40,7 +42,9 @@ impl std::fmt::Display for EnvName {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Color {
     Blue,
@@ -127,7 +131,9 @@ pub struct HumanDuration(pub Duration);
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_duration(&s).map(HumanDuration).map_err(serde::de::Error::custom)
+        parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -443,7 +449,9 @@ pub struct Environment {
 }
 
 /// The checks verify_env knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum VerifyCheck {
     Git,
@@ -493,7 +501,11 @@ impl<'de> Deserialize<'de> for MinVersion {
 impl std::fmt::Display for MinVersion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let [a, b, c] = self.0;
-        if c == 0 { write!(f, "{a}.{b}") } else { write!(f, "{a}.{b}.{c}") }
+        if c == 0 {
+            write!(f, "{a}.{b}")
+        } else {
+            write!(f, "{a}.{b}.{c}")
+        }
     }
 }
 
@@ -542,7 +554,7 @@ pub struct Verify {
 struct RawFile {
     #[serde(default)]
     defaults: Defaults,
-    environments: BTreeMap<EnvName, toml::Spanned<Environment>>,
+    environments: BTreeMap<EnvName, Environment>,
 }
 
 /// A loaded, validated config file.
@@ -573,9 +585,18 @@ impl Config {
             Error::config(loc, e.message().trim().replace('\n', " "))
         })?;
         let mut environments = BTreeMap::new();
-        for (name, spanned) in raw.environments {
-            let at = location(path, text, Some(spanned.span().start));
-            let env = spanned.into_inner();
+        for (name, env) in raw.environments {
+            // Cross-field errors point at the environment's first table header. (toml's
+            // Spanned fails on implicitly created tables, so find the header ourselves.)
+            let header = regex::Regex::new(&format!(r"(?m)^\s*\[\[?\s*environments\.{name}\b"))
+                .expect("static pattern");
+            let at = location(
+                path,
+                text,
+                header
+                    .find(text)
+                    .map(|m| m.start() + m.as_str().find('[').unwrap_or(0)),
+            );
             validate_env(name, &env).map_err(|m| Error::config(at, m))?;
             environments.insert(name, env);
         }
@@ -602,7 +623,9 @@ impl Config {
 
 fn validate_env(name: EnvName, env: &Environment) -> std::result::Result<(), String> {
     if env.colors.is_empty() {
-        return Err(format!("environments.{name}.colors must name at least one colour"));
+        return Err(format!(
+            "environments.{name}.colors must name at least one colour"
+        ));
     }
     for c in env.services.keys() {
         if !env.colors.contains(c) {
@@ -657,9 +680,10 @@ impl Environment {
 
     /// The database URL from the variable the config names.
     pub fn database_url(&self) -> Result<Secret> {
-        let db = self.database.as_ref().ok_or_else(|| {
-            Error::config("config", "this environment has no [database] section")
-        })?;
+        let db = self
+            .database
+            .as_ref()
+            .ok_or_else(|| Error::config("config", "this environment has no [database] section"))?;
         read_secret_env(&db.url_env, "database.url_env")
     }
 }
@@ -669,7 +693,9 @@ fn read_secret_env(var: &str, field: &str) -> Result<Secret> {
         Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim())),
         _ => Err(Error::config(
             "environment",
-            format!("variable {var} (named by {field}) is unset or empty; export it before running"),
+            format!(
+                "variable {var} (named by {field}) is unset or empty; export it before running"
+            ),
         )),
     }
 }

@@ -261,11 +261,15 @@ impl Client {
     }
 
     pub async fn order(&self, id: &str) -> Result<Order, HttpError> {
-        self.http.get_json(&self.url(&format!("/orders/{id}"))).await
+        self.http
+            .get_json(&self.url(&format!("/orders/{id}")))
+            .await
     }
 
     pub async fn cancel_order(&self, id: &str) -> Result<Order, HttpError> {
-        self.http.delete_json(&self.url(&format!("/orders/{id}")), false).await
+        self.http
+            .delete_json(&self.url(&format!("/orders/{id}")), false)
+            .await
     }
 
     /// Open and recent orders of an account (cleanup uses it to find leftovers).
@@ -282,7 +286,9 @@ impl Client {
     }
 
     pub async fn pnl(&self, account: &str) -> Result<Pnl, HttpError> {
-        self.http.get_json(&self.url(&format!("/pnl?account={account}"))).await
+        self.http
+            .get_json(&self.url(&format!("/pnl?account={account}")))
+            .await
     }
 
     pub async fn feeds(&self) -> Result<Vec<Feed>, HttpError> {
@@ -318,26 +324,39 @@ impl Client {
         self.http.admin_get_json(&self.url("/admin/inflight")).await
     }
 
-    async fn admin_post(&self, path: &str, body: serde_json::Value) -> Result<AdminState, HttpError> {
+    async fn admin_post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<AdminState, HttpError> {
         self.http.post_json(&self.url(path), &body, true).await
     }
 
     pub async fn stop_orders(&self) -> Result<AdminState, HttpError> {
-        self.admin_post("/admin/orders/stop", serde_json::json!({})).await
+        self.admin_post("/admin/orders/stop", serde_json::json!({}))
+            .await
     }
 
     pub async fn resume_orders(&self) -> Result<AdminState, HttpError> {
-        self.admin_post("/admin/orders/resume", serde_json::json!({})).await
+        self.admin_post("/admin/orders/resume", serde_json::json!({}))
+            .await
     }
 
     pub async fn set_trading(&self, active: bool) -> Result<AdminState, HttpError> {
-        let path = if active { "/admin/trading/activate" } else { "/admin/trading/deactivate" };
+        let path = if active {
+            "/admin/trading/activate"
+        } else {
+            "/admin/trading/deactivate"
+        };
         self.admin_post(path, serde_json::json!({})).await
     }
 
     pub async fn set_strategy(&self, name: &str, s: &Strategy) -> Result<AdminState, HttpError> {
-        self.admin_post(&format!("/admin/strategies/{name}"), serde_json::to_value(s).expect("json"))
-            .await
+        self.admin_post(
+            &format!("/admin/strategies/{name}"),
+            serde_json::to_value(s).expect("json"),
+        )
+        .await
     }
 
     pub async fn set_feed_source(&self, source: FeedSource) -> Result<AdminState, HttpError> {
@@ -347,25 +366,53 @@ impl Client {
 
     pub async fn set_maintenance(&self, reason: Option<&str>) -> Result<AdminState, HttpError> {
         match reason {
-            Some(r) => self.admin_post("/admin/maintenance", serde_json::json!({ "reason": r })).await,
-            None => self.http.delete_json(&self.url("/admin/maintenance"), true).await,
+            Some(r) => {
+                self.admin_post("/admin/maintenance", serde_json::json!({ "reason": r }))
+                    .await
+            }
+            None => {
+                self.http
+                    .delete_json(&self.url("/admin/maintenance"), true)
+                    .await
+            }
         }
     }
 
     pub async fn reload_config(&self) -> Result<Limits, HttpError> {
         self.http
-            .post_json(&self.url("/admin/config/reload"), &serde_json::json!({}), true)
+            .post_json(
+                &self.url("/admin/config/reload"),
+                &serde_json::json!({}),
+                true,
+            )
             .await
     }
 
     // --- fault injection (trading_sim only) ---
 
     pub async fn set_faults(&self, f: &Faults) -> Result<Faults, HttpError> {
-        self.http.post_json(&self.url("/sim/faults"), f, false).await
+        self.http
+            .post_json(&self.url("/sim/faults"), f, false)
+            .await
     }
 
     pub async fn faults(&self) -> Result<Faults, HttpError> {
         self.http.get_json(&self.url("/sim/faults")).await
+    }
+
+    /// Move a symbol's price (trading_sim only).
+    pub async fn set_price(
+        &self,
+        symbol: &str,
+        price: f64,
+    ) -> Result<serde_json::Value, HttpError> {
+        self.http
+            .post_json(
+                &self.url("/sim/price"),
+                &serde_json::json!({ "symbol": symbol, "price": price }),
+                false,
+            )
+            .await
     }
 
     pub async fn clear_faults(&self) -> Result<Faults, HttpError> {

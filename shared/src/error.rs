@@ -99,12 +99,18 @@ impl Error {
     pub fn hint(&self) -> Option<&'static str> {
         match self {
             Error::Usage(_) => Some("run with --help for the accepted flags"),
-            Error::Config { .. } => Some("fix the file at that line; docs/configuration.md lists every field"),
+            Error::Config { .. } => {
+                Some("fix the file at that line; docs/configuration.md lists every field")
+            }
             Error::Unreachable { .. } => {
                 Some("check that the service is up and the address in the config is right")
             }
-            Error::Conflict(_) => Some("wait for the other run to finish, or check the current state"),
-            Error::Inconclusive(_) => Some("a human must judge: collect more data or widen the window"),
+            Error::Conflict(_) => {
+                Some("wait for the other run to finish, or check the current state")
+            }
+            Error::Inconclusive(_) => {
+                Some("a human must judge: collect more data or widen the window")
+            }
             Error::Io { .. } => Some("check the path exists and is writable"),
             Error::Interrupted(_) => None,
         }

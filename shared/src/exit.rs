@@ -25,8 +25,16 @@ pub const SIGTERM: u8 = 143;
 /// `(code, name, meaning)` rows, rendered into docs and checked against them by a test.
 pub const TABLE: &[(u8, &str, &str)] = &[
     (OK, "ok", "everything checked holds / the action completed"),
-    (CHECK_FAILED, "check-failed", "a check or gate failed (the target is bad)"),
-    (USAGE, "usage", "usage error: unknown flag, missing or malformed argument"),
+    (
+        CHECK_FAILED,
+        "check-failed",
+        "a check or gate failed (the target is bad)",
+    ),
+    (
+        USAGE,
+        "usage",
+        "usage error: unknown flag, missing or malformed argument",
+    ),
     (CONFIG, "config", "configuration error (file, field, value)"),
     (
         UNREACHABLE,
@@ -44,5 +52,9 @@ pub const TABLE: &[(u8, &str, &str)] = &[
         "not enough data to judge (a human decides)",
     ),
     (SIGINT, "sigint", "interrupted by SIGINT, after cleaning up"),
-    (SIGTERM, "sigterm", "interrupted by SIGTERM, after cleaning up"),
+    (
+        SIGTERM,
+        "sigterm",
+        "interrupted by SIGTERM, after cleaning up",
+    ),
 ];

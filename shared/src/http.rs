@@ -15,7 +15,11 @@ pub enum HttpError {
     #[error("{url}: no answer within {timeout:?}")]
     Timeout { url: String, timeout: Duration },
     #[error("{url}: HTTP {status}: {body}")]
-    Status { url: String, status: u16, body: String },
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
     #[error("{url}: unexpected answer: {detail}")]
     Decode { url: String, detail: String },
 }
@@ -104,7 +108,11 @@ impl Http {
         }
     }
 
-    async fn send(&self, url: &str, req: reqwest::RequestBuilder) -> Result<(u16, String), HttpError> {
+    async fn send(
+        &self,
+        url: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<(u16, String), HttpError> {
         let resp = req.send().await.map_err(|e| self.map_err(url, e))?;
         let status = resp.status().as_u16();
         let body = resp.text().await.map_err(|e| self.map_err(url, e))?;
@@ -152,7 +160,11 @@ impl Http {
         decode(url, status, &text)
     }
 
-    pub async fn delete_json<T: DeserializeOwned>(&self, url: &str, admin: bool) -> Result<T, HttpError> {
+    pub async fn delete_json<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        admin: bool,
+    ) -> Result<T, HttpError> {
         let mut req = self.client.delete(url);
         if admin {
             req = self.auth(req);

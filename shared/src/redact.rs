@@ -14,7 +14,8 @@ static URL_PASSWORD: LazyLock<regex::Regex> = LazyLock::new(|| {
 });
 // key=value password forms in libpq connection strings and query strings.
 static KV_PASSWORD: LazyLock<regex::Regex> = LazyLock::new(|| {
-    regex::Regex::new(r"(?i)(?P<pre>\b(?:password|passwd|pwd|token|secret)=)(?P<pw>[^&\s]+)").unwrap()
+    regex::Regex::new(r"(?i)(?P<pre>\b(?:password|passwd|pwd|token|secret)=)(?P<pw>[^&\s]+)")
+        .unwrap()
 });
 
 /// Remember a secret value so it is masked wherever it would be printed.

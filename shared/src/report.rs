@@ -72,13 +72,25 @@ impl Check {
     pub fn ok(group: impl Into<String>, name: impl Into<String>) -> Self {
         Self::new(group, name, Status::Ok)
     }
-    pub fn fail(group: impl Into<String>, name: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn fail(
+        group: impl Into<String>,
+        name: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self::new(group, name, Status::Fail).message(message)
     }
-    pub fn warn(group: impl Into<String>, name: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn warn(
+        group: impl Into<String>,
+        name: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self::new(group, name, Status::Warn).message(message)
     }
-    pub fn skip(group: impl Into<String>, name: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn skip(
+        group: impl Into<String>,
+        name: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self::new(group, name, Status::Skip).message(message)
     }
     pub fn message(mut self, m: impl Into<String>) -> Self {
@@ -285,6 +297,7 @@ impl Report {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
         }
-        std::fs::write(path, self.render_junit()).map_err(|e| Error::io("write JUnit report", path, e))
+        std::fs::write(path, self.render_junit())
+            .map_err(|e| Error::io("write JUnit report", path, e))
     }
 }

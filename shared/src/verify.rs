@@ -64,15 +64,40 @@ pub fn default_tools(env: EnvName) -> Vec<ToolReq> {
         return vec![
             tool("git", Some([2, 30, 0]), v, "apt-get install git"),
             tool("curl|wget", None, v, "apt-get install curl"),
-            tool("psql", Some([13, 0, 0]), v, "apt-get install postgresql-client"),
-            tool("haproxy", Some([2, 6, 0]), &["-v"], "apt-get install haproxy"),
+            tool(
+                "psql",
+                Some([13, 0, 0]),
+                v,
+                "apt-get install postgresql-client",
+            ),
+            tool(
+                "haproxy",
+                Some([2, 6, 0]),
+                &["-v"],
+                "apt-get install haproxy",
+            ),
         ];
     }
     vec![
         tool("git", Some([2, 40, 0]), v, "apt-get install git"),
-        tool("docker", Some([24, 0, 0]), v, "install Docker Engine 24+ (docs.docker.com/engine/install)"),
-        tool("kubectl", Some([1, 28, 0]), &["version", "--client"], "install kubectl 1.28+ (kubernetes.io/docs/tasks/tools)"),
-        tool("ansible", Some([2, 15, 0]), v, "pip install 'ansible-core>=2.15'"),
+        tool(
+            "docker",
+            Some([24, 0, 0]),
+            v,
+            "install Docker Engine 24+ (docs.docker.com/engine/install)",
+        ),
+        tool(
+            "kubectl",
+            Some([1, 28, 0]),
+            &["version", "--client"],
+            "install kubectl 1.28+ (kubernetes.io/docs/tasks/tools)",
+        ),
+        tool(
+            "ansible",
+            Some([2, 15, 0]),
+            v,
+            "pip install 'ansible-core>=2.15'",
+        ),
         tool("ssh-keygen", None, &[], "apt-get install openssh-client"),
         tool("curl|wget", None, v, "apt-get install curl"),
         tool("jq", None, v, "apt-get install jq"),
@@ -97,16 +122,38 @@ pub fn default_credentials(env: &Environment) -> Credentials {
 const G_GIT: &str = "git";
 
 /// Git: clean tree, not behind upstream (fetching first with `fetch`), expected branch.
-pub async fn git_checks(repo: &Path, fetch: bool, expected_branch: Option<&str>, timeout: Duration) -> Vec<Check> {
+pub async fn git_checks(
+    repo: &Path,
+    fetch: bool,
+    expected_branch: Option<&str>,
+    timeout: Duration,
+) -> Vec<Check> {
     let git = |args: &'static [&'static str]| process::run("git", args, Some(repo), timeout);
     let mut out = vec![];
     let status = match git(&["status", "--porcelain=v1", "--untracked-files=all"]).await {
         Ok(o) if o.success => o,
         Ok(o) => {
-            return vec![Check::fail(G_GIT, "Git repository clean", format!("{} is not a git repository: {}", repo.display(), o.stderr.trim()))
-                .hint("run from the checkout being deployed, or pass --repo DIR")];
+            return vec![
+                Check::fail(
+                    G_GIT,
+                    "Git repository clean",
+                    format!(
+                        "{} is not a git repository: {}",
+                        repo.display(),
+                        o.stderr.trim()
+                    ),
+                )
+                .hint("run from the checkout being deployed, or pass --repo DIR"),
+            ];
         }
-        Err(e) => return vec![proc_fail(G_GIT, "Git repository clean", &e, "apt-get install git")],
+        Err(e) => {
+            return vec![proc_fail(
+                G_GIT,
+                "Git repository clean",
+                &e,
+                "apt-get install git",
+            )];
+        }
     };
     let dirty: Vec<&str> = status.stdout.lines().filter(|l| !l.is_empty()).collect();
     if dirty.is_empty() {
@@ -130,7 +177,14 @@ pub async fn git_checks(repo: &Path, fetch: bool, expected_branch: Option<&str>,
     }
 
     if fetch && let Err(m) = run_ok(git(&["fetch", "--quiet"]).await) {
-        out.push(Check::fail(G_GIT, "Latest code pulled", format!("git fetch failed: {m}")).hint("check network access to the remote"));
+        out.push(
+            Check::fail(
+                G_GIT,
+                "Latest code pulled",
+                format!("git fetch failed: {m}"),
+            )
+            .hint("check network access to the remote"),
+        );
         return finish_branch(out, repo, expected_branch, timeout).await;
     }
     match git(&["rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{u}"]).await {
@@ -142,12 +196,20 @@ pub async fn git_checks(repo: &Path, fetch: bool, expected_branch: Option<&str>,
                     if behind == 0 {
                         out.push(Check::ok(G_GIT, "Latest code pulled").message(format!(
                             "up to date with {upstream}{}",
-                            if fetch { "" } else { " as last fetched (use --fetch to fetch first)" }
+                            if fetch {
+                                ""
+                            } else {
+                                " as last fetched (use --fetch to fetch first)"
+                            }
                         )));
                     } else {
                         out.push(
-                            Check::fail(G_GIT, "Latest code pulled", format!("{behind} commit(s) behind {upstream}"))
-                                .hint("run git pull --ff-only"),
+                            Check::fail(
+                                G_GIT,
+                                "Latest code pulled",
+                                format!("{behind} commit(s) behind {upstream}"),
+                            )
+                            .hint("run git pull --ff-only"),
                         );
                     }
                 }
@@ -155,18 +217,40 @@ pub async fn git_checks(repo: &Path, fetch: bool, expected_branch: Option<&str>,
             }
         }
         Ok(_) => out.push(
-            Check::warn(G_GIT, "Latest code pulled", "the current branch has no upstream, so it cannot be compared")
-                .hint("set one: git branch --set-upstream-to=origin/<branch>"),
+            Check::warn(
+                G_GIT,
+                "Latest code pulled",
+                "the current branch has no upstream, so it cannot be compared",
+            )
+            .hint("set one: git branch --set-upstream-to=origin/<branch>"),
         ),
-        Err(e) => out.push(proc_fail(G_GIT, "Latest code pulled", &e, "apt-get install git")),
+        Err(e) => out.push(proc_fail(
+            G_GIT,
+            "Latest code pulled",
+            &e,
+            "apt-get install git",
+        )),
     }
     finish_branch(out, repo, expected_branch, timeout).await
 }
 
-async fn finish_branch(mut out: Vec<Check>, repo: &Path, expected: Option<&str>, timeout: Duration) -> Vec<Check> {
+async fn finish_branch(
+    mut out: Vec<Check>,
+    repo: &Path,
+    expected: Option<&str>,
+    timeout: Duration,
+) -> Vec<Check> {
     let Some(expected) = expected else { return out };
     let name = format!("On branch {expected}");
-    match run_ok(process::run("git", &["rev-parse", "--abbrev-ref", "HEAD"], Some(repo), timeout).await) {
+    match run_ok(
+        process::run(
+            "git",
+            &["rev-parse", "--abbrev-ref", "HEAD"],
+            Some(repo),
+            timeout,
+        )
+        .await,
+    ) {
         Ok(b) if b.trim() == expected => out.push(Check::ok(G_GIT, name)),
         Ok(b) => out.push(
             Check::fail(G_GIT, name, format!("checked out branch is {}", b.trim()))
@@ -200,9 +284,13 @@ pub async fn tool_check(req: &ToolReq, timeout: Duration) -> Check {
         Some(m) => format!("Required tool {} (>= {m})", req.name),
         None => format!("Required tool {}", req.name),
     };
-    let install = req.install_hint.clone().unwrap_or_else(|| format!("install {}", req.name));
+    let install = req
+        .install_hint
+        .clone()
+        .unwrap_or_else(|| format!("install {}", req.name));
     let Some(found) = req.name.split('|').find(|n| process::which(n).is_some()) else {
-        return Check::fail("tools", name, format!("{} not found on PATH", req.name)).hint(format!("install it: {install}"));
+        return Check::fail("tools", name, format!("{} not found on PATH", req.name))
+            .hint(format!("install it: {install}"));
     };
     let args: Vec<String> = req.args.clone().unwrap_or_else(|| vec!["--version".into()]);
     if args.is_empty() {
@@ -222,17 +310,29 @@ pub async fn tool_check(req: &ToolReq, timeout: Duration) -> Check {
         "required": req.min.map(|m| m.to_string()),
     });
     match (req.min, parsed) {
-        (None, Some(v)) => Check::ok("tools", name).message(format!("{found} {}", version_string(v))).data(data),
-        (None, None) => Check::ok("tools", name).message(format!("{found} present")).data(data),
-        (Some(_), None) => Check::fail("tools", name, format!("cannot read {found}'s version from `{first_line}`"))
-            .hint(format!("check `{found} {}` by hand", args.join(" ")))
+        (None, Some(v)) => Check::ok("tools", name)
+            .message(format!("{found} {}", version_string(v)))
             .data(data),
+        (None, None) => Check::ok("tools", name)
+            .message(format!("{found} present"))
+            .data(data),
+        (Some(_), None) => Check::fail(
+            "tools",
+            name,
+            format!("cannot read {found}'s version from `{first_line}`"),
+        )
+        .hint(format!("check `{found} {}` by hand", args.join(" ")))
+        .data(data),
         (Some(min), Some(v)) if v >= min.0 => Check::ok("tools", name)
             .message(format!("{found} {} (>= {min})", version_string(v)))
             .data(data),
-        (Some(min), Some(v)) => Check::fail("tools", name, format!("{found} {} is older than required {min}", version_string(v)))
-            .hint(format!("upgrade it: {install}"))
-            .data(data),
+        (Some(min), Some(v)) => Check::fail(
+            "tools",
+            name,
+            format!("{found} {} is older than required {min}", version_string(v)),
+        )
+        .hint(format!("upgrade it: {install}"))
+        .data(data),
     }
 }
 
@@ -245,14 +345,22 @@ pub async fn ssh_check(keys: &[PathBuf], timeout: Duration) -> Check {
         if let Ok(m) = std::fs::metadata(k) {
             let mode = m.permissions().mode() & 0o777;
             if mode & 0o077 == 0 {
-                return Check::ok("ssh", NAME).message(format!("{} (mode {mode:04o})", k.display()));
+                return Check::ok("ssh", NAME)
+                    .message(format!("{} (mode {mode:04o})", k.display()));
             }
             unsafe_keys.push((k.clone(), mode));
         }
     }
     if let Some((k, mode)) = unsafe_keys.first() {
-        return Check::fail("ssh", NAME, format!("{} has unsafe mode {mode:04o}: ssh refuses keys others can read", k.display()))
-            .hint(format!("chmod 600 {}", k.display()));
+        return Check::fail(
+            "ssh",
+            NAME,
+            format!(
+                "{} has unsafe mode {mode:04o}: ssh refuses keys others can read",
+                k.display()
+            ),
+        )
+        .hint(format!("chmod 600 {}", k.display()));
     }
     if std::env::var_os("SSH_AUTH_SOCK").is_some()
         && let Ok(o) = process::run("ssh-add", &["-l"], None, timeout).await
@@ -262,12 +370,21 @@ pub async fn ssh_check(keys: &[PathBuf], timeout: Duration) -> Check {
         return Check::ok("ssh", NAME).message(format!("{n} identity(ies) in the SSH agent"));
     }
     let listed: Vec<_> = keys.iter().map(|k| k.display().to_string()).collect();
-    Check::fail("ssh", NAME, format!("no private key ({}) and no agent identity", listed.join(", ")))
-        .hint("create one with ssh-keygen -t ed25519, or load it with ssh-add")
+    Check::fail(
+        "ssh",
+        NAME,
+        format!(
+            "no private key ({}) and no agent identity",
+            listed.join(", ")
+        ),
+    )
+    .hint("create one with ssh-keygen -t ed25519, or load it with ssh-add")
 }
 
 pub fn default_ssh_keys() -> Vec<PathBuf> {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
     ["id_ed25519", "id_ecdsa", "id_rsa"]
         .iter()
         .map(|k| home.join(".ssh").join(k))
@@ -278,8 +395,12 @@ pub fn default_ssh_keys() -> Vec<PathBuf> {
 pub async fn vpn_check(vpn: Option<&Vpn>, timeout: Duration) -> Check {
     const NAME: &str = "VPN connected";
     let Some(vpn) = vpn.filter(|v| v.interface.is_some() || v.bastion.is_some()) else {
-        return Check::fail("vpn", NAME, "no VPN interface or bastion configured for this environment")
-            .hint("set [environments.<env>.verify.vpn] interface and/or bastion in the config");
+        return Check::fail(
+            "vpn",
+            NAME,
+            "no VPN interface or bastion configured for this environment",
+        )
+        .hint("set [environments.<env>.verify.vpn] interface and/or bastion in the config");
     };
     let mut seen = vec![];
     if let Some(ifname) = &vpn.interface {
@@ -297,8 +418,12 @@ pub async fn vpn_check(vpn: Option<&Vpn>, timeout: Duration) -> Check {
                     .hint("connect the VPN; the bastion is only reachable through it");
             }
             Err(_) => {
-                return Check::fail("vpn", NAME, format!("bastion {addr} timed out after {}s", timeout.as_secs_f64()))
-                    .hint("connect the VPN; the bastion is only reachable through it");
+                return Check::fail(
+                    "vpn",
+                    NAME,
+                    format!("bastion {addr} timed out after {}s", timeout.as_secs_f64()),
+                )
+                .hint("connect the VPN; the bastion is only reachable through it");
             }
         }
     }
@@ -319,21 +444,41 @@ pub async fn docker_check(socket: &Path, timeout: Duration) -> Check {
     let hint = "start it with: systemctl start docker";
     let ping = async {
         let mut s = tokio::net::UnixStream::connect(socket).await?;
-        s.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n").await?;
+        s.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+            .await?;
         let mut buf = Vec::new();
         s.take(64 * 1024).read_to_end(&mut buf).await?;
         Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf).into_owned())
     };
     match tokio::time::timeout(timeout, ping).await {
-        Err(_) => Check::fail("docker", NAME, format!("no answer on {} within {}s", socket.display(), timeout.as_secs_f64())).hint(hint),
-        Ok(Err(e)) => Check::fail("docker", NAME, format!("cannot reach {}: {e}", socket.display())).hint(hint),
+        Err(_) => Check::fail(
+            "docker",
+            NAME,
+            format!(
+                "no answer on {} within {}s",
+                socket.display(),
+                timeout.as_secs_f64()
+            ),
+        )
+        .hint(hint),
+        Ok(Err(e)) => Check::fail(
+            "docker",
+            NAME,
+            format!("cannot reach {}: {e}", socket.display()),
+        )
+        .hint(hint),
         Ok(Ok(resp)) => {
             let status = resp.lines().next().unwrap_or("").trim().to_string();
             let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").trim();
             if status.split_whitespace().nth(1) == Some("200") && body.ends_with("OK") {
                 Check::ok("docker", NAME).message(format!("{} answered _ping", socket.display()))
             } else {
-                Check::fail("docker", NAME, format!("{} answered `{status}` to _ping", socket.display())).hint(hint)
+                Check::fail(
+                    "docker",
+                    NAME,
+                    format!("{} answered `{status}` to _ping", socket.display()),
+                )
+                .hint(hint)
             }
         }
     }
@@ -344,7 +489,10 @@ pub fn credentials_check(c: &Credentials) -> Check {
     const NAME: &str = "Required credentials available";
     let mut missing = vec![];
     for v in &c.env {
-        if std::env::var(v).map(|s| s.trim().is_empty()).unwrap_or(true) {
+        if std::env::var(v)
+            .map(|s| s.trim().is_empty())
+            .unwrap_or(true)
+        {
             missing.push(format!("${v}"));
         }
     }
@@ -357,23 +505,42 @@ pub fn credentials_check(c: &Credentials) -> Check {
     if missing.is_empty() {
         Check::ok("credentials", NAME).message(format!("{total} present"))
     } else {
-        Check::fail("credentials", NAME, format!("missing or empty: {}", missing.join(", ")))
-            .hint("export the variables / create the files (from the vault), then re-run")
+        Check::fail(
+            "credentials",
+            NAME,
+            format!("missing or empty: {}", missing.join(", ")),
+        )
+        .hint("export the variables / create the files (from the vault), then re-run")
     }
 }
 
 /// The guide's "never deploy to production …" rules at local time `at`.
-pub fn policy_checks(p: &Policy, at: chrono::DateTime<chrono::FixedOffset>, ticket: Option<&str>) -> Vec<Check> {
+pub fn policy_checks(
+    p: &Policy,
+    at: chrono::DateTime<chrono::FixedOffset>,
+    ticket: Option<&str>,
+) -> Vec<Check> {
     let day = at.date_naive();
     let wd = Weekday::from_chrono(day.weekday());
     let mut out = vec![];
     let name = "Deploy day allowed";
     if p.freeze_fridays && wd == Weekday::Fri {
-        out.push(Check::fail("policy", name, format!("{day} is a Friday: no production deploys on Fridays")).hint("deploy on an allowed day, or pass --override-policy REASON"));
+        out.push(
+            Check::fail(
+                "policy",
+                name,
+                format!("{day} is a Friday: no production deploys on Fridays"),
+            )
+            .hint("deploy on an allowed day, or pass --override-policy REASON"),
+        );
     } else if !p.deploy_days.is_empty() && !p.deploy_days.contains(&wd) {
         out.push(
-            Check::fail("policy", name, format!("{day} is a {wd:?}; allowed: {:?}", p.deploy_days))
-                .hint("deploy on an allowed day, or pass --override-policy REASON"),
+            Check::fail(
+                "policy",
+                name,
+                format!("{day} is a {wd:?}; allowed: {:?}", p.deploy_days),
+            )
+            .hint("deploy on an allowed day, or pass --override-policy REASON"),
         );
     } else {
         out.push(Check::ok("policy", name).message(format!("{day} ({wd:?})")));
@@ -381,8 +548,15 @@ pub fn policy_checks(p: &Policy, at: chrono::DateTime<chrono::FixedOffset>, tick
     let name = "Not a holiday or its eve";
     let next_business = next_business_day(day);
     if let Some(h) = p.holidays.iter().find(|h| **h == day) {
-        out.push(Check::fail("policy", name, format!("{h} is a holiday")).hint("deploy after the holiday, or pass --override-policy REASON"));
-    } else if let Some(h) = p.holidays.iter().find(|h| **h == next_business || **h == day.succ_opt().unwrap_or(day)) {
+        out.push(
+            Check::fail("policy", name, format!("{h} is a holiday"))
+                .hint("deploy after the holiday, or pass --override-policy REASON"),
+        );
+    } else if let Some(h) = p
+        .holidays
+        .iter()
+        .find(|h| **h == next_business || **h == day.succ_opt().unwrap_or(day))
+    {
         let long = next_business != day.succ_opt().unwrap_or(day);
         out.push(
             Check::fail(
@@ -403,13 +577,27 @@ pub fn policy_checks(p: &Policy, at: chrono::DateTime<chrono::FixedOffset>, tick
         let name = "Change ticket present";
         match ticket.map(str::trim).filter(|t| !t.is_empty()) {
             None => out.push(
-                Check::fail("policy", name, format!("${} is not set", p.change_ticket_env))
-                    .hint(format!("export {}=<ticket matching {}>", p.change_ticket_env, re.0.as_str())),
+                Check::fail(
+                    "policy",
+                    name,
+                    format!("${} is not set", p.change_ticket_env),
+                )
+                .hint(format!(
+                    "export {}=<ticket matching {}>",
+                    p.change_ticket_env,
+                    re.0.as_str()
+                )),
             ),
-            Some(t) if re.0.is_match(t) => out.push(Check::ok("policy", name).message(t.to_string())),
+            Some(t) if re.0.is_match(t) => {
+                out.push(Check::ok("policy", name).message(t.to_string()))
+            }
             Some(t) => out.push(
-                Check::fail("policy", name, format!("`{t}` does not match {}", re.0.as_str()))
-                    .hint("use the ticket id from the change system"),
+                Check::fail(
+                    "policy",
+                    name,
+                    format!("`{t}` does not match {}", re.0.as_str()),
+                )
+                .hint("use the ticket id from the change system"),
             ),
         }
     }
@@ -431,6 +619,9 @@ mod tests {
     #[test]
     fn next_business_day_skips_weekends() {
         let fri = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
-        assert_eq!(next_business_day(fri), NaiveDate::from_ymd_opt(2026, 11, 30).unwrap());
+        assert_eq!(
+            next_business_day(fri),
+            NaiveDate::from_ymd_opt(2026, 11, 30).unwrap()
+        );
     }
 }

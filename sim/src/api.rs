@@ -2,7 +2,7 @@
 
 use crate::Role;
 use crate::state::{
-    AppState, FeedSource, Faults, OrderError, OrderRequest, RiskLimits, Strategy, lock,
+    AppState, Faults, FeedSource, OrderError, OrderRequest, RiskLimits, Strategy, lock,
 };
 use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -59,9 +59,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/trading/deactivate", post(admin_trading_off))
         .route("/admin/strategies/{name}", post(admin_strategy))
         .route("/admin/feeds", post(admin_feeds))
-        .route("/admin/maintenance", post(admin_maint_on).delete(admin_maint_off))
+        .route(
+            "/admin/maintenance",
+            post(admin_maint_on).delete(admin_maint_off),
+        )
         .route("/admin/config/reload", post(admin_reload))
-        .route("/sim/faults", get(get_faults).post(set_faults).delete(clear_faults))
+        .route(
+            "/sim/faults",
+            get(get_faults).post(set_faults).delete(clear_faults),
+        )
+        .route("/sim/price", post(set_price))
         .merge(business)
         .layer(from_fn_with_state(state.clone(), observe_mw))
         .with_state(state)
@@ -76,8 +83,13 @@ async fn observe_mw(State(st): S, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let resp = next.run(req).await;
     let code = resp.status().as_u16();
-    let label = crate::metrics::RouteLabel { route: route.clone() };
-    st.metrics.latency.get_or_create(&label).observe(start.elapsed().as_secs_f64());
+    let label = crate::metrics::RouteLabel {
+        route: route.clone(),
+    };
+    st.metrics
+        .latency
+        .get_or_create(&label)
+        .observe(start.elapsed().as_secs_f64());
     st.metrics
         .requests
         .get_or_create(&crate::metrics::RouteCodeLabel {
@@ -120,7 +132,10 @@ async fn business_mw(State(st): S, req: Request, next: Next) -> Response {
     if let Some(rate) = f.error_rate.filter(|r| *r > 0.0)
         && rand::rng().random_bool(rate.min(1.0))
     {
-        return err(StatusCode::INTERNAL_SERVER_ERROR, "injected fault: error_rate");
+        return err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "injected fault: error_rate",
+        );
     }
     next.run(req).await
 }
@@ -171,7 +186,10 @@ async fn metrics(State(st): S) -> Response {
 
 // ---------- orders ----------
 
-async fn place_order(State(st): S, body: Result<Json<OrderRequest>, axum::extract::rejection::JsonRejection>) -> Response {
+async fn place_order(
+    State(st): S,
+    body: Result<Json<OrderRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
     let Json(req) = match body {
         Ok(b) => b,
         Err(e) => return err(StatusCode::BAD_REQUEST, e.body_text()),
@@ -210,7 +228,10 @@ async fn get_order(State(st): S, Path(id): Path<String>) -> Response {
 async fn cancel_order(State(st): S, Path(id): Path<String>) -> Response {
     match st.cancel(&id) {
         Ok(o) => Json(o).into_response(),
-        Err((code, m)) => err(StatusCode::from_u16(code).unwrap_or(StatusCode::CONFLICT), m),
+        Err((code, m)) => err(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::CONFLICT),
+            m,
+        ),
     }
 }
 
@@ -250,7 +271,10 @@ async fn pnl(State(st): S, Query(q): Query<AccountQuery>) -> Response {
 
 // ---------- risk ----------
 
-async fn risk_check(State(st): S, body: Result<Json<OrderRequest>, axum::extract::rejection::JsonRejection>) -> Response {
+async fn risk_check(
+    State(st): S,
+    body: Result<Json<OrderRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
     let Json(req) = match body {
         Ok(b) => b,
         Err(e) => return err(StatusCode::BAD_REQUEST, e.body_text()),
@@ -315,7 +339,10 @@ struct SymbolQuery {
 async fn ticks(State(st): S, Query(q): Query<SymbolQuery>) -> Response {
     let market = lock(&st.market);
     let Some(quote) = market.quotes.get(&q.symbol) else {
-        return err(StatusCode::NOT_FOUND, format!("unknown symbol `{}`", q.symbol));
+        return err(
+            StatusCode::NOT_FOUND,
+            format!("unknown symbol `{}`", q.symbol),
+        );
     };
     let ticks: Vec<_> = quote
         .history
@@ -350,14 +377,17 @@ async fn web_page(State(st): S) -> Response {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 // ---------- admin ----------
 
-fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+/// The error response when the request lacks the admin token, `None` when it may proceed.
+fn unauthorized(st: &AppState, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = &st.cfg.admin_token else {
-        return Err(err(
+        return Some(err(
             StatusCode::SERVICE_UNAVAILABLE,
             "admin API disabled: start the service with an admin token",
         ));
@@ -366,10 +396,8 @@ fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), Response> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if given != Some(token.as_str()) {
-        return Err(err(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"));
-    }
-    Ok(())
+    (given != Some(token.as_str()))
+        .then(|| err(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
 }
 
 fn admin_json(st: &AppState) -> Response {
@@ -381,7 +409,7 @@ fn admin_json(st: &AppState) -> Response {
 macro_rules! admin_handler {
     ($name:ident, |$st:ident| $body:block) => {
         async fn $name(State($st): S, headers: HeaderMap) -> Response {
-            if let Err(r) = authorize(&$st, &headers) {
+            if let Some(r) = unauthorized(&$st, &headers) {
                 return r;
             }
             $body
@@ -413,7 +441,7 @@ admin_handler!(admin_maint_off, |st| {
 });
 
 async fn admin_inflight(State(st): S, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&st, &headers) {
+    if let Some(r) = unauthorized(&st, &headers) {
         return r;
     }
     Json(json!({
@@ -430,7 +458,7 @@ async fn admin_strategy(
     Path(name): Path<String>,
     body: Result<Json<Strategy>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&st, &headers) {
+    if let Some(r) = unauthorized(&st, &headers) {
         return r;
     }
     let Json(s) = match body {
@@ -438,12 +466,18 @@ async fn admin_strategy(
         Err(e) => return err(StatusCode::BAD_REQUEST, e.body_text()),
     };
     if s.size_pct > 100 {
-        return err(StatusCode::BAD_REQUEST, "size_pct must be between 0 and 100");
+        return err(
+            StatusCode::BAD_REQUEST,
+            "size_pct must be between 0 and 100",
+        );
     }
     {
         let mut a = lock(&st.admin);
         if s.active && !a.trading_active {
-            return err(StatusCode::CONFLICT, "trading is deactivated; activate trading first");
+            return err(
+                StatusCode::CONFLICT,
+                "trading is deactivated; activate trading first",
+            );
         }
         a.strategies.insert(name, s);
     }
@@ -461,7 +495,7 @@ async fn admin_feeds(
     headers: HeaderMap,
     body: Result<Json<FeedReq>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&st, &headers) {
+    if let Some(r) = unauthorized(&st, &headers) {
         return r;
     }
     match body {
@@ -477,8 +511,12 @@ struct MaintReq {
     reason: Option<String>,
 }
 
-async fn admin_maint_on(State(st): S, headers: HeaderMap, body: Option<Json<MaintReq>>) -> Response {
-    if let Err(r) = authorize(&st, &headers) {
+async fn admin_maint_on(
+    State(st): S,
+    headers: HeaderMap,
+    body: Option<Json<MaintReq>>,
+) -> Response {
+    if let Some(r) = unauthorized(&st, &headers) {
         return r;
     }
     let reason = body
@@ -489,7 +527,7 @@ async fn admin_maint_on(State(st): S, headers: HeaderMap, body: Option<Json<Main
 }
 
 async fn admin_reload(State(st): S, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&st, &headers) {
+    if let Some(r) = unauthorized(&st, &headers) {
         return r;
     }
     let Some(path) = st.cfg.risk_limits.clone() else {
@@ -507,7 +545,10 @@ async fn admin_reload(State(st): S, headers: HeaderMap) -> Response {
         Err(e) => {
             // Keep serving the old limits: a bad file must never replace good limits.
             *lock(&st.last_reload_error) = Some(e.clone());
-            err(StatusCode::UNPROCESSABLE_ENTITY, format!("reload failed, old limits kept: {e}"))
+            err(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("reload failed, old limits kept: {e}"),
+            )
         }
     }
 }
@@ -535,7 +576,10 @@ async fn set_faults(
     if let Some(r) = new.error_rate
         && !(0.0..=1.0).contains(&r)
     {
-        return err(StatusCode::BAD_REQUEST, "error_rate must be between 0 and 1");
+        return err(
+            StatusCode::BAD_REQUEST,
+            "error_rate must be between 0 and 1",
+        );
     }
     if let Some(ms) = new.stall_ms {
         *lock(&st.stall_until) = Some(Instant::now() + Duration::from_millis(ms));
@@ -564,4 +608,38 @@ async fn clear_faults(State(st): S) -> Response {
     *st.faults.write().unwrap_or_else(|e| e.into_inner()) = Faults::default();
     *lock(&st.stall_until) = None;
     Json(Faults::default()).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PriceReq {
+    symbol: String,
+    price: f64,
+}
+
+/// Move a symbol's price now (tests use it to cross resting orders deterministically).
+async fn set_price(
+    State(st): S,
+    body: Result<Json<PriceReq>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(p) = match body {
+        Ok(b) => b,
+        Err(e) => return err(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    if !(p.price.is_finite() && p.price > 0.0) {
+        return err(StatusCode::BAD_REQUEST, "price must be positive");
+    }
+    let marks = {
+        let mut m = lock(&st.market);
+        let Some(q) = m.quotes.get_mut(&p.symbol) else {
+            return err(
+                StatusCode::NOT_FOUND,
+                format!("unknown symbol `{}`", p.symbol),
+            );
+        };
+        q.price = p.price;
+        m.marks()
+    };
+    st.match_resting(&marks);
+    Json(json!({ "symbol": p.symbol, "price": p.price })).into_response()
 }

@@ -15,8 +15,8 @@ pub use state::{Limit, RiskLimits};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use tokio_util::sync::CancellationToken;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// The service roles of the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -142,7 +142,11 @@ pub async fn serve(cfg: SimConfig) -> Result<SimHandle, SimError> {
 
 /// Our own accept loop (rather than `axum::serve`) so a crash fault, or dropping the handle,
 /// kills every open connection at once, like a dead process would.
-async fn accept_loop(listener: tokio::net::TcpListener, app: axum::Router, crash: CancellationToken) {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    crash: CancellationToken,
+) {
     use hyper_util::rt::TokioIo;
     use hyper_util::service::TowerToHyperService;
     let mut conns = tokio::task::JoinSet::new();

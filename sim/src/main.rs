@@ -17,7 +17,11 @@ struct Args {
     #[arg(long, default_value = "blue")]
     color: String,
     /// Version this instance reports.
-    #[arg(long = "service-version", visible_alias = "app-version", default_value = "1.0.0")]
+    #[arg(
+        long = "service-version",
+        visible_alias = "app-version",
+        default_value = "1.0.0"
+    )]
     service_version: String,
     /// Role to serve; `all` serves every role on one port.
     #[arg(long, value_enum, default_value_t = Role::All)]

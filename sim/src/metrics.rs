@@ -67,13 +67,33 @@ impl Metrics {
             "Request latency by route",
             latency.clone(),
         );
-        registry.register("http_requests", "Requests by route and status code", requests.clone());
-        registry.register("http_request_errors", "5xx answers by route", errors.clone());
-        registry.register("orders", "Orders by outcome (accepted, rejected)", orders.clone());
+        registry.register(
+            "http_requests",
+            "Requests by route and status code",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_errors",
+            "5xx answers by route",
+            errors.clone(),
+        );
+        registry.register(
+            "orders",
+            "Orders by outcome (accepted, rejected)",
+            orders.clone(),
+        );
         registry.register("fills", "Order fills", fills.clone());
         registry.register("traded_quantity", "Filled quantity", volume.clone());
-        registry.register("ticks", "Market data ticks published, by feed", ticks.clone());
-        registry.register("inflight_requests", "Requests being served", inflight.clone());
+        registry.register(
+            "ticks",
+            "Market data ticks published, by feed",
+            ticks.clone(),
+        );
+        registry.register(
+            "inflight_requests",
+            "Requests being served",
+            inflight.clone(),
+        );
         registry.register("open_orders", "Resting orders", open_orders.clone());
         Metrics {
             registry,
@@ -91,7 +111,8 @@ impl Metrics {
 
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("encode to String");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("encode to String");
         out
     }
 }

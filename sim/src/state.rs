@@ -15,7 +15,10 @@ pub const CONTRACT_VERSION: &str = "1.0";
 
 /// Feeds and the symbols each carries.
 pub const FEEDS: &[(&str, &[(&str, f64)])] = &[
-    ("equities", &[("AAPL", 190.0), ("MSFT", 410.0), ("NVDA", 120.0)]),
+    (
+        "equities",
+        &[("AAPL", 190.0), ("MSFT", 410.0), ("NVDA", 120.0)],
+    ),
     ("fx", &[("EURUSD", 1.08), ("USDJPY", 151.0)]),
 ];
 
@@ -60,9 +63,20 @@ impl RiskLimits {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let l: RiskLimits =
             serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        for (name, lim) in l.default.iter().map(|d| ("default", d)).chain(l.limits.iter().map(|(k, v)| (k.as_str(), v))) {
-            if lim.max_position_size <= 0 || !(lim.max_loss_per_day > 0.0) {
-                return Err(format!("{}: {name}: limits must be positive", path.display()));
+        for (name, lim) in l
+            .default
+            .iter()
+            .map(|d| ("default", d))
+            .chain(l.limits.iter().map(|(k, v)| (k.as_str(), v)))
+        {
+            if lim.max_position_size <= 0
+                || lim.max_loss_per_day.is_nan()
+                || lim.max_loss_per_day <= 0.0
+            {
+                return Err(format!(
+                    "{}: {name}: limits must be positive",
+                    path.display()
+                ));
             }
         }
         Ok(l)
@@ -101,7 +115,15 @@ impl Faults {
     /// Merge `other` over `self` (POST adds to the active set).
     pub fn merge(&mut self, other: Faults) {
         macro_rules! m { ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* } }
-        m!(latency_ms, error_rate, stall_ms, stale_feed, risk_ignore_limits, version, crash);
+        m!(
+            latency_ms,
+            error_rate,
+            stall_ms,
+            stale_feed,
+            risk_ignore_limits,
+            version,
+            crash
+        );
     }
 }
 
@@ -220,7 +242,9 @@ impl Book {
     }
 
     fn fill(&mut self, id: &str, price: f64, metrics: &Metrics) {
-        let Some(o) = self.orders.get_mut(id) else { return };
+        let Some(o) = self.orders.get_mut(id) else {
+            return;
+        };
         let qty = o.qty - o.filled_qty;
         if qty <= 0 {
             return;
@@ -305,7 +329,10 @@ impl Market {
     }
 
     pub fn marks(&self) -> HashMap<String, f64> {
-        self.quotes.iter().map(|(k, q)| (k.clone(), q.price)).collect()
+        self.quotes
+            .iter()
+            .map(|(k, q)| (k.clone(), q.price))
+            .collect()
     }
 }
 
@@ -398,11 +425,16 @@ impl AppState {
     }
 
     pub fn faults(&self) -> Faults {
-        self.faults.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.faults
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn version(&self) -> String {
-        self.faults().version.unwrap_or_else(|| self.cfg.version.clone())
+        self.faults()
+            .version
+            .unwrap_or_else(|| self.cfg.version.clone())
     }
 
     fn limits_enforced(&self) -> bool {
@@ -417,16 +449,24 @@ impl AppState {
             return Err(OrderError::Invalid("client_order_id is required".into()));
         }
         if o.qty <= 0 {
-            return Err(OrderError::Invalid(format!("qty must be positive, got {}", o.qty)));
+            return Err(OrderError::Invalid(format!(
+                "qty must be positive, got {}",
+                o.qty
+            )));
         }
         if !lock(&self.market).quotes.contains_key(&o.symbol) {
-            return Err(OrderError::Invalid(format!("unknown symbol `{}`", o.symbol)));
+            return Err(OrderError::Invalid(format!(
+                "unknown symbol `{}`",
+                o.symbol
+            )));
         }
         match (o.order_type, o.price) {
-            (OrderType::Limit, None) => Err(OrderError::Invalid("limit order needs a price".into())),
-            (OrderType::Limit, Some(p)) if !(p.is_finite() && p > 0.0) => {
-                Err(OrderError::Invalid(format!("price must be positive, got {p}")))
+            (OrderType::Limit, None) => {
+                Err(OrderError::Invalid("limit order needs a price".into()))
             }
+            (OrderType::Limit, Some(p)) if !(p.is_finite() && p > 0.0) => Err(OrderError::Invalid(
+                format!("price must be positive, got {p}"),
+            )),
             _ => Ok(()),
         }
     }
@@ -438,7 +478,10 @@ impl AppState {
         }
         let limits = self.limits.read().unwrap_or_else(|e| e.into_inner());
         let Some(limit) = limits.for_order(&o.account, o.strategy.as_deref()) else {
-            return Err(format!("no risk limit configured for account {}", o.account));
+            return Err(format!(
+                "no risk limit configured for account {}",
+                o.account
+            ));
         };
         let marks = lock(&self.market).marks();
         let book = lock(&self.book);
@@ -470,14 +513,20 @@ impl AppState {
         {
             let admin = lock(&self.admin);
             if let Some(reason) = &admin.maintenance {
-                return Err(OrderError::NotAccepting(format!("in maintenance: {reason}")));
+                return Err(OrderError::NotAccepting(format!(
+                    "in maintenance: {reason}"
+                )));
             }
         }
         if !self.accepting.load(Ordering::SeqCst) {
             return Err(OrderError::NotAccepting("not accepting new orders".into()));
         }
         let verdict = self.risk_check(&req);
-        let mark = lock(&self.market).quotes.get(&req.symbol).map(|q| q.price).unwrap_or(0.0);
+        let mark = lock(&self.market)
+            .quotes
+            .get(&req.symbol)
+            .map(|q| q.price)
+            .unwrap_or(0.0);
         let mut book = lock(&self.book);
         // Idempotency: a retried request returns the order it created the first time.
         if let Some(id) = book.by_client_id.get(&req.client_order_id)
@@ -506,9 +555,15 @@ impl AppState {
         if let Err(reason) = verdict {
             order.status = OrderStatus::Rejected;
             order.reason = Some(reason);
-            self.metrics.orders.get_or_create(&crate::metrics::StatusLabel::new("rejected")).inc();
+            self.metrics
+                .orders
+                .get_or_create(&crate::metrics::StatusLabel::new("rejected"))
+                .inc();
         } else {
-            self.metrics.orders.get_or_create(&crate::metrics::StatusLabel::new("accepted")).inc();
+            self.metrics
+                .orders
+                .get_or_create(&crate::metrics::StatusLabel::new("accepted"))
+                .inc();
         }
         book.by_client_id.insert(req.client_order_id, id.clone());
         let crosses = match (order.order_type, order.side, order.price) {
@@ -532,7 +587,10 @@ impl AppState {
             return Err((404, format!("no order {id}")));
         };
         if !o.is_open() {
-            return Err((409, format!("order {id} is {:?}, not open", o.status).to_lowercase()));
+            return Err((
+                409,
+                format!("order {id} is {:?}, not open", o.status).to_lowercase(),
+            ));
         }
         o.status = OrderStatus::Cancelled;
         let o = o.clone();

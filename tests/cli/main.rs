@@ -1,1 +1,13 @@
-fn main(){}
+//! The one integration-test binary of deploy-tools.
+
+mod support;
+
+mod config;
+mod contract;
+mod exit_codes;
+mod faults;
+mod help;
+mod redaction;
+mod report;
+mod stack;
+mod verify_env;

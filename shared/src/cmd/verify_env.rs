@@ -40,7 +40,8 @@ pub struct Args {
 }
 
 fn parse_time(s: &str) -> std::result::Result<chrono::DateTime<chrono::FixedOffset>, String> {
-    chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("`{s}` is not an RFC 3339 time ({e}); e.g. 2026-12-01T06:00:00+00:00"))
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map_err(|e| format!("`{s}` is not an RFC 3339 time ({e}); e.g. 2026-12-01T06:00:00+00:00"))
 }
 
 impl Tool for Args {
@@ -59,12 +60,18 @@ impl Tool for Args {
             .or(v.check_timeout.map(|d| d.0))
             .unwrap_or(Duration::from_secs(5));
         let checks = if self.only.is_empty() {
-            v.checks.clone().unwrap_or_else(|| verify::default_checks(ctx.env_name))
+            v.checks
+                .clone()
+                .unwrap_or_else(|| verify::default_checks(ctx.env_name))
         } else {
             self.only.clone()
         };
         let mut set = tokio::task::JoinSet::new();
-        let spawn = |set: &mut tokio::task::JoinSet<(usize, Vec<Check>)>, idx: usize, fut: std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Check>> + Send>>| {
+        let spawn = |set: &mut tokio::task::JoinSet<(usize, Vec<Check>)>,
+                     idx: usize,
+                     fut: std::pin::Pin<
+            Box<dyn std::future::Future<Output = Vec<Check>> + Send>,
+        >| {
             set.spawn(async move {
                 let t = Instant::now();
                 let mut checks = fut.await;
@@ -81,52 +88,106 @@ impl Tool for Args {
         for check in &checks {
             match check {
                 VerifyCheck::Git => {
-                    let (repo, fetch, branch) = (self.repo.clone(), self.fetch, v.expected_branch.clone());
+                    let (repo, fetch, branch) =
+                        (self.repo.clone(), self.fetch, v.expected_branch.clone());
                     // fetch talks to the network: let it use the whole per-check budget, bounded.
-                    spawn(&mut set, idx, Box::pin(async move {
-                        bounded("git", "Git checks", timeout, verify::git_checks(&repo, fetch, branch.as_deref(), timeout)).await
-                    }));
+                    spawn(
+                        &mut set,
+                        idx,
+                        Box::pin(async move {
+                            bounded(
+                                "git",
+                                "Git checks",
+                                timeout,
+                                verify::git_checks(&repo, fetch, branch.as_deref(), timeout),
+                            )
+                            .await
+                        }),
+                    );
                     idx += 1;
                 }
                 VerifyCheck::Tools => {
-                    for t in v.tools.clone().unwrap_or_else(|| verify::default_tools(ctx.env_name)) {
+                    for t in v
+                        .tools
+                        .clone()
+                        .unwrap_or_else(|| verify::default_tools(ctx.env_name))
+                    {
                         let name = format!("Required tool {}", t.name);
-                        spawn(&mut set, idx, Box::pin(async move {
-                            bounded("tools", &name, timeout, async { vec![verify::tool_check(&t, timeout).await] }).await
-                        }));
+                        spawn(
+                            &mut set,
+                            idx,
+                            Box::pin(async move {
+                                bounded("tools", &name, timeout, async {
+                                    vec![verify::tool_check(&t, timeout).await]
+                                })
+                                .await
+                            }),
+                        );
                         idx += 1;
                     }
                 }
                 VerifyCheck::Ssh => {
                     let keys = v.ssh_keys.clone().unwrap_or_else(verify::default_ssh_keys);
-                    spawn(&mut set, idx, Box::pin(async move {
-                        bounded("ssh", "SSH keys configured", timeout, async { vec![verify::ssh_check(&keys, timeout).await] }).await
-                    }));
+                    spawn(
+                        &mut set,
+                        idx,
+                        Box::pin(async move {
+                            bounded("ssh", "SSH keys configured", timeout, async {
+                                vec![verify::ssh_check(&keys, timeout).await]
+                            })
+                            .await
+                        }),
+                    );
                     idx += 1;
                 }
                 VerifyCheck::Vpn => {
                     let vpn = v.vpn.clone();
-                    spawn(&mut set, idx, Box::pin(async move { vec![verify::vpn_check(vpn.as_ref(), timeout).await] }));
+                    spawn(
+                        &mut set,
+                        idx,
+                        Box::pin(
+                            async move { vec![verify::vpn_check(vpn.as_ref(), timeout).await] },
+                        ),
+                    );
                     idx += 1;
                 }
                 VerifyCheck::Docker => {
-                    let sock = v.docker_socket.clone().unwrap_or_else(verify::default_docker_socket);
-                    spawn(&mut set, idx, Box::pin(async move { vec![verify::docker_check(&sock, timeout).await] }));
+                    let sock = v
+                        .docker_socket
+                        .clone()
+                        .unwrap_or_else(verify::default_docker_socket);
+                    spawn(
+                        &mut set,
+                        idx,
+                        Box::pin(async move { vec![verify::docker_check(&sock, timeout).await] }),
+                    );
                     idx += 1;
                 }
                 VerifyCheck::Credentials => {
-                    let c = v.credentials.clone().unwrap_or_else(|| verify::default_credentials(&env));
-                    spawn(&mut set, idx, Box::pin(async move { vec![verify::credentials_check(&c)] }));
+                    let c = v
+                        .credentials
+                        .clone()
+                        .unwrap_or_else(|| verify::default_credentials(&env));
+                    spawn(
+                        &mut set,
+                        idx,
+                        Box::pin(async move { vec![verify::credentials_check(&c)] }),
+                    );
                     idx += 1;
                 }
                 VerifyCheck::Policy => {
-                    let at = self.at.unwrap_or_else(|| chrono::Local::now().fixed_offset());
+                    let at = self
+                        .at
+                        .unwrap_or_else(|| chrono::Local::now().fixed_offset());
                     let ticket = std::env::var(&env.policy.change_ticket_env).ok();
                     let mut checks = verify::policy_checks(&env.policy, at, ticket.as_deref());
                     if let Some(reason) = &self.override_policy {
                         for c in checks.iter_mut().filter(|c| c.status == Status::Fail) {
                             c.status = Status::Warn;
-                            c.message = Some(format!("{} (overridden: {reason})", c.message.take().unwrap_or_default()));
+                            c.message = Some(format!(
+                                "{} (overridden: {reason})",
+                                c.message.take().unwrap_or_default()
+                            ));
                         }
                     }
                     spawn(&mut set, idx, Box::pin(async move { checks }));
@@ -171,6 +232,13 @@ where
     let limit = timeout + Duration::from_millis(250);
     match tokio::time::timeout(limit, fut).await {
         Ok(c) => c,
-        Err(_) => vec![Check::fail(group, name, format!("timed out after {}s", timeout.as_secs_f64())).hint("the command hung; check it by hand")],
+        Err(_) => vec![
+            Check::fail(
+                group,
+                name,
+                format!("timed out after {}s", timeout.as_secs_f64()),
+            )
+            .hint("the command hung; check it by hand"),
+        ],
     }
 }

@@ -1,0 +1,97 @@
+//! The exit-code table in code matches docs/exit-codes.md, and errors map onto it.
+
+use crate::support::{config, repo_root, run};
+use deploykit::error::{Error, Signal};
+use deploykit::exit;
+
+#[test]
+fn docs_list_every_code_with_its_meaning() {
+    let doc = std::fs::read_to_string(repo_root().join("docs/exit-codes.md")).unwrap();
+    for (code, name, meaning) in exit::TABLE {
+        let row = format!("| {code} | `{name}` | {meaning} |");
+        assert!(
+            doc.contains(&row),
+            "docs/exit-codes.md lacks the row: {row}"
+        );
+    }
+}
+
+#[test]
+fn each_error_kind_has_its_code() {
+    let cases = [
+        (Error::Usage("x".into()), 2),
+        (Error::config("f:1:1", "bad"), 3),
+        (Error::unreachable("PostgreSQL", "refused"), 4),
+        (Error::Conflict("locked".into()), 5),
+        (Error::Inconclusive("no data".into()), 6),
+        (Error::Interrupted(Signal::Int), 130),
+        (Error::Interrupted(Signal::Term), 143),
+    ];
+    for (e, code) in cases {
+        assert_eq!(e.exit_code(), code, "{e}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    let r = run("verify_env", &["--no-such-flag"], &[]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("unexpected argument"), "{}", r.stderr);
+    let r = run("verify_env", &["-e", "moon"], &[]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("possible values: local, dev, staging, production"),
+        "{}",
+        r.stderr
+    );
+    let r = run("verify_env", &["--timeout", "0s"], &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = run("verify_env", &["--help"], &[]);
+    assert_eq!(r.code, 0);
+}
+
+#[test]
+fn a_failed_check_exits_1_and_a_passing_run_0() {
+    let (_d, p) = config(
+        "[environments.local.verify]\nchecks = [\"credentials\"]\ncredentials = { env = [\"DK_TEST_CRED\"] }\n",
+    );
+    let cfg = p.to_str().unwrap();
+    assert_eq!(run("verify_env", &["--config", cfg], &[]).code, 1);
+    assert_eq!(
+        run("verify_env", &["--config", cfg], &[("DK_TEST_CRED", "x")]).code,
+        0
+    );
+}
+
+#[test]
+fn sigterm_exits_143_after_cleanup() {
+    // A tool that hangs (a check on a fake tool that sleeps) is interrupted by SIGTERM.
+    let dir = tempfile::tempdir().unwrap();
+    let tool = dir.path().join("slowtool");
+    std::fs::write(&tool, "#!/bin/sh\nsleep 30\n").unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (_d, p) = config(&format!(
+        "[environments.local.verify]\nchecks = [\"tools\"]\ncheck_timeout = \"30s\"\ntools = [{{ name = \"{}\", min = \"1.0\" }}]\n",
+        tool.display()
+    ));
+    let child = std::process::Command::new(crate::support::bin("verify_env"))
+        .args(["--config", p.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SIGTERM received: cleaning up"));
+}

@@ -1,0 +1,121 @@
+//! The one report model rendered as human lines, JSON and JUnit.
+
+use deploykit::report::{Check, Report};
+use std::time::Duration;
+
+fn sample() -> Report {
+    let mut r = Report::new("verify_env", "production");
+    r.push(Check::ok("git", "Git repository clean").took(Duration::from_millis(12)));
+    r.push(
+        Check::fail(
+            "docker",
+            "Docker daemon running",
+            "cannot reach /var/run/docker.sock",
+        )
+        .hint("start it with: systemctl start docker")
+        .took(Duration::from_micros(1500)),
+    );
+    r.push(
+        Check::warn(
+            "git",
+            "Latest code pulled",
+            "the current branch has no upstream",
+        )
+        .hint("git branch --set-upstream-to=origin/main"),
+    );
+    r.push(Check::skip("vpn", "VPN connected", "not required for dev"));
+    r.push(
+        Check::ok("tools", "Required tool git (>= 2.40)")
+            .message("git 2.47.3")
+            .data(serde_json::json!({"found": "2.47.3", "required": "2.40"})),
+    );
+    r.note("cleaned up 0 orders");
+    r.finish(Duration::from_millis(42));
+    r
+}
+
+#[test]
+fn human_lines_follow_the_guide() {
+    let r = sample();
+    insta::assert_snapshot!(r.render_human(false));
+    assert_eq!(r.exit_code(), 1);
+    // Colour only when asked (the runner asks only on a terminal).
+    assert!(r.render_human(true).contains("\x1b[31;1m[FAIL]\x1b[0m"));
+    assert!(!r.render_human(false).contains('\x1b'));
+}
+
+#[test]
+fn json_document_has_every_field() {
+    let r = sample();
+    let v: serde_json::Value = serde_json::from_str(&r.render_json()).unwrap();
+    insta::assert_json_snapshot!(v, { ".started" => "[started]" });
+}
+
+#[test]
+fn junit_is_what_jenkins_reads() {
+    let xml = sample().render_junit();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let cases: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    assert_eq!(cases.len(), 5);
+    for c in &cases {
+        let class = c.attribute("classname").unwrap();
+        assert!(class.starts_with("verify_env."), "{class}");
+        let t: f64 = c.attribute("time").unwrap().parse().unwrap();
+        assert!(t >= 0.0);
+    }
+    let docker = cases
+        .iter()
+        .find(|c| c.attribute("name") == Some("Docker daemon running"))
+        .unwrap();
+    assert_eq!(docker.attribute("classname"), Some("verify_env.docker"));
+    let t: f64 = docker.attribute("time").unwrap().parse().unwrap();
+    assert!((t - 0.0015).abs() <= 0.0005, "{t}");
+    let failure = docker
+        .children()
+        .find(|n| n.has_tag_name("failure"))
+        .unwrap();
+    assert_eq!(
+        failure.attribute("message"),
+        Some("cannot reach /var/run/docker.sock")
+    );
+    assert!(failure.text().unwrap().contains("systemctl start docker"));
+    let vpn = cases
+        .iter()
+        .find(|c| c.attribute("name") == Some("VPN connected"))
+        .unwrap();
+    let skipped = vpn.children().find(|n| n.has_tag_name("skipped")).unwrap();
+    assert_eq!(skipped.attribute("message"), Some("not required for dev"));
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .unwrap();
+    assert_eq!(suite.attribute("failures"), Some("1"));
+    assert_eq!(suite.attribute("tests"), Some("5"));
+}
+
+#[test]
+fn junit_is_never_an_empty_suite() {
+    let mut r = Report::new("smoke_tests", "local");
+    r.finish(Duration::ZERO);
+    let xml = r.render_junit();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let case = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testcase"))
+        .unwrap();
+    assert_eq!(case.attribute("name"), Some("no checks ran"));
+    assert!(case.children().any(|n| n.has_tag_name("failure")));
+}
+
+#[test]
+fn inconclusive_is_exit_6_unless_something_failed() {
+    let mut r = Report::new("compare_metrics", "local");
+    r.push(Check::ok("m", "a"));
+    r.set_inconclusive();
+    assert_eq!(r.exit_code(), 6);
+    r.push(Check::fail("m", "b", "worse"));
+    assert_eq!(r.exit_code(), 1);
+}

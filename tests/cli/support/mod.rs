@@ -1,0 +1,121 @@
+//! Harness shared by every test module: run binaries, write temp configs, start sims, make
+//! databases. Each test gets its own temp dir, sim and database; nothing is shared.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// Path of a root-package binary.
+pub fn bin(name: &str) -> PathBuf {
+    match name {
+        "verify_env" => PathBuf::from(env!("CARGO_BIN_EXE_verify_env")),
+        other => sibling_bin(other),
+    }
+}
+
+/// A binary of another workspace crate (trading_sim): next to ours in target/<profile>/.
+pub fn sibling_bin(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_verify_env"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not built; run `cargo build --workspace --bins` first (scripts/test does)",
+        p.display()
+    );
+    p
+}
+
+pub fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_verify_env"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Run a binary with a clean DEPLOYKIT_* environment plus `envs`.
+pub fn run(name: &str, args: &[&str], envs: &[(&str, &str)]) -> Run {
+    run_in(name, args, envs, None)
+}
+
+pub fn run_in(name: &str, args: &[&str], envs: &[(&str, &str)], cwd: Option<&Path>) -> Run {
+    let mut cmd = Command::new(bin(name));
+    cmd.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("DEPLOYKIT_") || k == "DATABASE_URL" || k == "CHANGE_TICKET" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("DEPLOYKIT_COLOR", "never");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    let t = Instant::now();
+    let out = cmd.output().expect("spawn binary");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: t.elapsed(),
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Write `text` as a config file in a fresh temp dir.
+pub fn config(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("deploy.toml");
+    std::fs::write(&p, text).unwrap();
+    (dir, p)
+}
+
+/// An in-process trading_sim with an admin token.
+pub async fn sim(color: &str, version: &str) -> trading_sim::SimHandle {
+    sim_with(trading_sim::SimConfig {
+        color: color.into(),
+        version: version.into(),
+        admin_token: Some(ADMIN_TOKEN.into()),
+        ..Default::default()
+    })
+    .await
+}
+
+pub async fn sim_with(cfg: trading_sim::SimConfig) -> trading_sim::SimHandle {
+    trading_sim::serve(cfg).await.expect("start sim")
+}
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-3f9a";
+
+pub fn http() -> deploykit::http::Http {
+    deploykit::http::Http::new(Duration::from_secs(2), Duration::from_secs(5))
+}
+
+pub fn client(url: &str) -> deploykit::contract::Client {
+    deploykit::contract::Client::new(
+        url,
+        http().with_token(deploykit::redact::Secret::new(ADMIN_TOKEN)),
+    )
+}
