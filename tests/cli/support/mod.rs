@@ -119,3 +119,10 @@ pub fn client(url: &str) -> deploykit::contract::Client {
         http().with_token(deploykit::redact::Secret::new(ADMIN_TOKEN)),
     )
 }
+
+/// The PostgreSQL server tests may create databases on: DATABASE_URL (scripts/test sets it,
+/// starting a throwaway cluster when nothing listens), else the machine's 127.0.0.1:5432.
+pub fn pg_admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
