@@ -121,142 +121,96 @@ pub fn default_credentials(env: &Environment) -> Credentials {
 
 const G_GIT: &str = "git";
 
+/// What one `git status --porcelain=v2 --branch` says: branch, upstream, distance, changes.
+#[derive(Debug, Default, PartialEq)]
+pub struct GitStatus {
+    pub branch: Option<String>,
+    pub upstream: Option<String>,
+    pub behind: u64,
+    pub changed: Vec<String>,
+    pub untracked: Vec<String>,
+}
+
+/// Parse porcelain v2: one git process answers every git question verify_env asks.
+pub fn parse_git_status(text: &str) -> GitStatus {
+    let mut st = GitStatus::default();
+    for line in text.lines() {
+        if let Some(h) = line.strip_prefix("# branch.head ") {
+            st.branch = (h != "(detached)").then(|| h.to_string());
+        } else if let Some(u) = line.strip_prefix("# branch.upstream ") {
+            st.upstream = Some(u.to_string());
+        } else if let Some(ab) = line.strip_prefix("# branch.ab ") {
+            st.behind = ab
+                .split_whitespace()
+                .find_map(|x| x.strip_prefix('-'))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+        } else if let Some(p) = line.strip_prefix("? ") {
+            st.untracked.push(p.to_string());
+        } else if let Some(rest) = line.strip_prefix("1 ") {
+            st.changed.extend(rest.splitn(8, ' ').nth(7).map(str::to_string));
+        } else if let Some(rest) = line.strip_prefix("2 ") {
+            st.changed.extend(rest.splitn(9, ' ').nth(8).map(|p| p.split('\t').next().unwrap_or(p).to_string()));
+        } else if let Some(rest) = line.strip_prefix("u ") {
+            st.changed.extend(rest.splitn(10, ' ').nth(9).map(str::to_string));
+        }
+    }
+    st
+}
+
 /// Git: clean tree, not behind upstream (fetching first with `fetch`), expected branch.
-pub async fn git_checks(
-    repo: &Path,
-    fetch: bool,
-    expected_branch: Option<&str>,
-    timeout: Duration,
-) -> Vec<Check> {
-    let git = |args: &'static [&'static str]| process::run("git", args, Some(repo), timeout);
+pub async fn git_checks(repo: &Path, fetch: bool, expected_branch: Option<&str>, timeout: Duration) -> Vec<Check> {
     let mut out = vec![];
-    let status = match git(&["status", "--porcelain=v1", "--untracked-files=all"]).await {
-        Ok(o) if o.success => o,
+    let mut fetch_error = None;
+    if fetch && let Err(m) = run_ok(process::run("git", &["fetch", "--quiet"], Some(repo), timeout).await) {
+        fetch_error = Some(m);
+    }
+    let args = ["status", "--porcelain=v2", "--branch", "--untracked-files=all"];
+    let st = match process::run("git", &args, Some(repo), timeout).await {
+        Ok(o) if o.success => parse_git_status(&o.stdout),
         Ok(o) => {
-            return vec![
-                Check::fail(
-                    G_GIT,
-                    "Git repository clean",
-                    format!(
-                        "{} is not a git repository: {}",
-                        repo.display(),
-                        o.stderr.trim()
-                    ),
-                )
-                .hint("run from the checkout being deployed, or pass --repo DIR"),
-            ];
+            return vec![Check::fail(G_GIT, "Git repository clean", format!("{} is not a git repository: {}", repo.display(), o.stderr.trim()))
+                .hint("run from the checkout being deployed, or pass --repo DIR")];
         }
-        Err(e) => {
-            return vec![proc_fail(
-                G_GIT,
-                "Git repository clean",
-                &e,
-                "apt-get install git",
-            )];
-        }
+        Err(e) => return vec![proc_fail(G_GIT, "Git repository clean", &e, "apt-get install git")],
     };
-    let dirty: Vec<&str> = status.stdout.lines().filter(|l| !l.is_empty()).collect();
-    if dirty.is_empty() {
+    if st.changed.is_empty() && st.untracked.is_empty() {
         out.push(Check::ok(G_GIT, "Git repository clean"));
     } else {
-        let untracked = dirty.iter().filter(|l| l.starts_with("??")).count();
-        let shown: Vec<_> = dirty.iter().take(5).map(|l| l[3..].to_string()).collect();
+        let all: Vec<&String> = st.changed.iter().chain(&st.untracked).collect();
+        let shown: Vec<_> = all.iter().take(5).map(|s| s.as_str()).collect();
         out.push(
             Check::fail(
                 G_GIT,
                 "Git repository clean",
                 format!(
-                    "{} uncommitted and {untracked} untracked: {}{}",
-                    dirty.len() - untracked,
+                    "{} uncommitted and {} untracked: {}{}",
+                    st.changed.len(),
+                    st.untracked.len(),
                     shown.join(", "),
-                    if dirty.len() > 5 { ", …" } else { "" }
+                    if all.len() > 5 { ", …" } else { "" }
                 ),
             )
             .hint("commit or stash the changes (git stash -u) before deploying"),
         );
     }
-
-    if fetch && let Err(m) = run_ok(git(&["fetch", "--quiet"]).await) {
-        out.push(
-            Check::fail(
-                G_GIT,
-                "Latest code pulled",
-                format!("git fetch failed: {m}"),
-            )
-            .hint("check network access to the remote"),
-        );
-        return finish_branch(out, repo, expected_branch, timeout).await;
-    }
-    match git(&["rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{u}"]).await {
-        Ok(o) if o.success => {
-            let upstream = o.stdout.trim().to_string();
-            match run_ok(git(&["rev-list", "--count", "HEAD..@{u}"]).await) {
-                Ok(n) => {
-                    let behind: u64 = n.trim().parse().unwrap_or(0);
-                    if behind == 0 {
-                        out.push(Check::ok(G_GIT, "Latest code pulled").message(format!(
-                            "up to date with {upstream}{}",
-                            if fetch {
-                                ""
-                            } else {
-                                " as last fetched (use --fetch to fetch first)"
-                            }
-                        )));
-                    } else {
-                        out.push(
-                            Check::fail(
-                                G_GIT,
-                                "Latest code pulled",
-                                format!("{behind} commit(s) behind {upstream}"),
-                            )
-                            .hint("run git pull --ff-only"),
-                        );
-                    }
-                }
-                Err(m) => out.push(Check::fail(G_GIT, "Latest code pulled", m)),
-            }
-        }
-        Ok(_) => out.push(
-            Check::warn(
-                G_GIT,
-                "Latest code pulled",
-                "the current branch has no upstream, so it cannot be compared",
-            )
+    out.push(match (fetch_error, &st.upstream) {
+        (Some(m), _) => Check::fail(G_GIT, "Latest code pulled", format!("git fetch failed: {m}")).hint("check network access to the remote"),
+        (None, None) => Check::warn(G_GIT, "Latest code pulled", "the current branch has no upstream, so it cannot be compared")
             .hint("set one: git branch --set-upstream-to=origin/<branch>"),
-        ),
-        Err(e) => out.push(proc_fail(
-            G_GIT,
-            "Latest code pulled",
-            &e,
-            "apt-get install git",
+        (None, Some(up)) if st.behind == 0 => Check::ok(G_GIT, "Latest code pulled").message(format!(
+            "up to date with {up}{}",
+            if fetch { "" } else { " as last fetched (use --fetch to fetch first)" }
         )),
-    }
-    finish_branch(out, repo, expected_branch, timeout).await
-}
-
-async fn finish_branch(
-    mut out: Vec<Check>,
-    repo: &Path,
-    expected: Option<&str>,
-    timeout: Duration,
-) -> Vec<Check> {
-    let Some(expected) = expected else { return out };
-    let name = format!("On branch {expected}");
-    match run_ok(
-        process::run(
-            "git",
-            &["rev-parse", "--abbrev-ref", "HEAD"],
-            Some(repo),
-            timeout,
-        )
-        .await,
-    ) {
-        Ok(b) if b.trim() == expected => out.push(Check::ok(G_GIT, name)),
-        Ok(b) => out.push(
-            Check::fail(G_GIT, name, format!("checked out branch is {}", b.trim()))
+        (None, Some(up)) => Check::fail(G_GIT, "Latest code pulled", format!("{} commit(s) behind {up}", st.behind)).hint("run git pull --ff-only"),
+    });
+    if let Some(expected) = expected_branch {
+        let name = format!("On branch {expected}");
+        out.push(match &st.branch {
+            Some(b) if b == expected => Check::ok(G_GIT, name),
+            other => Check::fail(G_GIT, name, format!("checked out: {}", other.as_deref().unwrap_or("detached HEAD")))
                 .hint(format!("git switch {expected}")),
-        ),
-        Err(m) => out.push(Check::fail(G_GIT, name, m)),
+        });
     }
     out
 }
@@ -615,6 +569,23 @@ fn next_business_day(d: NaiveDate) -> NaiveDate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn porcelain_v2_status() {
+        let text = "# branch.oid abc\n# branch.head main\n# branch.upstream origin/main\n# branch.ab +2 -3\n\
+1 .M N... 100644 100644 100644 aaa bbb src/a file.rs\n\
+2 R. N... 100644 100644 100644 aaa bbb R100 new.rs\told.rs\n\
+u UU N... 100644 100644 100644 100644 a b c conflict.rs\n\
+? notes.txt\n";
+        let st = parse_git_status(text);
+        assert_eq!(st.branch.as_deref(), Some("main"));
+        assert_eq!(st.upstream.as_deref(), Some("origin/main"));
+        assert_eq!(st.behind, 3);
+        assert_eq!(st.changed, vec!["src/a file.rs", "new.rs", "conflict.rs"]);
+        assert_eq!(st.untracked, vec!["notes.txt"]);
+        let detached = parse_git_status("# branch.head (detached)\n");
+        assert_eq!(detached.branch, None);
+    }
 
     #[test]
     fn next_business_day_skips_weekends() {

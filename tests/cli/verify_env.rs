@@ -251,7 +251,7 @@ fn git_behind_upstream_and_no_upstream() {
     assert!(m.contains("no upstream"), "{m}");
     let (s, m) = status_of(&out, "On branch main");
     assert_eq!(s, "fail");
-    assert!(m.contains("feature"), "{m}");
+    assert!(m.contains("checked out: feature"), "{m}");
 }
 
 // ---------- tools ----------
