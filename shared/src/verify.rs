@@ -148,31 +148,67 @@ pub fn parse_git_status(text: &str) -> GitStatus {
         } else if let Some(p) = line.strip_prefix("? ") {
             st.untracked.push(p.to_string());
         } else if let Some(rest) = line.strip_prefix("1 ") {
-            st.changed.extend(rest.splitn(8, ' ').nth(7).map(str::to_string));
+            st.changed
+                .extend(rest.splitn(8, ' ').nth(7).map(str::to_string));
         } else if let Some(rest) = line.strip_prefix("2 ") {
-            st.changed.extend(rest.splitn(9, ' ').nth(8).map(|p| p.split('\t').next().unwrap_or(p).to_string()));
+            st.changed.extend(
+                rest.splitn(9, ' ')
+                    .nth(8)
+                    .map(|p| p.split('\t').next().unwrap_or(p).to_string()),
+            );
         } else if let Some(rest) = line.strip_prefix("u ") {
-            st.changed.extend(rest.splitn(10, ' ').nth(9).map(str::to_string));
+            st.changed
+                .extend(rest.splitn(10, ' ').nth(9).map(str::to_string));
         }
     }
     st
 }
 
 /// Git: clean tree, not behind upstream (fetching first with `fetch`), expected branch.
-pub async fn git_checks(repo: &Path, fetch: bool, expected_branch: Option<&str>, timeout: Duration) -> Vec<Check> {
+pub async fn git_checks(
+    repo: &Path,
+    fetch: bool,
+    expected_branch: Option<&str>,
+    timeout: Duration,
+) -> Vec<Check> {
     let mut out = vec![];
     let mut fetch_error = None;
-    if fetch && let Err(m) = run_ok(process::run("git", &["fetch", "--quiet"], Some(repo), timeout).await) {
+    if fetch
+        && let Err(m) =
+            run_ok(process::run("git", &["fetch", "--quiet"], Some(repo), timeout).await)
+    {
         fetch_error = Some(m);
     }
-    let args = ["status", "--porcelain=v2", "--branch", "--untracked-files=all"];
+    let args = [
+        "status",
+        "--porcelain=v2",
+        "--branch",
+        "--untracked-files=all",
+    ];
     let st = match process::run("git", &args, Some(repo), timeout).await {
         Ok(o) if o.success => parse_git_status(&o.stdout),
         Ok(o) => {
-            return vec![Check::fail(G_GIT, "Git repository clean", format!("{} is not a git repository: {}", repo.display(), o.stderr.trim()))
-                .hint("run from the checkout being deployed, or pass --repo DIR")];
+            return vec![
+                Check::fail(
+                    G_GIT,
+                    "Git repository clean",
+                    format!(
+                        "{} is not a git repository: {}",
+                        repo.display(),
+                        o.stderr.trim()
+                    ),
+                )
+                .hint("run from the checkout being deployed, or pass --repo DIR"),
+            ];
         }
-        Err(e) => return vec![proc_fail(G_GIT, "Git repository clean", &e, "apt-get install git")],
+        Err(e) => {
+            return vec![proc_fail(
+                G_GIT,
+                "Git repository clean",
+                &e,
+                "apt-get install git",
+            )];
+        }
     };
     if st.changed.is_empty() && st.untracked.is_empty() {
         out.push(Check::ok(G_GIT, "Git repository clean"));
@@ -195,21 +231,48 @@ pub async fn git_checks(repo: &Path, fetch: bool, expected_branch: Option<&str>,
         );
     }
     out.push(match (fetch_error, &st.upstream) {
-        (Some(m), _) => Check::fail(G_GIT, "Latest code pulled", format!("git fetch failed: {m}")).hint("check network access to the remote"),
-        (None, None) => Check::warn(G_GIT, "Latest code pulled", "the current branch has no upstream, so it cannot be compared")
-            .hint("set one: git branch --set-upstream-to=origin/<branch>"),
-        (None, Some(up)) if st.behind == 0 => Check::ok(G_GIT, "Latest code pulled").message(format!(
-            "up to date with {up}{}",
-            if fetch { "" } else { " as last fetched (use --fetch to fetch first)" }
-        )),
-        (None, Some(up)) => Check::fail(G_GIT, "Latest code pulled", format!("{} commit(s) behind {up}", st.behind)).hint("run git pull --ff-only"),
+        (Some(m), _) => Check::fail(
+            G_GIT,
+            "Latest code pulled",
+            format!("git fetch failed: {m}"),
+        )
+        .hint("check network access to the remote"),
+        (None, None) => Check::warn(
+            G_GIT,
+            "Latest code pulled",
+            "the current branch has no upstream, so it cannot be compared",
+        )
+        .hint("set one: git branch --set-upstream-to=origin/<branch>"),
+        (None, Some(up)) if st.behind == 0 => {
+            Check::ok(G_GIT, "Latest code pulled").message(format!(
+                "up to date with {up}{}",
+                if fetch {
+                    ""
+                } else {
+                    " as last fetched (use --fetch to fetch first)"
+                }
+            ))
+        }
+        (None, Some(up)) => Check::fail(
+            G_GIT,
+            "Latest code pulled",
+            format!("{} commit(s) behind {up}", st.behind),
+        )
+        .hint("run git pull --ff-only"),
     });
     if let Some(expected) = expected_branch {
         let name = format!("On branch {expected}");
         out.push(match &st.branch {
             Some(b) if b == expected => Check::ok(G_GIT, name),
-            other => Check::fail(G_GIT, name, format!("checked out: {}", other.as_deref().unwrap_or("detached HEAD")))
-                .hint(format!("git switch {expected}")),
+            other => Check::fail(
+                G_GIT,
+                name,
+                format!(
+                    "checked out: {}",
+                    other.as_deref().unwrap_or("detached HEAD")
+                ),
+            )
+            .hint(format!("git switch {expected}")),
         });
     }
     out

@@ -189,6 +189,9 @@ fn env_vars_layer_under_flags() {
 fn every_environment_variable_is_documented() {
     let doc = std::fs::read_to_string(repo_root().join("docs/configuration.md")).unwrap();
     for (name, _) in deploykit::env_vars::EnvVars::ALL {
-        assert!(doc.contains(&format!("| `{name}` |")), "docs/configuration.md lacks {name}");
+        assert!(
+            doc.contains(&format!("| `{name}` |")),
+            "docs/configuration.md lacks {name}"
+        );
     }
 }
