@@ -1,3 +1,4 @@
 //! One module per binary: its clap `Args` and its `Tool` impl.
 
+pub mod smoke_tests;
 pub mod verify_env;

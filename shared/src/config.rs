@@ -446,6 +446,81 @@ pub struct Environment {
     /// verify_env's profile for this environment.
     #[serde(default)]
     pub verify: Verify,
+    /// smoke_tests' parameters for this environment.
+    #[serde(default)]
+    pub smoke: Smoke,
+}
+
+/// smoke_tests' parameters: what the test orders trade and what "healthy" means for feeds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smoke {
+    /// Symbol the test orders trade.
+    #[serde(default = "d_symbol")]
+    pub symbol: String,
+    /// Quantity of each test order.
+    #[serde(default = "d_qty")]
+    pub qty: i64,
+    /// A feed whose last message is older than this is stale.
+    #[serde(default = "d_feed_age")]
+    pub max_feed_age_ms: u64,
+    #[serde(default = "d_min_rate")]
+    pub min_msgs_per_s: f64,
+    pub max_msgs_per_s: Option<f64>,
+    #[serde(default = "d_feed_latency")]
+    pub max_feed_latency_us: u64,
+    /// P&L may differ from fills × marks by this much (marks move between reads).
+    #[serde(default = "d_pnl_tol")]
+    pub pnl_tolerance: f64,
+    /// Share of 5xx answers (over the service's lifetime counters) above which a service fails.
+    #[serde(default = "d_error_ratio_max")]
+    pub max_error_ratio: f64,
+    /// Tables `--database-focused` requires.
+    #[serde(default = "d_tables")]
+    pub required_tables: Vec<String>,
+}
+
+fn d_symbol() -> String {
+    "AAPL".into()
+}
+fn d_qty() -> i64 {
+    1
+}
+fn d_feed_age() -> u64 {
+    1000
+}
+fn d_min_rate() -> f64 {
+    1.0
+}
+fn d_feed_latency() -> u64 {
+    5000
+}
+fn d_pnl_tol() -> f64 {
+    1.0
+}
+fn d_error_ratio_max() -> f64 {
+    0.01
+}
+fn d_tables() -> Vec<String> {
+    ["orders", "positions", "risk_limits"]
+        .map(String::from)
+        .to_vec()
+}
+
+impl Default for Smoke {
+    fn default() -> Self {
+        Smoke {
+            symbol: d_symbol(),
+            qty: d_qty(),
+            max_feed_age_ms: d_feed_age(),
+            min_msgs_per_s: d_min_rate(),
+            max_msgs_per_s: None,
+            max_feed_latency_us: d_feed_latency(),
+            pnl_tolerance: d_pnl_tol(),
+            max_error_ratio: d_error_ratio_max(),
+            required_tables: d_tables(),
+        }
+    }
 }
 
 /// The checks verify_env knows.

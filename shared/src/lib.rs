@@ -6,13 +6,16 @@ pub mod cmd;
 pub mod config;
 pub mod contract;
 pub mod db;
+pub mod dbcheck;
 pub mod env_vars;
 pub mod error;
 pub mod exit;
 pub mod http;
+pub mod lb;
 pub mod process;
 pub mod redact;
 pub mod report;
+pub mod smoke;
 pub mod telemetry;
 pub mod verify;
 

@@ -9,5 +9,6 @@ mod faults;
 mod help;
 mod redaction;
 mod report;
+mod smoke_tests;
 mod stack;
 mod verify_env;

@@ -126,3 +126,46 @@ pub fn pg_admin_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
+
+/// `run` off the async runtime, so in-process sims keep serving while the binary talks to them.
+pub async fn run_async(name: &str, args: &[&str], envs: &[(&str, &str)]) -> Run {
+    let name = name.to_string();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let envs: Vec<(String, String)> = envs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let e: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        run(&name, &a, &e)
+    })
+    .await
+    .unwrap()
+}
+
+/// Names of the checks with `status` in a `--format json` report.
+pub fn checks_with(stdout: &str, status: &str) -> Vec<String> {
+    let v: serde_json::Value =
+        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: not JSON:\n{stdout}"));
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == status)
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+pub fn check_message(stdout: &str, name: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(stdout).unwrap();
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}"))["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}

@@ -1,0 +1,120 @@
+//! HAProxy's runtime API (stats socket at `level admin`): send one command, read the answer,
+//! always within a deadline.
+
+use crate::config::{Color, LoadBalancer, RuntimeApi};
+use crate::error::{Error, Result};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Send `command` and return HAProxy's full answer.
+pub async fn command(api: &RuntimeApi, command: &str, timeout: Duration) -> Result<String> {
+    let what = format!("HAProxy runtime API {api}");
+    let fut = async {
+        let mut buf = Vec::new();
+        let line = format!("{command}\n");
+        match api {
+            RuntimeApi::Unix(p) => {
+                let mut s = tokio::net::UnixStream::connect(p).await?;
+                s.write_all(line.as_bytes()).await?;
+                s.read_to_end(&mut buf).await?;
+            }
+            RuntimeApi::Tcp(a) => {
+                let mut s = tokio::net::TcpStream::connect(a.as_str()).await?;
+                s.write_all(line.as_bytes()).await?;
+                s.read_to_end(&mut buf).await?;
+            }
+        }
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf).into_owned())
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(Error::unreachable(what, e)),
+        Err(_) => Err(Error::unreachable(
+            what,
+            format!("no answer within {timeout:?}"),
+        )),
+    }
+}
+
+/// One server's state from `show servers state`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerState {
+    pub backend: String,
+    pub server: String,
+    /// 0 stopped, 1 starting, 2 running, 3 stopping.
+    pub op_state: u8,
+    /// Bit field: 0x01/0x02/0x04/0x20 maintenance, 0x08/0x10 drain.
+    pub admin_state: u8,
+}
+
+impl ServerState {
+    /// Takes new load-balanced traffic: no maintenance or drain flag set.
+    pub fn is_active(&self) -> bool {
+        self.admin_state & 0x3f == 0
+    }
+}
+
+/// Parse `show servers state [backend]` (format version 1).
+pub fn parse_servers_state(text: &str) -> Vec<ServerState> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 6).then(|| ServerState {
+                backend: f[1].to_string(),
+                server: f[3].to_string(),
+                op_state: f[5].parse().unwrap_or(0),
+                admin_state: f[6].parse().unwrap_or(0xff),
+            })
+        })
+        .collect()
+}
+
+/// Which colour one load balancer sends new traffic to: the colour whose servers are all
+/// active in every listed backend while the other colour's are not.
+pub async fn live_color(lb: &LoadBalancer, timeout: Duration) -> Result<Option<Color>> {
+    let mut states = vec![];
+    for b in &lb.backends {
+        let text = command(&lb.runtime_api, &format!("show servers state {b}"), timeout).await?;
+        if text.contains("Can't find backend") || text.contains("Unknown command") {
+            return Err(Error::config(
+                format!("load balancer {}", lb.name),
+                format!("HAProxy says: {}", text.trim()),
+            ));
+        }
+        states.extend(parse_servers_state(&text));
+    }
+    let active = |c: &Color| {
+        lb.servers.get(c).is_some_and(|names| {
+            names.iter().all(|n| {
+                lb.backends.iter().all(|b| {
+                    states
+                        .iter()
+                        .any(|s| &s.backend == b && &s.server == n && s.is_active())
+                })
+            })
+        })
+    };
+    let live: Vec<Color> = lb.servers.keys().filter(|c| active(c)).copied().collect();
+    Ok(match live.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_show_servers_state() {
+        let text = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight\n\
+3 trading 1 blue 127.0.0.1 2 0 1 1 4 6 3 4 6 0 0 0 - 18181 - 0 0 - - 0\n\
+3 trading 2 green 127.0.0.1 0 5 1 1 4 1 0 0 14 0 0 0 - 18182 - 0 0 - - 0\n";
+        let s = parse_servers_state(text);
+        assert_eq!(s.len(), 2);
+        assert!(s[0].is_active());
+        assert_eq!((s[1].server.as_str(), s[1].admin_state), ("green", 5));
+        assert!(!s[1].is_active());
+    }
+}

@@ -1,0 +1,386 @@
+//! smoke_tests: a healthy stack passes every check; each injected fault fails exactly the check
+//! that watches it, with a message naming the cause; the test account is always left clean.
+
+use crate::support::{
+    ADMIN_TOKEN, Run, check_message, checks_with, client, config, run_async, sim,
+};
+use deploykit::contract::Faults;
+use std::time::Duration;
+
+/// One sim per role so a fault in one service touches only its checks.
+struct Fleet {
+    trading: trading_sim::SimHandle,
+    risk: trading_sim::SimHandle,
+    md: Option<trading_sim::SimHandle>,
+    web: trading_sim::SimHandle,
+    md_url: String,
+    _cfg: tempfile::TempDir,
+    cfg: std::path::PathBuf,
+}
+
+async fn fleet(extra: &str) -> Fleet {
+    let trading = sim("blue", "1.0.0").await;
+    let risk = sim("blue", "1.0.0").await;
+    let md = sim("blue", "1.0.0").await;
+    let web = sim("blue", "1.0.0").await;
+    let text = format!(
+        "[environments.local]\ncolors = [\"blue\"]\ntest_account = \"TEST-SMOKE-01\"\n\
+         [environments.local.services.blue]\ntrading-engine = [\"{t}\"]\noms = [\"{t}\"]\n\
+         risk-engine = [\"{r}\"]\nmarketdata = [\"{m}\"]\nweb = [\"{w}\"]\n\
+         [environments.local.smoke]\nmax_feed_age_ms = 250\n{extra}",
+        t = trading.url(),
+        r = risk.url(),
+        m = md.url(),
+        w = web.url()
+    );
+    let (d, p) = config(&text);
+    // Let the feeds publish before the first check.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    Fleet {
+        md_url: md.url(),
+        trading,
+        risk,
+        md: Some(md),
+        web,
+        _cfg: d,
+        cfg: p,
+    }
+}
+
+async fn smoke(f: &Fleet, extra: &[&str]) -> Run {
+    let mut args = vec!["--config", f.cfg.to_str().unwrap(), "--format", "json"];
+    args.extend_from_slice(extra);
+    run_async(
+        "smoke_tests",
+        &args,
+        &[("DEPLOYKIT_ADMIN_TOKEN", ADMIN_TOKEN)],
+    )
+    .await
+}
+
+/// The promise of the tool: no open order and a flat position on the test account.
+async fn assert_account_clean(f: &Fleet) {
+    let c = client(&f.trading.url());
+    c.clear_faults().await.unwrap();
+    let open = c
+        .orders("TEST-SMOKE-01")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.status.is_open())
+        .count();
+    assert_eq!(open, 0, "open orders left on the test account");
+    let pos = c.positions("TEST-SMOKE-01").await.unwrap();
+    assert!(
+        pos.positions.iter().all(|p| p.qty == 0),
+        "position not flat: {pos:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_fleet_passes_every_check() {
+    let f = fleet("").await;
+    let r = smoke(&f, &["--expect-version", "1.0.0"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(checks_with(&r.stdout, "fail").is_empty());
+    let ok = checks_with(&r.stdout, "ok");
+    for name in [
+        "Limit order accepted and resting",
+        "Cancel confirmed",
+        "Market order filled",
+        "Fills match the order",
+        "Position moved by the filled quantity",
+        "P&L consistent with fills and marks",
+        "All feeds connected",
+        "Message rates in range",
+        "No stale data",
+        "Feed latency acceptable",
+        "Position limit enforced",
+        "Loss limit checked",
+        "Invalid orders rejected",
+        "Test account clean after the run",
+    ] {
+        assert!(
+            ok.contains(&name.to_string()),
+            "{name} did not pass: {ok:?}"
+        );
+    }
+    assert_account_clean(&f).await;
+}
+
+/// Inject `faults` into one service, run, and return the names of the failed checks.
+async fn failing_with(
+    f: &Fleet,
+    target: &str,
+    faults: Faults,
+    args: &[&str],
+) -> (Vec<String>, Run) {
+    client(target).set_faults(&faults).await.unwrap();
+    if faults.stale_feed == Some(true) {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let r = smoke(f, args).await;
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    client(target).clear_faults().await.unwrap();
+    assert_account_clean(f).await;
+    let mut failed = checks_with(&r.stdout, "fail");
+    failed.sort();
+    (failed, r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_risk_limits_ignored() {
+    let f = fleet("").await;
+    let (failed, r) = failing_with(
+        &f,
+        &f.risk.url(),
+        Faults {
+            risk_ignore_limits: Some(true),
+            ..Default::default()
+        },
+        &[],
+    )
+    .await;
+    assert_eq!(
+        failed,
+        vec!["Loss limit checked", "Position limit enforced"]
+    );
+    assert!(check_message(&r.stdout, "Position limit enforced").contains("was allowed"));
+    assert!(check_message(&r.stdout, "Loss limit checked").contains("not enforced"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_stale_feed() {
+    let f = fleet("").await;
+    let (failed, r) = failing_with(
+        &f,
+        &f.md_url,
+        Faults {
+            stale_feed: Some(true),
+            ..Default::default()
+        },
+        &[],
+    )
+    .await;
+    assert_eq!(failed, vec!["No stale data"]);
+    assert!(check_message(&r.stdout, "No stale data").contains("equities last message"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_added_latency() {
+    let f = fleet("").await;
+    let (failed, r) = failing_with(
+        &f,
+        &f.md_url,
+        Faults {
+            latency_ms: Some(150),
+            ..Default::default()
+        },
+        &[],
+    )
+    .await;
+    assert_eq!(failed, vec!["Feed latency acceptable"]);
+    assert!(check_message(&r.stdout, "Feed latency acceptable").contains("limit 5000 µs"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_error_rate() {
+    let f = fleet("").await;
+    let (failed, r) = failing_with(
+        &f,
+        &f.trading.url(),
+        Faults {
+            error_rate: Some(1.0),
+            ..Default::default()
+        },
+        &[],
+    )
+    .await;
+    let rate = format!("Error rate during the run ({})", f.trading.url());
+    assert!(failed.contains(&rate), "{failed:?}");
+    assert!(
+        failed.contains(&"Limit order accepted and resting".to_string()),
+        "{failed:?}"
+    );
+    assert!(
+        check_message(&r.stdout, "Limit order accepted and resting").contains("injected fault")
+    );
+    // Nothing outside the trading engine fails.
+    for name in [
+        "No stale data",
+        "Position limit enforced",
+        "Invalid orders rejected",
+        "All feeds connected",
+    ] {
+        assert!(
+            !failed.contains(&name.to_string()),
+            "{name} failed: {failed:?}"
+        );
+    }
+    // Later steps are skipped, not failed for the same cause.
+    assert!(checks_with(&r.stdout, "skip").contains(&"Market order filled".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_wrong_version() {
+    let f = fleet("").await;
+    let (failed, r) = failing_with(
+        &f,
+        &f.web.url(),
+        Faults {
+            version: Some("0.9.9".into()),
+            ..Default::default()
+        },
+        &["--expect-version", "1.0.0"],
+    )
+    .await;
+    let name = format!("web healthy ({})", f.web.url());
+    assert_eq!(failed, vec![name.clone()]);
+    assert!(check_message(&r.stdout, &name).contains("runs version 0.9.9 (expected 1.0.0)"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_service_down() {
+    let mut f = fleet("").await;
+    drop(f.md.take());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r = smoke(&f, &[]).await;
+    assert_eq!(r.code, 1);
+    let mut failed = checks_with(&r.stdout, "fail");
+    failed.sort();
+    assert_eq!(
+        failed,
+        vec![
+            "All feeds connected".to_string(),
+            format!("marketdata healthy ({})", f.md_url)
+        ]
+    );
+    assert!(check_message(&r.stdout, "All feeds connected").contains("connection failed"));
+    assert_account_clean(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_fails_the_check_and_leaves_the_account_clean() {
+    let f = fleet("").await;
+    let (failed, r) = failing_with(
+        &f,
+        &f.trading.url(),
+        Faults {
+            latency_ms: Some(1500),
+            ..Default::default()
+        },
+        &["--timeout", "500ms", "--only", "orders"],
+    )
+    .await;
+    assert!(
+        failed.contains(&"Limit order accepted and resting".to_string()),
+        "{failed:?}"
+    );
+    assert!(
+        check_message(&r.stdout, "Limit order accepted and resting")
+            .contains("no answer within 500ms")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_mid_run_cleans_up_and_exits_130() {
+    let f = fleet("").await;
+    // The order flow fills quickly; the risk engine hangs, so the run is mid-way when SIGINT lands.
+    client(&f.risk.url())
+        .set_faults(&Faults {
+            latency_ms: Some(4000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let cfg = f.cfg.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let child = std::process::Command::new(crate::support::bin("smoke_tests"))
+            .args(["--config", cfg.to_str().unwrap(), "--timeout", "10s"])
+            .env("DEPLOYKIT_ADMIN_TOKEN", ADMIN_TOKEN)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1000));
+        std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted; cleanup: created 2 order(s)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("flattened AAPL -1"), "{stderr}");
+    assert_account_clean(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_to_trade_without_a_test_account() {
+    let s = sim("blue", "1.0.0").await;
+    let (_d, p) = config(&format!(
+        "[environments.local.services.blue]\ntrading-engine = [\"{}\"]\n",
+        s.url()
+    ));
+    let r = run_async("smoke_tests", &["--config", p.to_str().unwrap()], &[]).await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("test_account is not set"), "{}", r.stderr);
+    // Health alone needs no account.
+    let r = run_async(
+        "smoke_tests",
+        &["--config", p.to_str().unwrap(), "--only", "health"],
+        &[],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        client(&s.url())
+            .orders("TEST-SMOKE-01")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_lists_checks_and_sends_nothing() {
+    let f = fleet("").await;
+    let r = smoke(&f, &["--dry-run", "--database-focused"]).await;
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let skipped = checks_with(&r.stdout, "skip");
+    assert!(skipped.contains(&"Market order filled".to_string()));
+    assert!(skipped.contains(&"Schema version".to_string()));
+    let m = client(&f.trading.url()).metrics().await.unwrap();
+    assert!(!m.contains("orders_total{"), "dry run sent orders");
+    assert!(
+        client(&f.trading.url())
+            .orders("TEST-SMOKE-01")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junit_has_one_case_per_check() {
+    let f = fleet("").await;
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("smoke.xml");
+    let r = smoke(&f, &["--junit", junit.to_str().unwrap()]).await;
+    assert_eq!(r.code, 0);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let cases = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .count();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(cases, v["checks"].as_array().unwrap().len());
+    assert!(xml.contains("classname=\"smoke_tests.orders\""));
+}
