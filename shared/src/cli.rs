@@ -20,35 +20,35 @@ const CLEANUP_GRACE: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
     /// Environment to act on.
-    #[arg(short = 'e', long, env = EnvVars::ENVIRONMENT, value_enum, default_value_t = EnvName::Local)]
+    #[arg(short = 'e', long, global = true, env = EnvVars::ENVIRONMENT, value_enum, default_value_t = EnvName::Local)]
     pub environment: EnvName,
 
     /// Config file describing every environment.
-    #[arg(long, env = EnvVars::CONFIG, value_name = "FILE", default_value = crate::config::DEFAULT_PATH)]
+    #[arg(long, global = true, env = EnvVars::CONFIG, value_name = "FILE", default_value = crate::config::DEFAULT_PATH)]
     pub config: PathBuf,
 
     /// Result format on stdout [default: the file's [defaults], else human].
-    #[arg(long, env = EnvVars::FORMAT, value_enum)]
+    #[arg(long, global = true, env = EnvVars::FORMAT, value_enum)]
     pub format: Option<Format>,
 
     /// Also write a JUnit XML report here (for Jenkins' junit step).
-    #[arg(long, env = EnvVars::JUNIT, value_name = "FILE")]
+    #[arg(long, global = true, env = EnvVars::JUNIT, value_name = "FILE")]
     pub junit: Option<PathBuf>,
 
     /// Timeout for each check or network call (e.g. 500ms, 10s) [default: the file's, else 10s].
-    #[arg(long, env = EnvVars::TIMEOUT, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, global = true, env = EnvVars::TIMEOUT, value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Option<Duration>,
 
     /// More log detail on stderr (-v debug, -vv trace).
-    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 
     /// Less log detail on stderr (-q warnings only, -qq errors only).
-    #[arg(short, long, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub quiet: u8,
 
     /// Log format on stderr.
-    #[arg(long, env = EnvVars::LOG_FORMAT, value_enum)]
+    #[arg(long, global = true, env = EnvVars::LOG_FORMAT, value_enum)]
     pub log_format: Option<LogFormat>,
 }
 
@@ -56,7 +56,7 @@ pub struct CommonArgs {
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct DryRunArgs {
     /// Print what would be done (exact commands and calls) without doing it.
-    #[arg(long, env = EnvVars::DRY_RUN)]
+    #[arg(long, global = true, env = EnvVars::DRY_RUN)]
     pub dry_run: bool,
 }
 

@@ -1,4 +1,5 @@
 //! One module per binary: its clap `Args` and its `Tool` impl.
 
+pub mod db_migrate;
 pub mod smoke_tests;
 pub mod verify_env;

@@ -449,6 +449,61 @@ pub struct Environment {
     /// smoke_tests' parameters for this environment.
     #[serde(default)]
     pub smoke: Smoke,
+    /// db_migrate's limits for this environment.
+    #[serde(default)]
+    pub migrate: Migrate,
+}
+
+/// db_migrate's limits: every step runs with these timeouts and retries on lock timeout.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Migrate {
+    #[serde(default = "d_lock_timeout")]
+    pub lock_timeout: HumanDuration,
+    #[serde(default = "d_statement_timeout")]
+    pub statement_timeout: HumanDuration,
+    #[serde(default = "d_max_retries")]
+    pub max_retries: u32,
+    /// How long to wait for another run's migration lock.
+    #[serde(default = "d_lock_wait")]
+    pub lock_wait: HumanDuration,
+    #[serde(default = "d_backups")]
+    pub backups_dir: PathBuf,
+    /// How long pg_dump may take.
+    #[serde(default = "d_backup_timeout")]
+    pub backup_timeout: HumanDuration,
+}
+
+fn d_lock_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+fn d_statement_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(15 * 60))
+}
+fn d_max_retries() -> u32 {
+    10
+}
+fn d_lock_wait() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10 * 60))
+}
+fn d_backups() -> PathBuf {
+    PathBuf::from("backups")
+}
+fn d_backup_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30 * 60))
+}
+
+impl Default for Migrate {
+    fn default() -> Self {
+        Migrate {
+            lock_timeout: d_lock_timeout(),
+            statement_timeout: d_statement_timeout(),
+            max_retries: d_max_retries(),
+            lock_wait: d_lock_wait(),
+            backups_dir: d_backups(),
+            backup_timeout: d_backup_timeout(),
+        }
+    }
 }
 
 /// smoke_tests' parameters: what the test orders trade and what "healthy" means for feeds.

@@ -1,0 +1,426 @@
+//! `db_migrate`: Flyway-named PostgreSQL migrations — locked, time-boxed, measured, backed up,
+//! verified, reversible.
+
+use crate::cli::{CommonArgs, Context, DryRunArgs, Tool};
+use crate::config::{EnvName, parse_duration};
+use crate::error::{Error, Result};
+use crate::migrate::{self, Migration, Version, backup, fingerprint, history, run};
+use crate::report::{Check, Report};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Apply, inspect, verify and roll back the schema migrations in --migrations
+/// (`V3.2.2__add_risk_limits_table.sql` and `V3.2.2__add_risk_limits_table_rollback.sql`). The
+/// database URL comes from the variable the environment's config names (DATABASE_URL for local).
+#[derive(Debug, clap::Parser)]
+#[command(name = "db_migrate", version)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(flatten)]
+    pub dry: DryRunArgs,
+
+    /// Directory of migration files.
+    #[arg(long, global = true, value_name = "DIR", default_value = "migrations")]
+    pub migrations: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Apply pending migrations up to --version, each in its own transaction, under a lock.
+    Migrate {
+        /// Stop after this version [default: the newest].
+        #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+        version: Option<Version>,
+        /// Skip the pre-migration backup (staging/production); the reason goes in the report.
+        #[arg(long, value_name = "REASON")]
+        no_backup: Option<String>,
+        /// Exit 5 at once if another run holds the migration lock.
+        #[arg(long)]
+        no_wait: bool,
+        /// lock_timeout of every step [default: the config's, else 5s].
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        lock_timeout: Option<Duration>,
+        /// statement_timeout of every step [default: the config's, else 15m].
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        statement_timeout: Option<Duration>,
+    },
+    /// pg_dump -Fc to the backups directory, verified with pg_restore --list.
+    Backup {
+        /// Directory for the dump [default: the config's backups_dir].
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Applied, pending, missing and checksum-changed migrations.
+    Info,
+    /// Exit 1 if an applied migration's file changed since it was applied.
+    Validate,
+    /// The latest applied version (by install rank) is the expected one.
+    Verify {
+        /// Expected version [default: the newest migration file].
+        #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+        expect: Option<Version>,
+    },
+    /// Run rollback scripts newest first down to (not including) --to-version.
+    Rollback {
+        #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+        to_version: Version,
+        /// Required in production.
+        #[arg(long)]
+        confirm: bool,
+    },
+    /// Flag unsafe DDL and missing rollbacks before production.
+    Lint,
+    /// On a scratch database: up → rollback → up for every migration; the schema must round-trip.
+    Rehearse,
+}
+
+fn parse_version(s: &str) -> std::result::Result<Version, String> {
+    Version::parse(s).ok_or_else(|| format!("`{s}` is not a version like 3.2.2"))
+}
+
+impl Tool for Args {
+    const NAME: &'static str = "db_migrate";
+
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+
+    async fn run(self, ctx: Context) -> Result<Report> {
+        let all = migrate::load_dir(&self.migrations)?;
+        let mut report = ctx.report();
+        match &self.command {
+            Command::Lint => {
+                let findings = migrate::lint::lint(&all);
+                for m in &all {
+                    let mine: Vec<_> = findings.iter().filter(|f| f.file == m.up.file_name()).collect();
+                    let name = m.up.file_name();
+                    report.push(if mine.is_empty() {
+                        Check::ok("lint", name)
+                    } else {
+                        let msg = mine.iter().map(|f| format!("line {}: [{}] {}", f.line, f.rule, f.message)).collect::<Vec<_>>().join("; ");
+                        Check::fail("lint", name, msg).data(serde_json::to_value(&mine).unwrap_or_default())
+                    });
+                }
+                return Ok(report);
+            }
+            Command::Info | Command::Validate | Command::Verify { .. } => {
+                let (client, _) = connect(&ctx).await?;
+                let applied = history::applied(&client).await?;
+                match &self.command {
+                    Command::Info => info(&mut report, &all, &applied),
+                    Command::Validate => validate(&mut report, &all, &applied),
+                    Command::Verify { expect } => {
+                        let expected = expect.clone().or_else(|| all.last().map(|m| m.version.clone()));
+                        verify(&mut report, expected, &applied);
+                    }
+                    _ => unreachable!(),
+                }
+            }
+            Command::Backup { dir } => {
+                let env = ctx.env()?;
+                let url = env.database_url()?;
+                let dir = dir.clone().unwrap_or_else(|| env.migrate.backups_dir.clone());
+                let start = Instant::now();
+                let b = backup::take(&url, &dir, env.migrate.backup_timeout.0).await?;
+                report.push(backup_check(&b).took(start.elapsed()));
+            }
+            Command::Migrate { version, no_backup, no_wait, lock_timeout, statement_timeout } => {
+                self.migrate(&ctx, &mut report, &all, version.as_ref(), no_backup.as_deref(), *no_wait, *lock_timeout, *statement_timeout).await?;
+            }
+            Command::Rollback { to_version, confirm } => {
+                if ctx.env_name == EnvName::Production && !confirm && !self.dry.dry_run {
+                    return Err(Error::Usage("rollback in production needs --confirm (see the plan first with --dry-run)".into()));
+                }
+                self.rollback(&ctx, &mut report, &all, to_version).await?;
+            }
+            Command::Rehearse => rehearse(&ctx, &mut report, &all).await?,
+        }
+        Ok(report)
+    }
+}
+
+async fn connect(ctx: &Context) -> Result<(tokio_postgres::Client, crate::redact::Secret)> {
+    let env = ctx.env()?;
+    let url = env.database_url()?;
+    let c = crate::db::connect(&url, env.timeouts.connect.0.max(ctx.timeout)).await?;
+    Ok((c, url))
+}
+
+fn limits(ctx: &Context, lock: Option<Duration>, stmt: Option<Duration>) -> Result<run::Limits> {
+    let m = &ctx.env()?.migrate;
+    Ok(run::Limits {
+        lock_timeout: lock.unwrap_or(m.lock_timeout.0),
+        statement_timeout: stmt.unwrap_or(m.statement_timeout.0),
+        max_retries: m.max_retries,
+        lock_wait: m.lock_wait.0,
+    })
+}
+
+fn backup_check(b: &backup::Backup) -> Check {
+    Check::ok("backup", "Backup taken and verified")
+        .message(format!("{} ({} bytes, {} entries, sha256 {})", b.path.display(), b.bytes, b.entries, &b.sha256[..16]))
+        .data(serde_json::to_value(b).unwrap_or_default())
+}
+
+fn info(report: &mut Report, all: &[Migration], applied: &[history::Applied]) {
+    for a in applied {
+        let file = all.iter().find(|m| m.version == a.version);
+        let name = format!("V{} {}", a.version, a.description);
+        let when = format!("applied {} by {} in {} ms", a.installed_on, a.installed_by, a.execution_ms);
+        report.push(match file {
+            None => Check::warn("applied", name, format!("{when}; its file is missing from the migrations directory")),
+            Some(m) if m.up.checksum != a.checksum => Check::fail("applied", name, format!("{when}; the file changed since (checksum differs)"))
+                .hint("never edit an applied migration: restore the file and add a new migration"),
+            Some(_) => Check::ok("applied", name).message(when),
+        });
+    }
+    for m in all.iter().filter(|m| !applied.iter().any(|a| a.version == m.version)) {
+        report.push(Check::skip("pending", format!("V{} {}", m.version, m.description), "pending"));
+    }
+}
+
+fn validate(report: &mut Report, all: &[Migration], applied: &[history::Applied]) {
+    let mut changed = 0;
+    for a in applied {
+        if let Some(m) = all.iter().find(|m| m.version == a.version)
+            && m.up.checksum != a.checksum
+        {
+            changed += 1;
+            report.push(
+                Check::fail("validate", format!("{} unchanged since applied", m.up.file_name()), "the file's checksum differs from the one recorded when it was applied")
+                    .hint("restore the applied file from git; put changes in a new migration"),
+            );
+        }
+    }
+    if changed == 0 {
+        report.push(Check::ok("validate", "Applied migrations unchanged").message(format!("{} checked", applied.len())));
+    }
+}
+
+fn verify(report: &mut Report, expected: Option<Version>, applied: &[history::Applied]) {
+    let current = applied.iter().max_by_key(|a| a.rank).map(|a| a.version.clone());
+    let name = match &expected {
+        Some(v) => format!("Schema version is {v}"),
+        None => "Schema version".to_string(),
+    };
+    report.push(match (current, expected) {
+        (Some(c), Some(e)) if c == e => Check::ok("verify", name).message(format!("latest applied (by install rank) is {c}")),
+        (Some(c), Some(e)) => Check::fail("verify", name, format!("latest applied is {c}, expected {e}")).hint("run db_migrate migrate (or rollback) to reach it"),
+        (None, Some(e)) => Check::fail("verify", name, format!("no migration applied, expected {e}")).hint("run db_migrate migrate"),
+        (_, None) => Check::fail("verify", name, "no expected version: no migration files and no --expect"),
+    });
+}
+
+impl Args {
+    #[allow(clippy::too_many_arguments)]
+    async fn migrate(
+        &self,
+        ctx: &Context,
+        report: &mut Report,
+        all: &[Migration],
+        target: Option<&Version>,
+        no_backup: Option<&str>,
+        no_wait: bool,
+        lock_timeout: Option<Duration>,
+        statement_timeout: Option<Duration>,
+    ) -> Result<()> {
+        if let Some(t) = target
+            && !all.iter().any(|m| &m.version == t)
+        {
+            return Err(Error::Usage(format!("no migration file has version {t}")));
+        }
+        let limits = limits(ctx, lock_timeout, statement_timeout)?;
+        let (mut client, url) = connect(ctx).await?;
+        if self.dry.dry_run {
+            let applied = history::applied(&client).await?;
+            for m in run::pending(all, &applied, target)? {
+                report.push(Check::skip("migrations", format!("V{} {}", m.version, m.description), format!(
+                    "dry run: would apply {}{} with lock_timeout {:?}, statement_timeout {:?}",
+                    m.up.file_name(),
+                    if m.up.no_transaction() { " statement by statement (no-transaction)" } else { " in one transaction" },
+                    limits.lock_timeout,
+                    limits.statement_timeout
+                )));
+            }
+            report.note("dry run: nothing applied");
+            return Ok(());
+        }
+        run::lock(&client, no_wait, limits.lock_wait, &ctx.cancel).await?;
+        let result = async {
+            run::ensure_history(&client).await?;
+            let applied = history::applied(&client).await?;
+            for a in &applied {
+                if let Some(m) = all.iter().find(|m| m.version == a.version)
+                    && m.up.checksum != a.checksum
+                {
+                    return Err(Error::Conflict(format!("{} changed after it was applied; run db_migrate validate", m.up.file_name())));
+                }
+            }
+            let pending = run::pending(all, &applied, target)?;
+            if pending.is_empty() {
+                report.push(Check::ok("migrations", "Nothing to do").message(format!(
+                    "schema is at {}",
+                    applied.iter().max_by_key(|a| a.rank).map_or("nothing applied".into(), |a| a.version.to_string())
+                )));
+                return Ok(());
+            }
+            let env = ctx.env()?;
+            if matches!(ctx.env_name, EnvName::Staging | EnvName::Production) {
+                match no_backup {
+                    Some(reason) => report.note(format!("backup skipped: {reason}")),
+                    None => {
+                        let start = Instant::now();
+                        let b = backup::take(&url, &env.migrate.backups_dir, env.migrate.backup_timeout.0).await?;
+                        report.push(backup_check(&b).took(start.elapsed()));
+                    }
+                }
+            }
+            let monitor = Arc::new(crate::db::connect(&url, env.timeouts.connect.0.max(ctx.timeout)).await?);
+            let total = pending.len();
+            for (i, m) in pending.into_iter().enumerate() {
+                if ctx.cancel.is_cancelled() {
+                    report.note("interrupted: remaining migrations not started");
+                    break;
+                }
+                tracing::info!("[{}/{total}] applying {}", i + 1, m.up.file_name());
+                let name = format!("V{} {}", m.version, m.description);
+                let start = Instant::now();
+                match run::step(&mut client, monitor.clone(), &m.up, &limits, &run::record_apply(m)).await {
+                    Ok(stats) => report.push(run::stats_check(name, "applied", &stats).took(start.elapsed())),
+                    Err(run::StepError::Db(e)) => return Err(e),
+                    Err(run::StepError::Sql(msg) | run::StepError::LockTimeout(msg)) => {
+                        report.push(Check::fail("migrations", name, msg).hint("nothing of this migration was applied; fix it and run migrate again").took(start.elapsed()));
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        run::unlock(&client).await?;
+        result
+    }
+
+    async fn rollback(&self, ctx: &Context, report: &mut Report, all: &[Migration], to: &Version) -> Result<()> {
+        let limits = limits(ctx, None, None)?;
+        let (mut client, url) = connect(ctx).await?;
+        run::lock(&client, false, limits.lock_wait, &ctx.cancel).await?;
+        let result = async {
+            let applied = history::applied(&client).await?;
+            let mut undo: Vec<&history::Applied> = applied.iter().filter(|a| &a.version > to).collect();
+            undo.sort_by(|a, b| b.version.cmp(&a.version));
+            if undo.is_empty() {
+                report.push(Check::ok("rollback", "Nothing to roll back").message(format!("nothing applied above {to}")));
+                return Ok(());
+            }
+            // Refuse before touching anything if any rollback script is missing.
+            let mut scripts = vec![];
+            for a in &undo {
+                match all.iter().find(|m| m.version == a.version).and_then(|m| m.down.as_ref()) {
+                    Some(d) => scripts.push((*a, d)),
+                    None => {
+                        return Err(Error::Conflict(format!(
+                            "no rollback script for V{}__{}: nothing was rolled back; add V{}__{}_rollback.sql",
+                            a.version, a.description, a.version, a.description
+                        )));
+                    }
+                }
+            }
+            if self.dry.dry_run {
+                for (a, d) in &scripts {
+                    report.push(Check::skip("rollback", format!("V{} {}", a.version, a.description), format!("dry run: would run {}", d.file_name())));
+                }
+                return Ok(());
+            }
+            let monitor = Arc::new(crate::db::connect(&url, ctx.timeout).await?);
+            for (a, d) in scripts {
+                let name = format!("V{} {}", a.version, a.description);
+                let start = Instant::now();
+                match run::step(&mut client, monitor.clone(), d, &limits, &run::record_rollback(a)).await {
+                    Ok(stats) => report.push(run::stats_check(name, "rolled back", &stats).took(start.elapsed())),
+                    Err(run::StepError::Db(e)) => return Err(e),
+                    Err(run::StepError::Sql(msg) | run::StepError::LockTimeout(msg)) => {
+                        report.push(Check::fail("rollback", name, msg).hint("this rollback was not applied; fix the script and run rollback again").took(start.elapsed()));
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        run::unlock(&client).await?;
+        result
+    }
+}
+
+/// up → fingerprint → rollback → must equal the fingerprint before → up → must equal again.
+async fn rehearse(ctx: &Context, report: &mut Report, all: &[Migration]) -> Result<()> {
+    let (admin, url) = connect(ctx).await?;
+    let scratch = format!("deploykit_rehearse_{}_{}", std::process::id(), chrono::Utc::now().format("%H%M%S%3f"));
+    admin
+        .batch_execute(&format!("CREATE DATABASE {scratch}"))
+        .await
+        .map_err(|e| Error::unreachable("PostgreSQL", format!("cannot create a scratch database: {e}")))?;
+    let mut u = url::Url::parse(url.expose()).map_err(|e| Error::config("database URL", e.to_string()))?;
+    u.set_path(&format!("/{scratch}"));
+    let scratch_url = crate::redact::Secret::new(u.to_string());
+    let result = async {
+        let mut c = crate::db::connect(&scratch_url, ctx.timeout).await?;
+        let monitor = Arc::new(crate::db::connect(&scratch_url, ctx.timeout).await?);
+        run::ensure_history(&c).await?;
+        let limits = limits(ctx, None, None)?;
+        for m in all {
+            let name = format!("V{} round trip", m.version);
+            let start = Instant::now();
+            let Some(down) = &m.down else {
+                report.push(Check::fail("rehearse", name, format!("{} has no rollback script", m.up.file_name())));
+                return Ok(());
+            };
+            let before = fingerprint::schema(&c).await?;
+            let step = |e: run::StepError| match e {
+                run::StepError::Db(e) => e.to_string(),
+                run::StepError::Sql(m) | run::StepError::LockTimeout(m) => m,
+            };
+            if let Err(e) = run::step(&mut c, monitor.clone(), &m.up, &limits, &run::record_apply(m)).await {
+                report.push(Check::fail("rehearse", name, format!("up failed: {}", step(e))));
+                return Ok(());
+            }
+            let after_up = fingerprint::schema(&c).await?;
+            let applied = history::applied(&c).await?;
+            let row = applied.iter().find(|a| a.version == m.version).expect("just applied").clone();
+            if let Err(e) = run::step(&mut c, monitor.clone(), down, &limits, &run::record_rollback(&row)).await {
+                report.push(Check::fail("rehearse", name, format!("rollback failed: {}", step(e))));
+                return Ok(());
+            }
+            let after_down = fingerprint::schema(&c).await?;
+            if after_down != before {
+                report.push(Check::fail("rehearse", name, format!("rollback does not restore the schema: {}", fingerprint::diff(&before, &after_down)))
+                    .hint(format!("make {} undo everything {} does", down.file_name(), m.up.file_name())));
+                return Ok(());
+            }
+            if let Err(e) = run::step(&mut c, monitor.clone(), &m.up, &limits, &run::record_apply(m)).await {
+                report.push(Check::fail("rehearse", name, format!("second up failed: {}", step(e))));
+                return Ok(());
+            }
+            let again = fingerprint::schema(&c).await?;
+            report.push(if again == after_up {
+                Check::ok("rehearse", name).message("up → rollback → up leaves the same schema")
+            } else {
+                Check::fail("rehearse", name, format!("second up differs: {}", fingerprint::diff(&after_up, &again)))
+            }
+            .took(start.elapsed()));
+        }
+        Ok::<_, Error>(())
+    }
+    .await;
+    if let Err(e) = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")).await {
+        tracing::warn!("could not drop scratch database {scratch}: {e}");
+    }
+    result
+}

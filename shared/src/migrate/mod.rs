@@ -1,0 +1,270 @@
+//! db_migrate: Flyway-named migrations (`V3.2.2__add_risk_limits_table.sql` with
+//! `V3.2.2__add_risk_limits_table_rollback.sql` beside it) applied under a session advisory
+//! lock, one transaction each, with lock/statement timeouts and retries. Owned on
+//! tokio-postgres; docs/decisions/0006-db-migrate-without-refinery.md says why.
+
+pub mod backup;
+pub mod fingerprint;
+pub mod history;
+pub mod lint;
+pub mod run;
+
+use crate::error::{Error, Result};
+use sha2::{Digest, Sha256};
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+static NAME: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"^V(\d+(?:\.\d+)*)__([A-Za-z0-9_]+?)(_rollback)?\.sql$").unwrap()
+});
+
+/// The directive that runs a file outside a transaction, statement by statement.
+pub const NO_TRANSACTION: &str = "-- deploykit: no-transaction";
+
+/// A dotted version, compared number by number (3.10 > 3.9).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Version(pub Vec<u64>);
+
+impl Version {
+    pub fn parse(s: &str) -> Option<Version> {
+        let parts: Option<Vec<u64>> = s.split('.').map(|p| p.parse().ok()).collect();
+        parts.filter(|p| !p.is_empty()).map(Version)
+    }
+}
+
+impl Ord for Version {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let n = self.0.len().max(other.0.len());
+        for i in 0..n {
+            let (a, b) = (self.0.get(i).copied().unwrap_or(0), other.0.get(i).copied().unwrap_or(0));
+            match a.cmp(&b) {
+                Ordering::Equal => continue,
+                o => return o,
+            }
+        }
+        Ordering::Equal
+    }
+}
+
+impl PartialOrd for Version {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s: Vec<String> = self.0.iter().map(|n| n.to_string()).collect();
+        f.write_str(&s.join("."))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Script {
+    pub path: PathBuf,
+    pub sql: String,
+    pub checksum: String,
+}
+
+impl Script {
+    fn load(path: &Path) -> Result<Script> {
+        let sql = std::fs::read_to_string(path).map_err(|e| Error::io("read migration", path, e))?;
+        let checksum = sha256_hex(sql.as_bytes());
+        Ok(Script {
+            path: path.to_owned(),
+            sql,
+            checksum,
+        })
+    }
+    pub fn file_name(&self) -> String {
+        self.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+    pub fn no_transaction(&self) -> bool {
+        self.sql.lines().take(5).any(|l| l.trim() == NO_TRANSACTION)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub version: Version,
+    pub description: String,
+    pub up: Script,
+    pub down: Option<Script>,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every `.sql` file in `dir` must be a migration or a rollback: anything else, a duplicate
+/// version or a rollback without its migration is an error (exit 3), never a silent skip.
+pub fn load_dir(dir: &Path) -> Result<Vec<Migration>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Error::config(dir.display().to_string(), format!("cannot read migrations directory: {e}; pass --migrations DIR"))
+    })?;
+    let mut ups: BTreeMap<Version, (String, Script)> = BTreeMap::new();
+    let mut downs: BTreeMap<Version, (String, Script)> = BTreeMap::new();
+    let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    names.sort();
+    for path in names {
+        let Some(file) = path.file_name().map(|f| f.to_string_lossy().into_owned()) else { continue };
+        if !file.ends_with(".sql") {
+            continue;
+        }
+        let Some(c) = NAME.captures(&file) else {
+            return Err(Error::config(
+                path.display().to_string(),
+                "not a migration name: write V<version>__<description>.sql (e.g. V3.2.2__add_risk_limits_table.sql) or its _rollback.sql",
+            ));
+        };
+        let version = Version::parse(&c[1]).expect("regex guarantees digits");
+        let desc = c[2].to_string();
+        let target = if c.get(3).is_some() { &mut downs } else { &mut ups };
+        if let Some((other, _)) = target.get(&version) {
+            return Err(Error::config(
+                path.display().to_string(),
+                format!("duplicate version {version}: also used by {other}"),
+            ));
+        }
+        target.insert(version, (desc, Script::load(&path)?));
+    }
+    let mut out = vec![];
+    for (version, (desc, down)) in &downs {
+        match ups.get(version) {
+            Some((d, _)) if d == desc => {}
+            _ => {
+                return Err(Error::config(
+                    down.path.display().to_string(),
+                    format!("rollback for V{version}__{desc} has no migration beside it"),
+                ));
+            }
+        }
+    }
+    for (version, (description, up)) in ups {
+        let down = downs.remove(&version).map(|(_, s)| s);
+        out.push(Migration { version, description, up, down });
+    }
+    Ok(out)
+}
+
+/// 1-based line of a character offset (PostgreSQL reports error positions in characters).
+pub fn line_of(sql: &str, char_pos: usize) -> usize {
+    sql.chars().take(char_pos.saturating_sub(1)).filter(|c| *c == '\n').count() + 1
+}
+
+/// Split SQL into statements at top-level semicolons (quotes, dollar quotes and comments
+/// respected), for files that must run outside a transaction one statement at a time.
+pub fn split_statements(sql: &str) -> Vec<String> {
+    let b: Vec<char> = sql.chars().collect();
+    let mut out = vec![];
+    let mut cur = String::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == '-' && b.get(i + 1) == Some(&'-') {
+            while i < b.len() && b[i] != '\n' {
+                cur.push(b[i]);
+                i += 1;
+            }
+            continue;
+        }
+        if c == '/' && b.get(i + 1) == Some(&'*') {
+            while i < b.len() && !(b[i] == '*' && b.get(i + 1) == Some(&'/')) {
+                cur.push(b[i]);
+                i += 1;
+            }
+            cur.push_str("*/");
+            i += 2;
+            continue;
+        }
+        if c == '\'' || c == '"' {
+            cur.push(c);
+            i += 1;
+            while i < b.len() {
+                cur.push(b[i]);
+                if b[i] == c {
+                    if b.get(i + 1) == Some(&c) {
+                        cur.push(c);
+                        i += 2;
+                        continue;
+                    }
+                    i += 1;
+                    break;
+                }
+                i += 1;
+            }
+            continue;
+        }
+        if c == '$' {
+            // $tag$ … $tag$
+            let mut j = i + 1;
+            while j < b.len() && (b[j].is_alphanumeric() || b[j] == '_') {
+                j += 1;
+            }
+            if j < b.len() && b[j] == '$' {
+                let tag: String = b[i..=j].iter().collect();
+                cur.push_str(&tag);
+                i = j + 1;
+                let rest: String = b[i..].iter().collect();
+                if let Some(end) = rest.find(&tag) {
+                    cur.push_str(&rest[..end + tag.len()]);
+                    i += rest[..end + tag.len()].chars().count();
+                } else {
+                    cur.push_str(&rest);
+                    i = b.len();
+                }
+                continue;
+            }
+        }
+        if c == ';' {
+            if !strip_comments(&cur).trim().is_empty() {
+                out.push(cur.trim().to_string());
+            }
+            cur.clear();
+            i += 1;
+            continue;
+        }
+        cur.push(c);
+        i += 1;
+    }
+    if !strip_comments(&cur).trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
+}
+
+fn strip_comments(s: &str) -> String {
+    s.lines().map(|l| l.split("--").next().unwrap_or("")).collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_order_numerically() {
+        let v = |s| Version::parse(s).unwrap();
+        assert!(v("3.10") > v("3.9"));
+        assert!(v("3.2.2") > v("3.2.1"));
+        assert_eq!(v("3.2"), v("3.2.0"));
+        assert!(Version::parse("3.x").is_none());
+    }
+
+    #[test]
+    fn statements_split_at_top_level() {
+        let sql = "-- deploykit: no-transaction\nCREATE INDEX CONCURRENTLY a ON t (x);\n\
+                   INSERT INTO t VALUES ('a;b');\nCREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;\n-- trailing\n";
+        let s = split_statements(sql);
+        assert_eq!(s.len(), 3, "{s:?}");
+        assert!(s[1].contains("'a;b'"));
+        assert!(s[2].contains("SELECT 1; $$"));
+    }
+
+    #[test]
+    fn error_positions_map_to_lines() {
+        assert_eq!(line_of("a\nb\nSELEC x", 5), 3);
+        assert_eq!(line_of("x", 1), 1);
+    }
+}

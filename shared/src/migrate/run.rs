@@ -1,0 +1,372 @@
+//! Applying and rolling back: advisory lock, one transaction per migration with its history
+//! row, lock_timeout/statement_timeout on every step, retry with backoff on lock timeout, and
+//! a sampler that measures how long the migration made other sessions wait.
+
+use super::history::{self, Applied};
+use super::{Migration, Script, Version, line_of, split_statements};
+use crate::error::{Error, Result};
+use crate::report::Check;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+
+/// Advisory lock key: "deploykit migrate".
+pub const LOCK_KEY: i64 = 0x0064_6b6d_6967_7261;
+const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub lock_timeout: Duration,
+    pub statement_timeout: Duration,
+    pub max_retries: u32,
+    /// How long to wait for another run's migration lock.
+    pub lock_wait: Duration,
+}
+
+fn db_err(e: tokio_postgres::Error) -> Error {
+    Error::unreachable("PostgreSQL", crate::redact::redact(&e.to_string()))
+}
+
+/// Take the migration lock. `no_wait`: exit 5 at once if another run holds it; otherwise
+/// poll (never block inside a transaction), logging who holds it every 5 s.
+pub async fn lock(c: &Client, no_wait: bool, wait: Duration, cancel: &CancellationToken) -> Result<()> {
+    let start = Instant::now();
+    let mut last_note = Instant::now();
+    loop {
+        let got: bool = c
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
+            .await
+            .map_err(db_err)?
+            .get(0);
+        if got {
+            return Ok(());
+        }
+        let holder: Option<i32> = c
+            .query_opt(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+                 AND ((classid::bigint << 32) | objid::bigint) = $1 LIMIT 1",
+                &[&LOCK_KEY],
+            )
+            .await
+            .map_err(db_err)?
+            .map(|r| r.get(0));
+        let who = holder.map_or("another session".to_string(), |p| format!("PostgreSQL pid {p}"));
+        if no_wait {
+            return Err(Error::Conflict(format!("another db_migrate run holds the migration lock ({who})")));
+        }
+        if start.elapsed() >= wait {
+            return Err(Error::Conflict(format!("the migration lock is still held by {who} after {wait:?}")));
+        }
+        if last_note.elapsed() >= Duration::from_secs(5) {
+            tracing::info!("waiting for the migration lock held by {who} ({}s so far)", start.elapsed().as_secs());
+            last_note = Instant::now();
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = cancel.cancelled() => return Err(Error::Interrupted(crate::error::Signal::Int)),
+        }
+    }
+}
+
+/// Release the lock; a `false` answer means it was lost (e.g. behind a transaction pooler).
+pub async fn unlock(c: &Client) -> Result<()> {
+    let ok: bool = c
+        .query_one("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(db_err)?
+        .get(0);
+    if !ok {
+        tracing::warn!("the migration lock was not held at release: is a transaction pooler (PgBouncer) in between?");
+    }
+    Ok(())
+}
+
+pub async fn ensure_history(c: &Client) -> Result<()> {
+    c.batch_execute(history::CREATE).await.map_err(db_err)
+}
+
+/// What one migration step cost.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Stats {
+    pub execution_ms: i64,
+    pub lock_wait_ms: i64,
+    pub retries: u32,
+    /// Longest time another session waited on a lock this migration held or queued for.
+    pub max_blocked_ms: i64,
+}
+
+/// Samples pg_locks from a second connection while a step runs.
+struct Sampler {
+    stop: CancellationToken,
+    waited_ms: Arc<AtomicI64>,
+    blocked_ms: Arc<AtomicI64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    fn start(monitor: Arc<Client>, pid: i32) -> Sampler {
+        let stop = CancellationToken::new();
+        let waited_ms = Arc::new(AtomicI64::new(0));
+        let blocked_ms = Arc::new(AtomicI64::new(0));
+        let (s, w, b) = (stop.clone(), waited_ms.clone(), blocked_ms.clone());
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SAMPLE_EVERY);
+            loop {
+                tokio::select! {
+                    _ = s.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let row = monitor
+                    .query_one(
+                        "SELECT
+                           (SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted),
+                           (SELECT coalesce(max(extract(epoch FROM clock_timestamp() - waitstart) * 1000), 0)::bigint
+                              FROM pg_locks WHERE NOT granted AND pid <> $1 AND $1 = ANY(pg_blocking_pids(pid)))",
+                        &[&pid],
+                    )
+                    .await;
+                if let Ok(r) = row {
+                    let waiting: i64 = r.get(0);
+                    if waiting > 0 {
+                        w.fetch_add(SAMPLE_EVERY.as_millis() as i64, Ordering::Relaxed);
+                    }
+                    let blocked: i64 = r.get(1);
+                    b.fetch_max(blocked, Ordering::Relaxed);
+                }
+            }
+        });
+        Sampler { stop, waited_ms, blocked_ms, task }
+    }
+
+    async fn finish(self) -> (i64, i64) {
+        self.stop.cancel();
+        let _ = self.task.await;
+        (self.waited_ms.load(Ordering::Relaxed), self.blocked_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Why a step failed.
+#[derive(Debug)]
+pub enum StepError {
+    /// The SQL is bad or a constraint failed: names file and line. Nothing was applied.
+    Sql(String),
+    /// Still blocked after every retry.
+    LockTimeout(String),
+    Db(Error),
+}
+
+fn describe(script: &Script, sql: &str, e: &tokio_postgres::Error, offset_line: usize) -> String {
+    match e.as_db_error() {
+        Some(d) => {
+            let line = match d.position() {
+                Some(tokio_postgres::error::ErrorPosition::Original(p)) => line_of(sql, *p as usize) + offset_line,
+                _ => offset_line + 1,
+            };
+            format!("{}:{line}: {} (SQLSTATE {})", script.path.display(), d.message(), d.code().code())
+        }
+        None => format!("{}: {}", script.path.display(), crate::redact::redact(&e.to_string())),
+    }
+}
+
+fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
+}
+
+fn timeouts_sql(l: &Limits, local: bool) -> String {
+    let scope = if local { "LOCAL " } else { "" };
+    format!(
+        "SET {scope}lock_timeout = '{}ms'; SET {scope}statement_timeout = '{}ms'",
+        l.lock_timeout.as_millis(),
+        l.statement_timeout.as_millis()
+    )
+}
+
+/// Run `script` and record it with `record` (the history change), in one transaction — or
+/// statement by statement for `no-transaction` files — retrying on lock timeout.
+pub async fn step(
+    c: &mut Client,
+    monitor: Arc<Client>,
+    script: &Script,
+    limits: &Limits,
+    record: &(dyn Fn(&Stats) -> (String, Vec<String>) + Sync),
+) -> std::result::Result<Stats, StepError> {
+    let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).await.map_err(|e| StepError::Db(db_err(e)))?.get(0);
+    let mut stats = Stats::default();
+    let started = Instant::now();
+    loop {
+        let attempt = Instant::now();
+        let sampler = Sampler::start(monitor.clone(), pid);
+        let result = if script.no_transaction() {
+            run_outside_tx(c, script, limits).await
+        } else {
+            run_in_tx(c, script, limits, &stats, started, record).await
+        };
+        let (waited, blocked) = sampler.finish().await;
+        stats.max_blocked_ms = stats.max_blocked_ms.max(blocked);
+        match result {
+            Ok(()) => {
+                stats.lock_wait_ms += waited;
+                stats.execution_ms = started.elapsed().as_millis() as i64;
+                if script.no_transaction() {
+                    let (sql, params) = record(&stats);
+                    exec_record(c, &sql, &params).await.map_err(|e| StepError::Db(db_err(e)))?;
+                }
+                return Ok(stats);
+            }
+            Err(Attempt::LockTimeout(msg)) => {
+                stats.lock_wait_ms += attempt.elapsed().as_millis() as i64;
+                if stats.retries >= limits.max_retries {
+                    return Err(StepError::LockTimeout(format!(
+                        "{msg}; gave up after {} retries",
+                        stats.retries
+                    )));
+                }
+                stats.retries += 1;
+                let backoff = Duration::from_millis(200 * (1 << stats.retries.min(5)));
+                tracing::warn!(
+                    "{}: lock not granted within {:?}, retry {} of {} in {backoff:?}",
+                    script.file_name(),
+                    limits.lock_timeout,
+                    stats.retries,
+                    limits.max_retries
+                );
+                tokio::time::sleep(backoff).await;
+            }
+            Err(Attempt::Sql(m)) => return Err(StepError::Sql(m)),
+            Err(Attempt::Db(e)) => return Err(StepError::Db(e)),
+        }
+    }
+}
+
+enum Attempt {
+    LockTimeout(String),
+    Sql(String),
+    Db(Error),
+}
+
+async fn exec_record(c: &Client, sql: &str, params: &[String]) -> std::result::Result<u64, tokio_postgres::Error> {
+    let p: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|s| s as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+    c.execute(sql, &p).await
+}
+
+async fn run_in_tx(
+    c: &mut Client,
+    script: &Script,
+    limits: &Limits,
+    stats: &Stats,
+    started: Instant,
+    record: &(dyn Fn(&Stats) -> (String, Vec<String>) + Sync),
+) -> std::result::Result<(), Attempt> {
+    let tx = c.transaction().await.map_err(|e| Attempt::Db(db_err(e)))?;
+    tx.batch_execute(&timeouts_sql(limits, true)).await.map_err(|e| Attempt::Db(db_err(e)))?;
+    if let Err(e) = tx.batch_execute(&script.sql).await {
+        let msg = describe(script, &script.sql, &e, 0);
+        // Dropping `tx` rolls back: history stays as it was.
+        return Err(if is_lock_timeout(&e) { Attempt::LockTimeout(msg) } else { Attempt::Sql(msg) });
+    }
+    let mut s = stats.clone();
+    s.execution_ms = started.elapsed().as_millis() as i64;
+    let (sql, params) = record(&s);
+    let p: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|s| s as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+    tx.execute(&sql, &p).await.map_err(|e| Attempt::Db(db_err(e)))?;
+    tx.commit().await.map_err(|e| Attempt::Db(db_err(e)))
+}
+
+async fn run_outside_tx(c: &mut Client, script: &Script, limits: &Limits) -> std::result::Result<(), Attempt> {
+    c.batch_execute(&timeouts_sql(limits, false)).await.map_err(|e| Attempt::Db(db_err(e)))?;
+    let result = async {
+        for stmt in split_statements(&script.sql) {
+            if let Err(e) = c.batch_execute(&stmt).await {
+                let before = script.sql.find(stmt.as_str()).map_or(0, |i| script.sql[..i].matches('\n').count());
+                let msg = describe(script, &stmt, &e, before);
+                drop_invalid_index(c, &stmt).await;
+                return Err(if is_lock_timeout(&e) { Attempt::LockTimeout(msg) } else { Attempt::Sql(msg) });
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let _ = c.batch_execute("RESET lock_timeout; RESET statement_timeout").await;
+    result
+}
+
+/// A failed `CREATE INDEX CONCURRENTLY` leaves an INVALID index behind; drop it so a retry can
+/// build it again.
+async fn drop_invalid_index(c: &Client, stmt: &str) {
+    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?is)^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?([A-Za-z_][A-Za-z0-9_.]*)").unwrap()
+    });
+    let Some(name) = RE.captures(stmt).map(|c| c[1].to_string()) else { return };
+    let invalid = c
+        .query_opt(
+            "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE NOT i.indisvalid AND c.relname = $1",
+            &[&name.rsplit('.').next().unwrap_or(&name)],
+        )
+        .await;
+    if let Ok(Some(_)) = invalid {
+        match c.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}")).await {
+            Ok(()) => tracing::warn!("dropped the INVALID index {name} left by the failed concurrent build"),
+            Err(e) => tracing::error!("could not drop INVALID index {name}: {e}"),
+        }
+    }
+}
+
+/// The history insert for an applied migration.
+pub fn record_apply(m: &Migration) -> impl Fn(&Stats) -> (String, Vec<String>) + Sync + '_ {
+    move |s: &Stats| {
+        (
+            format!(
+                "INSERT INTO deploykit_schema_history
+                   (version, description, script, checksum, execution_ms, lock_wait_ms, retries, max_blocked_ms, success)
+                 VALUES ($1, $2, $3, $4, {}, {}, {}, {}, true)",
+                s.execution_ms, s.lock_wait_ms, s.retries, s.max_blocked_ms
+            ),
+            vec![m.version.to_string(), m.description.clone(), m.up.file_name(), m.up.checksum.clone()],
+        )
+    }
+}
+
+/// The history update for a rolled-back migration.
+pub fn record_rollback(a: &Applied) -> impl Fn(&Stats) -> (String, Vec<String>) + Sync + '_ {
+    move |_s: &Stats| {
+        (
+            "UPDATE deploykit_schema_history SET rolled_back_on = clock_timestamp() WHERE installed_rank = $1::text::bigint".to_string(),
+            vec![a.rank.to_string()],
+        )
+    }
+}
+
+pub fn stats_check(name: String, verb: &str, s: &Stats) -> Check {
+    Check::ok("migrations", name)
+        .message(format!(
+            "{verb} in {} ms (lock wait {} ms, {} retries, blocked others ≤ {} ms)",
+            s.execution_ms, s.lock_wait_ms, s.retries, s.max_blocked_ms
+        ))
+        .data(serde_json::to_value(s).unwrap_or_default())
+}
+
+/// Pending migrations (not applied, up to `target`) — refusing out-of-order gaps.
+pub fn pending<'a>(all: &'a [Migration], applied: &[Applied], target: Option<&Version>) -> Result<Vec<&'a Migration>> {
+    let newest = applied.iter().map(|a| &a.version).max();
+    let mut out = vec![];
+    for m in all {
+        if applied.iter().any(|a| a.version == m.version) {
+            continue;
+        }
+        if target.is_some_and(|t| &m.version > t) {
+            continue;
+        }
+        if let Some(n) = newest
+            && &m.version < n
+        {
+            return Err(Error::Conflict(format!(
+                "{} is older than the applied {n} but was never applied: out-of-order migrations are refused",
+                m.up.file_name()
+            )));
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
