@@ -100,7 +100,7 @@ impl Error {
         match self {
             Error::Usage(_) => Some("run with --help for the accepted flags"),
             Error::Config { .. } => {
-                Some("fix the file at that line; docs/configuration.md lists every field")
+                Some("fix the file or value named above (config fields: docs/configuration.md)")
             }
             Error::Unreachable { .. } => {
                 Some("check that the service is up and the address in the config is right")

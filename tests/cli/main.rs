@@ -4,6 +4,7 @@ mod support;
 
 mod config;
 mod contract;
+mod db_migrate;
 mod exit_codes;
 mod faults;
 mod help;

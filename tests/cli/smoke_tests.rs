@@ -384,3 +384,133 @@ async fn junit_has_one_case_per_check() {
     assert_eq!(cases, v["checks"].as_array().unwrap().len());
     assert!(xml.contains("classname=\"smoke_tests.orders\""));
 }
+
+mod database {
+    use crate::support::{TestDb, check_message, checks_with, config, repo_root, run_async};
+
+    async fn migrated() -> (TestDb, tempfile::TempDir, std::path::PathBuf) {
+        let db = TestDb::new();
+        let (d, cfg) = config("[environments.local]\ndatabase = { url_env = \"DATABASE_URL\" }\n");
+        let m = repo_root().join("migrations");
+        let r = run_async(
+            "db_migrate",
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "--migrations",
+                m.to_str().unwrap(),
+                "migrate",
+            ],
+            &[("DATABASE_URL", &db.url)],
+        )
+        .await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        (db, d, cfg)
+    }
+
+    async fn db_smoke(db: &TestDb, cfg: &std::path::Path) -> crate::support::Run {
+        let m = repo_root().join("migrations");
+        run_async(
+            "smoke_tests",
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "--only",
+                "database",
+                "--migrations",
+                m.to_str().unwrap(),
+                "--format",
+                "json",
+            ],
+            &[("DATABASE_URL", &db.url)],
+        )
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn migrated_database_passes() {
+        let (db, _d, cfg) = migrated().await;
+        let r = db_smoke(&db, &cfg).await;
+        assert_eq!(r.code, 0, "{}", r.stdout);
+        assert!(checks_with(&r.stdout, "ok").contains(&"Schema version is 3.2.2".to_string()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn missing_table_fails_exactly_that_check() {
+        let (db, _d, cfg) = migrated().await;
+        db.sql("DROP TABLE positions");
+        let r = db_smoke(&db, &cfg).await;
+        assert_eq!(r.code, 1);
+        assert_eq!(
+            checks_with(&r.stdout, "fail"),
+            vec!["Required tables exist"]
+        );
+        assert!(check_message(&r.stdout, "Required tables exist").contains("missing: positions"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn older_schema_fails_the_version_check() {
+        let (db, _d, cfg) = migrated().await;
+        let m = repo_root().join("migrations");
+        let r = run_async(
+            "db_migrate",
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "--migrations",
+                m.to_str().unwrap(),
+                "rollback",
+                "--to-version",
+                "3.2.1",
+            ],
+            &[("DATABASE_URL", &db.url)],
+        )
+        .await;
+        assert_eq!(r.code, 0);
+        let r = db_smoke(&db, &cfg).await;
+        let mut failed = checks_with(&r.stdout, "fail");
+        failed.sort();
+        assert_eq!(
+            failed,
+            vec!["Required tables exist", "Schema version is 3.2.2"]
+        );
+        assert!(
+            check_message(&r.stdout, "Schema version is 3.2.2")
+                .contains("the database is at 3.2.1")
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn orphans_unvalidated_constraints_and_invalid_indexes_are_caught() {
+        let (db, _d, cfg) = migrated().await;
+        db.sql("ALTER TABLE positions DROP CONSTRAINT positions_account_id_fkey");
+        db.sql("INSERT INTO positions (account_id, symbol, qty) VALUES ('GHOST', 'AAPL', 5)");
+        db.sql("ALTER TABLE positions ADD CONSTRAINT positions_account_fk FOREIGN KEY (account_id) REFERENCES accounts NOT VALID");
+        db.sql("INSERT INTO strategies (strategy_id) VALUES ('A'), ('B')");
+        db.sql("UPDATE strategies SET description = 'same'");
+        // A failed concurrent unique build leaves an INVALID index.
+        let _ = std::process::Command::new("psql")
+            .args([
+                db.url.as_str(),
+                "-qc",
+                "CREATE UNIQUE INDEX CONCURRENTLY strategies_desc ON strategies (description)",
+            ])
+            .output();
+        let r = db_smoke(&db, &cfg).await;
+        let mut failed = checks_with(&r.stdout, "fail");
+        failed.sort();
+        assert_eq!(
+            failed,
+            vec![
+                "All constraints validated",
+                "No invalid indexes",
+                "No orphaned foreign keys"
+            ]
+        );
+        assert!(
+            check_message(&r.stdout, "No orphaned foreign keys")
+                .contains("positions.positions_account_fk: 1 row(s) without a accounts")
+        );
+        assert!(check_message(&r.stdout, "No invalid indexes").contains("strategies_desc"));
+    }
+}

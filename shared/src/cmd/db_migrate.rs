@@ -98,13 +98,21 @@ impl Tool for Args {
             Command::Lint => {
                 let findings = migrate::lint::lint(&all);
                 for m in &all {
-                    let mine: Vec<_> = findings.iter().filter(|f| f.file == m.up.file_name()).collect();
+                    let mine: Vec<_> = findings
+                        .iter()
+                        .filter(|f| f.file == m.up.file_name())
+                        .collect();
                     let name = m.up.file_name();
                     report.push(if mine.is_empty() {
                         Check::ok("lint", name)
                     } else {
-                        let msg = mine.iter().map(|f| format!("line {}: [{}] {}", f.line, f.rule, f.message)).collect::<Vec<_>>().join("; ");
-                        Check::fail("lint", name, msg).data(serde_json::to_value(&mine).unwrap_or_default())
+                        let msg = mine
+                            .iter()
+                            .map(|f| format!("line {}: [{}] {}", f.line, f.rule, f.message))
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        Check::fail("lint", name, msg)
+                            .data(serde_json::to_value(&mine).unwrap_or_default())
                     });
                 }
                 return Ok(report);
@@ -116,7 +124,9 @@ impl Tool for Args {
                     Command::Info => info(&mut report, &all, &applied),
                     Command::Validate => validate(&mut report, &all, &applied),
                     Command::Verify { expect } => {
-                        let expected = expect.clone().or_else(|| all.last().map(|m| m.version.clone()));
+                        let expected = expect
+                            .clone()
+                            .or_else(|| all.last().map(|m| m.version.clone()));
                         verify(&mut report, expected, &applied);
                     }
                     _ => unreachable!(),
@@ -125,15 +135,36 @@ impl Tool for Args {
             Command::Backup { dir } => {
                 let env = ctx.env()?;
                 let url = env.database_url()?;
-                let dir = dir.clone().unwrap_or_else(|| env.migrate.backups_dir.clone());
+                let dir = dir
+                    .clone()
+                    .unwrap_or_else(|| env.migrate.backups_dir.clone());
                 let start = Instant::now();
                 let b = backup::take(&url, &dir, env.migrate.backup_timeout.0).await?;
                 report.push(backup_check(&b).took(start.elapsed()));
             }
-            Command::Migrate { version, no_backup, no_wait, lock_timeout, statement_timeout } => {
-                self.migrate(&ctx, &mut report, &all, version.as_ref(), no_backup.as_deref(), *no_wait, *lock_timeout, *statement_timeout).await?;
+            Command::Migrate {
+                version,
+                no_backup,
+                no_wait,
+                lock_timeout,
+                statement_timeout,
+            } => {
+                self.migrate(
+                    &ctx,
+                    &mut report,
+                    &all,
+                    version.as_ref(),
+                    no_backup.as_deref(),
+                    *no_wait,
+                    *lock_timeout,
+                    *statement_timeout,
+                )
+                .await?;
             }
-            Command::Rollback { to_version, confirm } => {
+            Command::Rollback {
+                to_version,
+                confirm,
+            } => {
                 if ctx.env_name == EnvName::Production && !confirm && !self.dry.dry_run {
                     return Err(Error::Usage("rollback in production needs --confirm (see the plan first with --dry-run)".into()));
                 }
@@ -164,7 +195,13 @@ fn limits(ctx: &Context, lock: Option<Duration>, stmt: Option<Duration>) -> Resu
 
 fn backup_check(b: &backup::Backup) -> Check {
     Check::ok("backup", "Backup taken and verified")
-        .message(format!("{} ({} bytes, {} entries, sha256 {})", b.path.display(), b.bytes, b.entries, &b.sha256[..16]))
+        .message(format!(
+            "{} ({} bytes, {} entries, sha256 {})",
+            b.path.display(),
+            b.bytes,
+            b.entries,
+            &b.sha256[..16]
+        ))
         .data(serde_json::to_value(b).unwrap_or_default())
 }
 
@@ -172,16 +209,34 @@ fn info(report: &mut Report, all: &[Migration], applied: &[history::Applied]) {
     for a in applied {
         let file = all.iter().find(|m| m.version == a.version);
         let name = format!("V{} {}", a.version, a.description);
-        let when = format!("applied {} by {} in {} ms", a.installed_on, a.installed_by, a.execution_ms);
+        let when = format!(
+            "applied {} by {} in {} ms",
+            a.installed_on, a.installed_by, a.execution_ms
+        );
         report.push(match file {
-            None => Check::warn("applied", name, format!("{when}; its file is missing from the migrations directory")),
-            Some(m) if m.up.checksum != a.checksum => Check::fail("applied", name, format!("{when}; the file changed since (checksum differs)"))
-                .hint("never edit an applied migration: restore the file and add a new migration"),
+            None => Check::warn(
+                "applied",
+                name,
+                format!("{when}; its file is missing from the migrations directory"),
+            ),
+            Some(m) if m.up.checksum != a.checksum => Check::fail(
+                "applied",
+                name,
+                format!("{when}; the file changed since (checksum differs)"),
+            )
+            .hint("never edit an applied migration: restore the file and add a new migration"),
             Some(_) => Check::ok("applied", name).message(when),
         });
     }
-    for m in all.iter().filter(|m| !applied.iter().any(|a| a.version == m.version)) {
-        report.push(Check::skip("pending", format!("V{} {}", m.version, m.description), "pending"));
+    for m in all
+        .iter()
+        .filter(|m| !applied.iter().any(|a| a.version == m.version))
+    {
+        report.push(Check::skip(
+            "pending",
+            format!("V{} {}", m.version, m.description),
+            "pending",
+        ));
     }
 }
 
@@ -193,27 +248,53 @@ fn validate(report: &mut Report, all: &[Migration], applied: &[history::Applied]
         {
             changed += 1;
             report.push(
-                Check::fail("validate", format!("{} unchanged since applied", m.up.file_name()), "the file's checksum differs from the one recorded when it was applied")
-                    .hint("restore the applied file from git; put changes in a new migration"),
+                Check::fail(
+                    "validate",
+                    format!("{} unchanged since applied", m.up.file_name()),
+                    "the file's checksum differs from the one recorded when it was applied",
+                )
+                .hint("restore the applied file from git; put changes in a new migration"),
             );
         }
     }
     if changed == 0 {
-        report.push(Check::ok("validate", "Applied migrations unchanged").message(format!("{} checked", applied.len())));
+        report.push(
+            Check::ok("validate", "Applied migrations unchanged")
+                .message(format!("{} checked", applied.len())),
+        );
     }
 }
 
 fn verify(report: &mut Report, expected: Option<Version>, applied: &[history::Applied]) {
-    let current = applied.iter().max_by_key(|a| a.rank).map(|a| a.version.clone());
+    let current = applied
+        .iter()
+        .max_by_key(|a| a.rank)
+        .map(|a| a.version.clone());
     let name = match &expected {
         Some(v) => format!("Schema version is {v}"),
         None => "Schema version".to_string(),
     };
     report.push(match (current, expected) {
-        (Some(c), Some(e)) if c == e => Check::ok("verify", name).message(format!("latest applied (by install rank) is {c}")),
-        (Some(c), Some(e)) => Check::fail("verify", name, format!("latest applied is {c}, expected {e}")).hint("run db_migrate migrate (or rollback) to reach it"),
-        (None, Some(e)) => Check::fail("verify", name, format!("no migration applied, expected {e}")).hint("run db_migrate migrate"),
-        (_, None) => Check::fail("verify", name, "no expected version: no migration files and no --expect"),
+        (Some(c), Some(e)) if c == e => {
+            Check::ok("verify", name).message(format!("latest applied (by install rank) is {c}"))
+        }
+        (Some(c), Some(e)) => Check::fail(
+            "verify",
+            name,
+            format!("latest applied is {c}, expected {e}"),
+        )
+        .hint("run db_migrate migrate (or rollback) to reach it"),
+        (None, Some(e)) => Check::fail(
+            "verify",
+            name,
+            format!("no migration applied, expected {e}"),
+        )
+        .hint("run db_migrate migrate"),
+        (_, None) => Check::fail(
+            "verify",
+            name,
+            "no expected version: no migration files and no --expect",
+        ),
     });
 }
 
@@ -240,13 +321,21 @@ impl Args {
         if self.dry.dry_run {
             let applied = history::applied(&client).await?;
             for m in run::pending(all, &applied, target)? {
-                report.push(Check::skip("migrations", format!("V{} {}", m.version, m.description), format!(
-                    "dry run: would apply {}{} with lock_timeout {:?}, statement_timeout {:?}",
-                    m.up.file_name(),
-                    if m.up.no_transaction() { " statement by statement (no-transaction)" } else { " in one transaction" },
-                    limits.lock_timeout,
-                    limits.statement_timeout
-                )));
+                report.push(Check::skip(
+                    "migrations",
+                    format!("V{} {}", m.version, m.description),
+                    format!(
+                        "dry run: would apply {}{} with lock_timeout {:?}, statement_timeout {:?}",
+                        m.up.file_name(),
+                        if m.up.no_transaction() {
+                            " statement by statement (no-transaction)"
+                        } else {
+                            " in one transaction"
+                        },
+                        limits.lock_timeout,
+                        limits.statement_timeout
+                    ),
+                ));
             }
             report.note("dry run: nothing applied");
             return Ok(());
@@ -307,7 +396,13 @@ impl Args {
         result
     }
 
-    async fn rollback(&self, ctx: &Context, report: &mut Report, all: &[Migration], to: &Version) -> Result<()> {
+    async fn rollback(
+        &self,
+        ctx: &Context,
+        report: &mut Report,
+        all: &[Migration],
+        to: &Version,
+    ) -> Result<()> {
         let limits = limits(ctx, None, None)?;
         let (mut client, url) = connect(ctx).await?;
         run::lock(&client, false, limits.lock_wait, &ctx.cancel).await?;
@@ -362,12 +457,22 @@ impl Args {
 /// up → fingerprint → rollback → must equal the fingerprint before → up → must equal again.
 async fn rehearse(ctx: &Context, report: &mut Report, all: &[Migration]) -> Result<()> {
     let (admin, url) = connect(ctx).await?;
-    let scratch = format!("deploykit_rehearse_{}_{}", std::process::id(), chrono::Utc::now().format("%H%M%S%3f"));
+    let scratch = format!(
+        "deploykit_rehearse_{}_{}",
+        std::process::id(),
+        chrono::Utc::now().format("%H%M%S%3f")
+    );
     admin
         .batch_execute(&format!("CREATE DATABASE {scratch}"))
         .await
-        .map_err(|e| Error::unreachable("PostgreSQL", format!("cannot create a scratch database: {e}")))?;
-    let mut u = url::Url::parse(url.expose()).map_err(|e| Error::config("database URL", e.to_string()))?;
+        .map_err(|e| {
+            Error::unreachable(
+                "PostgreSQL",
+                format!("cannot create a scratch database: {e}"),
+            )
+        })?;
+    let mut u =
+        url::Url::parse(url.expose()).map_err(|e| Error::config("database URL", e.to_string()))?;
     u.set_path(&format!("/{scratch}"));
     let scratch_url = crate::redact::Secret::new(u.to_string());
     let result = async {
@@ -379,7 +484,11 @@ async fn rehearse(ctx: &Context, report: &mut Report, all: &[Migration]) -> Resu
             let name = format!("V{} round trip", m.version);
             let start = Instant::now();
             let Some(down) = &m.down else {
-                report.push(Check::fail("rehearse", name, format!("{} has no rollback script", m.up.file_name())));
+                report.push(Check::fail(
+                    "rehearse",
+                    name,
+                    format!("{} has no rollback script", m.up.file_name()),
+                ));
                 return Ok(());
             };
             let before = fingerprint::schema(&c).await?;
@@ -387,39 +496,104 @@ async fn rehearse(ctx: &Context, report: &mut Report, all: &[Migration]) -> Resu
                 run::StepError::Db(e) => e.to_string(),
                 run::StepError::Sql(m) | run::StepError::LockTimeout(m) => m,
             };
-            if let Err(e) = run::step(&mut c, monitor.clone(), &m.up, &limits, &run::record_apply(m)).await {
-                report.push(Check::fail("rehearse", name, format!("up failed: {}", step(e))));
+            if let Err(e) = run::step(
+                &mut c,
+                monitor.clone(),
+                &m.up,
+                &limits,
+                &run::record_apply(m),
+            )
+            .await
+            {
+                report.push(Check::fail(
+                    "rehearse",
+                    name,
+                    format!("up failed: {}", step(e)),
+                ));
                 return Ok(());
             }
             let after_up = fingerprint::schema(&c).await?;
             let applied = history::applied(&c).await?;
-            let row = applied.iter().find(|a| a.version == m.version).expect("just applied").clone();
-            if let Err(e) = run::step(&mut c, monitor.clone(), down, &limits, &run::record_rollback(&row)).await {
-                report.push(Check::fail("rehearse", name, format!("rollback failed: {}", step(e))));
+            let row = applied
+                .iter()
+                .find(|a| a.version == m.version)
+                .expect("just applied")
+                .clone();
+            if let Err(e) = run::step(
+                &mut c,
+                monitor.clone(),
+                down,
+                &limits,
+                &run::record_rollback(&row),
+            )
+            .await
+            {
+                report.push(Check::fail(
+                    "rehearse",
+                    name,
+                    format!("rollback failed: {}", step(e)),
+                ));
                 return Ok(());
             }
             let after_down = fingerprint::schema(&c).await?;
             if after_down != before {
-                report.push(Check::fail("rehearse", name, format!("rollback does not restore the schema: {}", fingerprint::diff(&before, &after_down)))
-                    .hint(format!("make {} undo everything {} does", down.file_name(), m.up.file_name())));
+                report.push(
+                    Check::fail(
+                        "rehearse",
+                        name,
+                        format!(
+                            "rollback does not restore the schema: {}",
+                            fingerprint::diff(&before, &after_down)
+                        ),
+                    )
+                    .hint(format!(
+                        "make {} undo everything {} does",
+                        down.file_name(),
+                        m.up.file_name()
+                    )),
+                );
                 return Ok(());
             }
-            if let Err(e) = run::step(&mut c, monitor.clone(), &m.up, &limits, &run::record_apply(m)).await {
-                report.push(Check::fail("rehearse", name, format!("second up failed: {}", step(e))));
+            if let Err(e) = run::step(
+                &mut c,
+                monitor.clone(),
+                &m.up,
+                &limits,
+                &run::record_apply(m),
+            )
+            .await
+            {
+                report.push(Check::fail(
+                    "rehearse",
+                    name,
+                    format!("second up failed: {}", step(e)),
+                ));
                 return Ok(());
             }
             let again = fingerprint::schema(&c).await?;
-            report.push(if again == after_up {
-                Check::ok("rehearse", name).message("up → rollback → up leaves the same schema")
-            } else {
-                Check::fail("rehearse", name, format!("second up differs: {}", fingerprint::diff(&after_up, &again)))
-            }
-            .took(start.elapsed()));
+            report.push(
+                if again == after_up {
+                    Check::ok("rehearse", name).message("up → rollback → up leaves the same schema")
+                } else {
+                    Check::fail(
+                        "rehearse",
+                        name,
+                        format!(
+                            "second up differs: {}",
+                            fingerprint::diff(&after_up, &again)
+                        ),
+                    )
+                }
+                .took(start.elapsed()),
+            );
         }
         Ok::<_, Error>(())
     }
     .await;
-    if let Err(e) = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")).await {
+    if let Err(e) = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)"))
+        .await
+    {
         tracing::warn!("could not drop scratch database {scratch}: {e}");
     }
     result

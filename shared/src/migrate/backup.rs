@@ -34,7 +34,10 @@ fn split_password(url: &str) -> (String, Option<String>) {
 
 pub async fn take(url: &Secret, dir: &Path, timeout: Duration) -> Result<Backup> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create backups directory", dir, e))?;
-    let name = format!("pre_deploy_{}.dump", chrono::Local::now().format("%Y%m%d_%H%M%S"));
+    let name = format!(
+        "pre_deploy_{}.dump",
+        chrono::Local::now().format("%Y%m%d_%H%M%S")
+    );
     let path = dir.join(name);
     let (bare, password) = split_password(url.expose());
     let mut cmd = tokio::process::Command::new("pg_dump");
@@ -49,7 +52,10 @@ pub async fn take(url: &Secret, dir: &Path, timeout: Duration) -> Result<Backup>
         cmd.env("PGPASSWORD", p);
     }
     let child = cmd.spawn().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::config("pg_dump", "pg_dump not found; install it: apt-get install postgresql-client"),
+        std::io::ErrorKind::NotFound => Error::config(
+            "pg_dump",
+            "pg_dump not found; install it: apt-get install postgresql-client",
+        ),
         _ => Error::io("run pg_dump", &path, e),
     })?;
     let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
@@ -57,12 +63,18 @@ pub async fn take(url: &Secret, dir: &Path, timeout: Duration) -> Result<Backup>
         Ok(Err(e)) => return Err(Error::io("run pg_dump", &path, e)),
         Err(_) => {
             let _ = std::fs::remove_file(&path);
-            return Err(Error::unreachable("PostgreSQL (pg_dump)", format!("backup did not finish within {timeout:?}")));
+            return Err(Error::unreachable(
+                "PostgreSQL (pg_dump)",
+                format!("backup did not finish within {timeout:?}"),
+            ));
         }
     };
     if !out.status.success() {
         let _ = std::fs::remove_file(&path);
-        return Err(Error::unreachable("PostgreSQL (pg_dump)", crate::redact::redact(String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(Error::unreachable(
+            "PostgreSQL (pg_dump)",
+            crate::redact::redact(String::from_utf8_lossy(&out.stderr).trim()),
+        ));
     }
     verify(&path, timeout).await
 }
@@ -74,9 +86,17 @@ pub async fn verify(path: &Path, timeout: Duration) -> Result<Backup> {
         .await
         .map_err(|e| Error::config("pg_restore", e.to_string()))?;
     if !out.success {
-        return Err(Error::Conflict(format!("backup {} is not readable: {}", path.display(), out.stderr.trim())));
+        return Err(Error::Conflict(format!(
+            "backup {} is not readable: {}",
+            path.display(),
+            out.stderr.trim()
+        )));
     }
-    let entries = out.stdout.lines().filter(|l| !l.starts_with(';') && !l.trim().is_empty()).count();
+    let entries = out
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .count();
     let bytes = std::fs::read(path).map_err(|e| Error::io("read backup", path, e))?;
     Ok(Backup {
         path: path.to_owned(),

@@ -36,7 +36,20 @@ pub async fn schema(c: &tokio_postgres::Client) -> Result<String> {
 /// Lines only in `a` and only in `b`, for a readable mismatch.
 pub fn diff(a: &str, b: &str) -> String {
     let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
-    let only_a: Vec<_> = la.iter().filter(|l| !lb.contains(l)).map(|l| format!("- {l}")).collect();
-    let only_b: Vec<_> = lb.iter().filter(|l| !la.contains(l)).map(|l| format!("+ {l}")).collect();
-    [only_a, only_b].concat().into_iter().take(10).collect::<Vec<_>>().join("; ")
+    let only_a: Vec<_> = la
+        .iter()
+        .filter(|l| !lb.contains(l))
+        .map(|l| format!("- {l}"))
+        .collect();
+    let only_b: Vec<_> = lb
+        .iter()
+        .filter(|l| !la.contains(l))
+        .map(|l| format!("+ {l}"))
+        .collect();
+    [only_a, only_b]
+        .concat()
+        .into_iter()
+        .take(10)
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -48,7 +48,10 @@ fn db_err(e: tokio_postgres::Error) -> Error {
 
 pub async fn exists(c: &tokio_postgres::Client) -> Result<bool> {
     let row = c
-        .query_one("SELECT to_regclass('public.deploykit_schema_history') IS NOT NULL", &[])
+        .query_one(
+            "SELECT to_regclass('public.deploykit_schema_history') IS NOT NULL",
+            &[],
+        )
         .await
         .map_err(db_err)?;
     Ok(row.get(0))
@@ -90,5 +93,9 @@ pub async fn applied(c: &tokio_postgres::Client) -> Result<Vec<Applied>> {
 
 /// The latest applied version by install rank over successful rows — not by timestamp.
 pub async fn current(c: &tokio_postgres::Client) -> Result<Option<Version>> {
-    Ok(applied(c).await?.into_iter().max_by_key(|a| a.rank).map(|a| a.version))
+    Ok(applied(c)
+        .await?
+        .into_iter()
+        .max_by_key(|a| a.rank)
+        .map(|a| a.version))
 }

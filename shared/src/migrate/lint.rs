@@ -20,7 +20,12 @@ struct Rule {
 }
 
 static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
-    let r = |id, re: &str, unless, message| Rule { id, re: regex::Regex::new(re).unwrap(), unless, message };
+    let r = |id, re: &str, unless, message| Rule {
+        id,
+        re: regex::Regex::new(re).unwrap(),
+        unless,
+        message,
+    };
     vec![
         r(
             "index-not-concurrent",
@@ -70,8 +75,12 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
 /// Only statements on tables that existed before this migration matter for locking rules:
 /// `CREATE TABLE x` in the same file makes rules about `x` moot.
 fn tables_created(sql: &str) -> Vec<String> {
-    static RE: LazyLock<regex::Regex> =
-        LazyLock::new(|| regex::Regex::new(r"(?is)\bCREATE\s+TABLE\s+(IF\s+NOT\s+EXISTS\s+)?([A-Za-z_][A-Za-z0-9_.]*)").unwrap());
+    static RE: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(
+            r"(?is)\bCREATE\s+TABLE\s+(IF\s+NOT\s+EXISTS\s+)?([A-Za-z_][A-Za-z0-9_.]*)",
+        )
+        .unwrap()
+    });
     RE.captures_iter(sql).map(|c| c[2].to_lowercase()).collect()
 }
 
@@ -92,13 +101,22 @@ pub fn lint(migrations: &[Migration]) -> Vec<Finding> {
             let at = sql[offset..].find(&stmt).map_or(offset, |i| offset + i);
             offset = at + stmt.len().min(sql.len() - at);
             let line = sql[..at].matches('\n').count() + 1;
-            let code: String = stmt.lines().map(|l| l.split("--").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+            let code: String = stmt
+                .lines()
+                .map(|l| l.split("--").next().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join("\n");
             if statement_table(&code).is_some_and(|t| created.contains(&t)) {
                 continue;
             }
             for rule in RULES.iter() {
                 if matches_rule(rule, &code) {
-                    out.push(Finding { file: m.up.file_name(), line, rule: rule.id, message: rule.message.to_string() });
+                    out.push(Finding {
+                        file: m.up.file_name(),
+                        line,
+                        rule: rule.id,
+                        message: rule.message.to_string(),
+                    });
                 }
             }
             if m.up.no_transaction() && !code.to_uppercase().contains("CONCURRENTLY") {
@@ -115,7 +133,10 @@ pub fn lint(migrations: &[Migration]) -> Vec<Finding> {
                 file: m.up.file_name(),
                 line: 1,
                 rule: "missing-rollback",
-                message: format!("no rollback: add V{}__{}_rollback.sql", m.version, m.description),
+                message: format!(
+                    "no rollback: add V{}__{}_rollback.sql",
+                    m.version, m.description
+                ),
             });
         }
     }

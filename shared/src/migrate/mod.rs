@@ -23,9 +23,18 @@ static NAME: LazyLock<regex::Regex> = LazyLock::new(|| {
 /// The directive that runs a file outside a transaction, statement by statement.
 pub const NO_TRANSACTION: &str = "-- deploykit: no-transaction";
 
-/// A dotted version, compared number by number (3.10 > 3.9).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A dotted version, compared number by number (3.10 > 3.9; 3.2 == 3.2.0).
+#[derive(Debug, Clone)]
 pub struct Version(pub Vec<u64>);
+
+// Equality must agree with Ord (3.2 == 3.2.0), so it is written by hand, not derived.
+impl PartialEq for Version {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Version {}
 
 impl Version {
     pub fn parse(s: &str) -> Option<Version> {
@@ -38,7 +47,10 @@ impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
         let n = self.0.len().max(other.0.len());
         for i in 0..n {
-            let (a, b) = (self.0.get(i).copied().unwrap_or(0), other.0.get(i).copied().unwrap_or(0));
+            let (a, b) = (
+                self.0.get(i).copied().unwrap_or(0),
+                other.0.get(i).copied().unwrap_or(0),
+            );
             match a.cmp(&b) {
                 Ordering::Equal => continue,
                 o => return o,
@@ -70,7 +82,8 @@ pub struct Script {
 
 impl Script {
     fn load(path: &Path) -> Result<Script> {
-        let sql = std::fs::read_to_string(path).map_err(|e| Error::io("read migration", path, e))?;
+        let sql =
+            std::fs::read_to_string(path).map_err(|e| Error::io("read migration", path, e))?;
         let checksum = sha256_hex(sql.as_bytes());
         Ok(Script {
             path: path.to_owned(),
@@ -79,7 +92,10 @@ impl Script {
         })
     }
     pub fn file_name(&self) -> String {
-        self.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+        self.path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
     pub fn no_transaction(&self) -> bool {
         self.sql.lines().take(5).any(|l| l.trim() == NO_TRANSACTION)
@@ -95,21 +111,29 @@ pub struct Migration {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Every `.sql` file in `dir` must be a migration or a rollback: anything else, a duplicate
 /// version or a rollback without its migration is an error (exit 3), never a silent skip.
 pub fn load_dir(dir: &Path) -> Result<Vec<Migration>> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
-        Error::config(dir.display().to_string(), format!("cannot read migrations directory: {e}; pass --migrations DIR"))
+        Error::config(
+            dir.display().to_string(),
+            format!("cannot read migrations directory: {e}; pass --migrations DIR"),
+        )
     })?;
     let mut ups: BTreeMap<Version, (String, Script)> = BTreeMap::new();
     let mut downs: BTreeMap<Version, (String, Script)> = BTreeMap::new();
     let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     names.sort();
     for path in names {
-        let Some(file) = path.file_name().map(|f| f.to_string_lossy().into_owned()) else { continue };
+        let Some(file) = path.file_name().map(|f| f.to_string_lossy().into_owned()) else {
+            continue;
+        };
         if !file.ends_with(".sql") {
             continue;
         }
@@ -121,11 +145,18 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Migration>> {
         };
         let version = Version::parse(&c[1]).expect("regex guarantees digits");
         let desc = c[2].to_string();
-        let target = if c.get(3).is_some() { &mut downs } else { &mut ups };
-        if let Some((other, _)) = target.get(&version) {
+        let target = if c.get(3).is_some() {
+            &mut downs
+        } else {
+            &mut ups
+        };
+        if let Some((_, other)) = target.get(&version) {
             return Err(Error::config(
                 path.display().to_string(),
-                format!("duplicate version {version}: also used by {other}"),
+                format!(
+                    "duplicate version {version}: {} has the same version",
+                    other.file_name()
+                ),
             ));
         }
         target.insert(version, (desc, Script::load(&path)?));
@@ -144,14 +175,23 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Migration>> {
     }
     for (version, (description, up)) in ups {
         let down = downs.remove(&version).map(|(_, s)| s);
-        out.push(Migration { version, description, up, down });
+        out.push(Migration {
+            version,
+            description,
+            up,
+            down,
+        });
     }
     Ok(out)
 }
 
 /// 1-based line of a character offset (PostgreSQL reports error positions in characters).
 pub fn line_of(sql: &str, char_pos: usize) -> usize {
-    sql.chars().take(char_pos.saturating_sub(1)).filter(|c| *c == '\n').count() + 1
+    sql.chars()
+        .take(char_pos.saturating_sub(1))
+        .filter(|c| *c == '\n')
+        .count()
+        + 1
 }
 
 /// Split SQL into statements at top-level semicolons (quotes, dollar quotes and comments
@@ -235,8 +275,11 @@ pub fn split_statements(sql: &str) -> Vec<String> {
     out
 }
 
-fn strip_comments(s: &str) -> String {
-    s.lines().map(|l| l.split("--").next().unwrap_or("")).collect::<Vec<_>>().join("\n")
+pub(crate) fn strip_comments(s: &str) -> String {
+    s.lines()
+        .map(|l| l.split("--").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]

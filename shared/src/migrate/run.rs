@@ -31,7 +31,12 @@ fn db_err(e: tokio_postgres::Error) -> Error {
 
 /// Take the migration lock. `no_wait`: exit 5 at once if another run holds it; otherwise
 /// poll (never block inside a transaction), logging who holds it every 5 s.
-pub async fn lock(c: &Client, no_wait: bool, wait: Duration, cancel: &CancellationToken) -> Result<()> {
+pub async fn lock(
+    c: &Client,
+    no_wait: bool,
+    wait: Duration,
+    cancel: &CancellationToken,
+) -> Result<()> {
     let start = Instant::now();
     let mut last_note = Instant::now();
     loop {
@@ -52,15 +57,24 @@ pub async fn lock(c: &Client, no_wait: bool, wait: Duration, cancel: &Cancellati
             .await
             .map_err(db_err)?
             .map(|r| r.get(0));
-        let who = holder.map_or("another session".to_string(), |p| format!("PostgreSQL pid {p}"));
+        let who = holder.map_or("another session".to_string(), |p| {
+            format!("PostgreSQL pid {p}")
+        });
         if no_wait {
-            return Err(Error::Conflict(format!("another db_migrate run holds the migration lock ({who})")));
+            return Err(Error::Conflict(format!(
+                "another db_migrate run holds the migration lock ({who})"
+            )));
         }
         if start.elapsed() >= wait {
-            return Err(Error::Conflict(format!("the migration lock is still held by {who} after {wait:?}")));
+            return Err(Error::Conflict(format!(
+                "the migration lock is still held by {who} after {wait:?}"
+            )));
         }
         if last_note.elapsed() >= Duration::from_secs(5) {
-            tracing::info!("waiting for the migration lock held by {who} ({}s so far)", start.elapsed().as_secs());
+            tracing::info!(
+                "waiting for the migration lock held by {who} ({}s so far)",
+                start.elapsed().as_secs()
+            );
             last_note = Instant::now();
         }
         tokio::select! {
@@ -78,7 +92,9 @@ pub async fn unlock(c: &Client) -> Result<()> {
         .map_err(db_err)?
         .get(0);
     if !ok {
-        tracing::warn!("the migration lock was not held at release: is a transaction pooler (PgBouncer) in between?");
+        tracing::warn!(
+            "the migration lock was not held at release: is a transaction pooler (PgBouncer) in between?"
+        );
     }
     Ok(())
 }
@@ -137,13 +153,21 @@ impl Sampler {
                 }
             }
         });
-        Sampler { stop, waited_ms, blocked_ms, task }
+        Sampler {
+            stop,
+            waited_ms,
+            blocked_ms,
+            task,
+        }
     }
 
     async fn finish(self) -> (i64, i64) {
         self.stop.cancel();
         let _ = self.task.await;
-        (self.waited_ms.load(Ordering::Relaxed), self.blocked_ms.load(Ordering::Relaxed))
+        (
+            self.waited_ms.load(Ordering::Relaxed),
+            self.blocked_ms.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -161,12 +185,30 @@ fn describe(script: &Script, sql: &str, e: &tokio_postgres::Error, offset_line: 
     match e.as_db_error() {
         Some(d) => {
             let line = match d.position() {
-                Some(tokio_postgres::error::ErrorPosition::Original(p)) => line_of(sql, *p as usize) + offset_line,
-                _ => offset_line + 1,
+                Some(tokio_postgres::error::ErrorPosition::Original(p)) => {
+                    line_of(sql, *p as usize) + offset_line
+                }
+                // No position (e.g. a constraint failed): the statement's first line of code.
+                _ => {
+                    let lead = sql
+                        .lines()
+                        .take_while(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
+                        .count();
+                    offset_line + lead + 1
+                }
             };
-            format!("{}:{line}: {} (SQLSTATE {})", script.path.display(), d.message(), d.code().code())
+            format!(
+                "{}:{line}: {} (SQLSTATE {})",
+                script.path.display(),
+                d.message(),
+                d.code().code()
+            )
         }
-        None => format!("{}: {}", script.path.display(), crate::redact::redact(&e.to_string())),
+        None => format!(
+            "{}: {}",
+            script.path.display(),
+            crate::redact::redact(&e.to_string())
+        ),
     }
 }
 
@@ -192,7 +234,11 @@ pub async fn step(
     limits: &Limits,
     record: &(dyn Fn(&Stats) -> (String, Vec<String>) + Sync),
 ) -> std::result::Result<Stats, StepError> {
-    let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).await.map_err(|e| StepError::Db(db_err(e)))?.get(0);
+    let pid: i32 = c
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .map_err(|e| StepError::Db(db_err(e)))?
+        .get(0);
     let mut stats = Stats::default();
     let started = Instant::now();
     loop {
@@ -211,7 +257,9 @@ pub async fn step(
                 stats.execution_ms = started.elapsed().as_millis() as i64;
                 if script.no_transaction() {
                     let (sql, params) = record(&stats);
-                    exec_record(c, &sql, &params).await.map_err(|e| StepError::Db(db_err(e)))?;
+                    exec_record(c, &sql, &params)
+                        .await
+                        .map_err(|e| StepError::Db(db_err(e)))?;
                 }
                 return Ok(stats);
             }
@@ -246,8 +294,15 @@ enum Attempt {
     Db(Error),
 }
 
-async fn exec_record(c: &Client, sql: &str, params: &[String]) -> std::result::Result<u64, tokio_postgres::Error> {
-    let p: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|s| s as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+async fn exec_record(
+    c: &Client,
+    sql: &str,
+    params: &[String],
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    let p: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+        .iter()
+        .map(|s| s as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
     c.execute(sql, &p).await
 }
 
@@ -260,35 +315,61 @@ async fn run_in_tx(
     record: &(dyn Fn(&Stats) -> (String, Vec<String>) + Sync),
 ) -> std::result::Result<(), Attempt> {
     let tx = c.transaction().await.map_err(|e| Attempt::Db(db_err(e)))?;
-    tx.batch_execute(&timeouts_sql(limits, true)).await.map_err(|e| Attempt::Db(db_err(e)))?;
+    tx.batch_execute(&timeouts_sql(limits, true))
+        .await
+        .map_err(|e| Attempt::Db(db_err(e)))?;
     if let Err(e) = tx.batch_execute(&script.sql).await {
         let msg = describe(script, &script.sql, &e, 0);
         // Dropping `tx` rolls back: history stays as it was.
-        return Err(if is_lock_timeout(&e) { Attempt::LockTimeout(msg) } else { Attempt::Sql(msg) });
+        return Err(if is_lock_timeout(&e) {
+            Attempt::LockTimeout(msg)
+        } else {
+            Attempt::Sql(msg)
+        });
     }
     let mut s = stats.clone();
     s.execution_ms = started.elapsed().as_millis() as i64;
     let (sql, params) = record(&s);
-    let p: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|s| s as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
-    tx.execute(&sql, &p).await.map_err(|e| Attempt::Db(db_err(e)))?;
+    let p: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+        .iter()
+        .map(|s| s as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
+    tx.execute(&sql, &p)
+        .await
+        .map_err(|e| Attempt::Db(db_err(e)))?;
     tx.commit().await.map_err(|e| Attempt::Db(db_err(e)))
 }
 
-async fn run_outside_tx(c: &mut Client, script: &Script, limits: &Limits) -> std::result::Result<(), Attempt> {
-    c.batch_execute(&timeouts_sql(limits, false)).await.map_err(|e| Attempt::Db(db_err(e)))?;
+async fn run_outside_tx(
+    c: &mut Client,
+    script: &Script,
+    limits: &Limits,
+) -> std::result::Result<(), Attempt> {
+    c.batch_execute(&timeouts_sql(limits, false))
+        .await
+        .map_err(|e| Attempt::Db(db_err(e)))?;
     let result = async {
         for stmt in split_statements(&script.sql) {
             if let Err(e) = c.batch_execute(&stmt).await {
-                let before = script.sql.find(stmt.as_str()).map_or(0, |i| script.sql[..i].matches('\n').count());
+                let before = script
+                    .sql
+                    .find(stmt.as_str())
+                    .map_or(0, |i| script.sql[..i].matches('\n').count());
                 let msg = describe(script, &stmt, &e, before);
                 drop_invalid_index(c, &stmt).await;
-                return Err(if is_lock_timeout(&e) { Attempt::LockTimeout(msg) } else { Attempt::Sql(msg) });
+                return Err(if is_lock_timeout(&e) {
+                    Attempt::LockTimeout(msg)
+                } else {
+                    Attempt::Sql(msg)
+                });
             }
         }
         Ok(())
     }
     .await;
-    let _ = c.batch_execute("RESET lock_timeout; RESET statement_timeout").await;
+    let _ = c
+        .batch_execute("RESET lock_timeout; RESET statement_timeout")
+        .await;
     result
 }
 
@@ -298,7 +379,10 @@ async fn drop_invalid_index(c: &Client, stmt: &str) {
     static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(r"(?is)^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?([A-Za-z_][A-Za-z0-9_.]*)").unwrap()
     });
-    let Some(name) = RE.captures(stmt).map(|c| c[1].to_string()) else { return };
+    let code = super::strip_comments(stmt);
+    let Some(name) = RE.captures(&code).map(|c| c[1].to_string()) else {
+        return;
+    };
     let invalid = c
         .query_opt(
             "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE NOT i.indisvalid AND c.relname = $1",
@@ -306,8 +390,13 @@ async fn drop_invalid_index(c: &Client, stmt: &str) {
         )
         .await;
     if let Ok(Some(_)) = invalid {
-        match c.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}")).await {
-            Ok(()) => tracing::warn!("dropped the INVALID index {name} left by the failed concurrent build"),
+        match c
+            .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"))
+            .await
+        {
+            Ok(()) => tracing::warn!(
+                "dropped the INVALID index {name} left by the failed concurrent build"
+            ),
             Err(e) => tracing::error!("could not drop INVALID index {name}: {e}"),
         }
     }
@@ -348,7 +437,11 @@ pub fn stats_check(name: String, verb: &str, s: &Stats) -> Check {
 }
 
 /// Pending migrations (not applied, up to `target`) — refusing out-of-order gaps.
-pub fn pending<'a>(all: &'a [Migration], applied: &[Applied], target: Option<&Version>) -> Result<Vec<&'a Migration>> {
+pub fn pending<'a>(
+    all: &'a [Migration],
+    applied: &[Applied],
+    target: Option<&Version>,
+) -> Result<Vec<&'a Migration>> {
     let newest = applied.iter().map(|a| &a.version).max();
     let mut out = vec![];
     for m in all {

@@ -169,3 +169,71 @@ pub fn check_message(stdout: &str, name: &str) -> String {
         .unwrap_or("")
         .to_string()
 }
+
+/// A database of its own for one test, dropped when the guard goes.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub fn new() -> TestDb {
+        let admin = pg_admin_url();
+        let name = format!(
+            "dk_test_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+                % 1_000_000_000
+        );
+        let out = Command::new("psql")
+            .args([admin.as_str(), "-qAtc", &format!("CREATE DATABASE {name}")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "create database: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let base = admin.rsplit_once('/').unwrap().0.to_string();
+        TestDb {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+
+    /// Run SQL and return the first column of the output rows.
+    pub fn sql(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args([
+                self.url.as_str(),
+                "-qAtX",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                pg_admin_url().as_str(),
+                "-qAtc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}

@@ -1,0 +1,641 @@
+//! db_migrate on a real PostgreSQL, one database per test.
+
+use crate::support::{Run, TestDb, checks_with, config, repo_root, run};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    migrations: PathBuf,
+    cfg: PathBuf,
+    _cfg_dir: tempfile::TempDir,
+    db: TestDb,
+}
+
+fn fixture(files: &[(&str, &str)], cfg_extra: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir(&migrations).unwrap();
+    for (name, sql) in files {
+        std::fs::write(migrations.join(name), sql).unwrap();
+    }
+    let (cfg_dir, cfg) = config(&format!(
+        "[environments.local]\ndatabase = {{ url_env = \"DATABASE_URL\" }}\n\
+         [environments.staging]\ndatabase = {{ url_env = \"DATABASE_URL\" }}\n\
+         [environments.staging.migrate]\nbackups_dir = \"{}\"\n\
+         [environments.production]\ndatabase = {{ url_env = \"DATABASE_URL\" }}\n{cfg_extra}",
+        dir.path().join("backups").display()
+    ));
+    Fixture {
+        _dir: dir,
+        migrations,
+        cfg,
+        _cfg_dir: cfg_dir,
+        db: TestDb::new(),
+    }
+}
+
+impl Fixture {
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+    fn run_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Run {
+        let mut a = vec![
+            "--config",
+            self.cfg.to_str().unwrap(),
+            "--migrations",
+            self.migrations.to_str().unwrap(),
+        ];
+        a.extend_from_slice(args);
+        let mut e = vec![("DATABASE_URL", self.db.url.as_str())];
+        e.extend_from_slice(envs);
+        run("db_migrate", &a, &e)
+    }
+    fn write(&self, name: &str, sql: &str) {
+        std::fs::write(self.migrations.join(name), sql).unwrap();
+    }
+    fn history_rows(&self) -> String {
+        self.db.sql("SELECT count(*) FROM deploykit_schema_history")
+    }
+}
+
+const T1: &str = "CREATE TABLE t1 (id int PRIMARY KEY);";
+const T1_DOWN: &str = "DROP TABLE t1;";
+const T2: &str = "CREATE TABLE t2 (id int PRIMARY KEY, note text);";
+const T2_DOWN: &str = "DROP TABLE t2;";
+
+fn two() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("V1.0__create_t1.sql", T1),
+        ("V1.0__create_t1_rollback.sql", T1_DOWN),
+        ("V1.1__create_t2.sql", T2),
+        ("V1.1__create_t2_rollback.sql", T2_DOWN),
+    ]
+}
+
+#[test]
+fn applies_in_version_order_and_verifies() {
+    let f = fixture(
+        &[
+            ("V3.9__a.sql", "CREATE TABLE a (id int);"),
+            ("V3.10__b.sql", "ALTER TABLE a ADD COLUMN b int;"),
+            (
+                "V3.2.2__add_risk_limits_table.sql",
+                "CREATE TABLE risk_limits (scope text);",
+            ),
+            ("README.md", "not a migration, not SQL: ignored"),
+        ],
+        "",
+    );
+    let r = f.run(&["migrate"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    // 3.2.2 < 3.9 < 3.10 (numeric, not lexical).
+    assert_eq!(
+        f.db.sql(
+            "SELECT string_agg(version, ',' ORDER BY installed_rank) FROM deploykit_schema_history"
+        ),
+        "3.2.2,3.9,3.10"
+    );
+    assert_eq!(f.run(&["verify", "--expect", "3.10"]).code, 0);
+    let r = f.run(&["verify", "--expect", "3.9"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("latest applied is 3.10, expected 3.9"));
+    // The guide's own query keeps working through the view.
+    assert_eq!(
+        f.db.sql("SELECT version FROM schema_version ORDER BY installed_on DESC LIMIT 1"),
+        "3.10"
+    );
+    // Every row of the history has its own installed_on, even inside one second.
+    assert_eq!(
+        f.db.sql("SELECT count(DISTINCT installed_on) FROM deploykit_schema_history"),
+        "3"
+    );
+    let r = f.run(&["migrate"]);
+    assert!(
+        r.stdout.contains("[OK] Nothing to do — schema is at 3.10"),
+        "{}",
+        r.stdout
+    );
+    let r = f.run(&["--format", "json", "info"]);
+    assert_eq!(checks_with(&r.stdout, "ok").len(), 3);
+}
+
+#[test]
+fn target_version_stops_there() {
+    let f = fixture(&two(), "");
+    assert_eq!(f.run(&["migrate", "--version", "1.0"]).code, 0);
+    assert_eq!(f.history_rows(), "1");
+    let r = f.run(&["migrate", "--version", "9.9"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
+#[test]
+fn bad_names_duplicates_and_orphan_rollbacks_are_config_errors() {
+    for (files, expect) in [
+        (
+            vec![("V3.2.2-add.sql", "select 1;")],
+            "not a migration name",
+        ),
+        (vec![("add_table.sql", "select 1;")], "not a migration name"),
+        (
+            vec![("V1__a.sql", "select 1;"), ("V1.0__b.sql", "select 1;")],
+            "has the same version",
+        ),
+        (
+            vec![("V2__x_rollback.sql", "select 1;")],
+            "has no migration beside it",
+        ),
+    ] {
+        let f = fixture(&files, "");
+        let r = f.run(&["migrate"]);
+        assert_eq!(r.code, 3, "{files:?}: {}", r.stderr);
+        assert!(r.stderr.contains(expect), "{files:?}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn syntax_error_rolls_back_the_whole_migration_and_names_file_and_line() {
+    let f = fixture(
+        &[
+            ("V1__ok.sql", T1),
+            (
+                "V2__broken.sql",
+                "CREATE TABLE half (id int);\nINSERT INTO half VALUES (1);\nSELEC oops;\nCREATE TABLE never (id int);\n",
+            ),
+        ],
+        "",
+    );
+    let r = f.run(&["migrate"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("V2__broken.sql:3: syntax error"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        f.db.sql("SELECT to_regclass('half') IS NULL"),
+        "t",
+        "half-applied migration left a table"
+    );
+    assert_eq!(f.history_rows(), "1");
+}
+
+#[test]
+fn unreachable_database_is_exit_4_and_the_password_never_shows() {
+    let f = fixture(&two(), "");
+    let r = f.run_env(
+        &["migrate"],
+        &[("DATABASE_URL", "postgres://app:Pw-5ecret-99@127.0.0.1:1/x")],
+    );
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("cannot reach PostgreSQL"), "{}", r.stderr);
+    assert!(!r.all().contains("Pw-5ecret-99"), "{}", r.all());
+}
+
+#[test]
+fn password_in_a_working_url_is_never_printed() {
+    let f = fixture(&two(), "");
+    // Trust auth ignores the password, so the URL works and we can look at every output.
+    let url =
+        f.db.url
+            .replacen("postgres@", "postgres:Hidden-Pass-77@", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("j.xml");
+    let r = f.run_env(
+        &[
+            "migrate",
+            "-vv",
+            "--format",
+            "json",
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+        &[("DATABASE_URL", &url)],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.all().contains("Hidden-Pass-77"));
+    assert!(
+        !std::fs::read_to_string(junit)
+            .unwrap()
+            .contains("Hidden-Pass-77")
+    );
+}
+
+#[test]
+fn no_wait_exits_5_while_another_run_holds_the_lock() {
+    let f = fixture(&two(), "");
+    let mut holder = std::process::Command::new("psql")
+        .args([
+            f.db.url.as_str(),
+            "-qAtc",
+            &format!(
+                "SELECT pg_advisory_lock({}); SELECT pg_sleep(5)",
+                deploykit::migrate::run::LOCK_KEY
+            ),
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let r = f.run(&["migrate", "--no-wait"]);
+    holder.kill().ok();
+    holder.wait().ok();
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("holds the migration lock"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        f.db.sql("SELECT to_regclass('deploykit_schema_history') IS NULL"),
+        "t"
+    );
+}
+
+#[test]
+fn eight_concurrent_runs_apply_exactly_once() {
+    let mut files = vec![];
+    let bodies: Vec<(String, String)> = (1..=6)
+        .map(|i| {
+            (
+                format!("V{i}__step_{i}.sql"),
+                format!("CREATE TABLE s{i} (id int); SELECT pg_sleep(0.05);"),
+            )
+        })
+        .collect();
+    for (n, b) in &bodies {
+        files.push((n.as_str(), b.as_str()));
+    }
+    let f = fixture(&files, "");
+    let runs: Vec<Run> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| f.run(&["--format", "json", "migrate"])))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut appliers = 0;
+    for r in &runs {
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        let ok = checks_with(&r.stdout, "ok");
+        if ok.iter().any(|n| n.starts_with("V1 ")) {
+            appliers += 1;
+            assert_eq!(ok.len(), 6);
+        } else {
+            assert_eq!(ok, vec!["Nothing to do"], "{}", r.stdout);
+        }
+    }
+    assert_eq!(appliers, 1);
+    assert_eq!(f.history_rows(), "6");
+}
+
+#[test]
+fn blocked_migration_times_out_retries_and_never_stalls_the_application() {
+    let f = fixture(
+        &[(
+            "V1__base.sql",
+            "CREATE TABLE trades (id int); INSERT INTO trades VALUES (1);",
+        )],
+        "",
+    );
+    assert_eq!(f.run(&["migrate"]).code, 0);
+    f.write("V2__alter.sql", "ALTER TABLE trades ADD COLUMN venue text;");
+    // A long transaction holds a lock on the table for 2.5 s.
+    let mut blocker = std::process::Command::new("psql")
+        .args([
+            f.db.url.as_str(),
+            "-qAt",
+            "-c",
+            "BEGIN; SELECT count(*) FROM trades; SELECT pg_sleep(2.5); COMMIT;",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let lock_timeout = Duration::from_millis(300);
+    let (r, app_worst) = std::thread::scope(|s| {
+        let mig = s.spawn(|| f.run(&["--format", "json", "migrate", "--lock-timeout", "300ms"]));
+        // The application keeps reading the table while the migration tries.
+        let app = s.spawn(|| {
+            let mut worst = Duration::ZERO;
+            let end = Instant::now() + Duration::from_millis(2500);
+            while Instant::now() < end {
+                let t = Instant::now();
+                f.db.sql("SELECT count(*) FROM trades");
+                // psql start-up is part of each sample; subtract a floor measured the same way.
+                worst = worst.max(t.elapsed());
+            }
+            worst
+        });
+        (mig.join().unwrap(), app.join().unwrap())
+    });
+    blocker.wait().unwrap();
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let data = &v["checks"][0]["data"];
+    assert!(data["retries"].as_u64().unwrap() >= 1, "{data}");
+    assert!(data["lock_wait_ms"].as_i64().unwrap() >= 300, "{data}");
+    assert!(
+        data["max_blocked_ms"].as_i64().unwrap() > 0,
+        "the sampler saw the queued reads: {data}"
+    );
+    // Bound: lock_timeout + sampling interval + psql's own start-up (~50 ms on this machine).
+    assert!(
+        app_worst < lock_timeout + Duration::from_millis(50) + Duration::from_millis(400),
+        "an application query waited {app_worst:?}"
+    );
+    assert_eq!(f.db.sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'trades' AND column_name = 'venue'"), "1");
+}
+
+#[test]
+fn kill_9_mid_migration_leaves_a_consistent_history() {
+    let f = fixture(
+        &[(
+            "V1__slow.sql",
+            "CREATE TABLE slow (id int); SELECT pg_sleep(3);",
+        )],
+        "",
+    );
+    let mut child = std::process::Command::new(crate::support::bin("db_migrate"))
+        .args([
+            "--config",
+            f.cfg.to_str().unwrap(),
+            "--migrations",
+            f.migrations.to_str().unwrap(),
+            "migrate",
+        ])
+        .env("DATABASE_URL", &f.db.url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The server notices the dead client and aborts its transaction; the next run applies cleanly.
+    let mut r = f.run(&["migrate", "--no-wait"]);
+    for _ in 0..50 {
+        if r.code != 5 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        r = f.run(&["migrate", "--no-wait"]);
+    }
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(f.history_rows(), "1");
+    assert_eq!(f.db.sql("SELECT to_regclass('slow') IS NOT NULL"), "t");
+}
+
+#[test]
+fn validate_names_a_changed_file_and_migrate_refuses() {
+    let f = fixture(&two(), "");
+    assert_eq!(f.run(&["migrate"]).code, 0);
+    assert_eq!(f.run(&["validate"]).code, 0);
+    f.write(
+        "V1.0__create_t1.sql",
+        "CREATE TABLE t1 (id bigint PRIMARY KEY);",
+    );
+    let r = f.run(&["validate"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout
+            .contains("V1.0__create_t1.sql unchanged since applied"),
+        "{}",
+        r.stdout
+    );
+    let r = f.run(&["migrate"]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+}
+
+#[test]
+fn rollback_newest_first_and_refuses_without_a_script() {
+    let f = fixture(&two(), "");
+    assert_eq!(f.run(&["migrate"]).code, 0);
+    let r = f.run(&["rollback", "--to-version", "0"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines[0].contains("V1.1 create_t2") && lines[1].contains("V1.0 create_t1"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        f.db.sql("SELECT to_regclass('t1') IS NULL AND to_regclass('t2') IS NULL"),
+        "t"
+    );
+    assert_eq!(f.db.sql("SELECT count(*) FROM schema_version"), "0");
+    // Re-apply after rollback works.
+    assert_eq!(f.run(&["migrate"]).code, 0);
+    // Missing rollback: refused, nothing rolled back.
+    std::fs::remove_file(f.migrations.join("V1.0__create_t1_rollback.sql")).unwrap();
+    let r = f.run(&["rollback", "--to-version", "0"]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no rollback script for V1.0__create_t1"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(f.db.sql("SELECT to_regclass('t2') IS NOT NULL"), "t");
+    // Production needs --confirm.
+    let r = f.run(&["-e", "production", "rollback", "--to-version", "1.0"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--confirm"));
+    assert_eq!(
+        f.run(&[
+            "-e",
+            "production",
+            "rollback",
+            "--to-version",
+            "1.0",
+            "--confirm"
+        ])
+        .code,
+        0
+    );
+    assert_eq!(f.db.sql("SELECT to_regclass('t2') IS NULL"), "t");
+}
+
+#[test]
+fn lint_flags_unsafe_ddl_and_missing_rollbacks() {
+    let f = fixture(
+        &[
+            (
+                "V1__base.sql",
+                "CREATE TABLE big (id int);\nCREATE INDEX big_id ON big (id);\n",
+            ),
+            ("V1__base_rollback.sql", "DROP TABLE big;"),
+            (
+                "V2__unsafe.sql",
+                "CREATE INDEX big_id2 ON big (id);\nALTER TABLE big ADD COLUMN c int NOT NULL;\nALTER TABLE big ALTER COLUMN id TYPE bigint;\n",
+            ),
+            (
+                "V3__safe.sql",
+                "-- deploykit: no-transaction\nCREATE INDEX CONCURRENTLY big_id3 ON big (id);\n",
+            ),
+            ("V3__safe_rollback.sql", "DROP INDEX big_id3;"),
+        ],
+        "",
+    );
+    let r = f.run(&["--format", "json", "lint"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(checks_with(&r.stdout, "fail"), vec!["V2__unsafe.sql"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let rules: Vec<String> = v["checks"][1]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| format!("{}:{}", x["line"], x["rule"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        rules,
+        vec![
+            "1:index-not-concurrent",
+            "2:not-null-without-default",
+            "3:column-type-rewrite",
+            "1:missing-rollback"
+        ]
+    );
+    // The shipped migrations are clean.
+    let r = run(
+        "db_migrate",
+        &[
+            "--migrations",
+            repo_root().join("migrations").to_str().unwrap(),
+            "--config",
+            f.cfg.to_str().unwrap(),
+            "lint",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stdout);
+}
+
+#[test]
+fn rehearse_round_trips_and_catches_a_leaky_rollback() {
+    let f = fixture(&two(), "");
+    let r = f.run(&["rehearse"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("V1.1 round trip — up → rollback → up leaves the same schema")
+    );
+    // The rehearsal ran on a scratch database, not ours.
+    assert_eq!(
+        f.db.sql("SELECT to_regclass('deploykit_schema_history') IS NULL"),
+        "t"
+    );
+    f.write(
+        "V1.1__create_t2_rollback.sql",
+        "ALTER TABLE t2 DROP COLUMN note;",
+    );
+    let r = f.run(&["rehearse"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout.contains("rollback does not restore the schema"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("+ column t2.id"), "{}", r.stdout);
+}
+
+#[test]
+fn shipped_migrations_rehearse_cleanly() {
+    let f = fixture(&[], "");
+    let r = run(
+        "db_migrate",
+        &[
+            "--config",
+            f.cfg.to_str().unwrap(),
+            "--migrations",
+            repo_root().join("migrations").to_str().unwrap(),
+            "rehearse",
+        ],
+        &[("DATABASE_URL", &f.db.url)],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("V3.2.2 round trip"));
+}
+
+#[test]
+fn backup_is_verified_and_staging_migrate_takes_one_first() {
+    let f = fixture(&two(), "");
+    let dir = tempfile::tempdir().unwrap();
+    let r = f.run(&[
+        "--format",
+        "json",
+        "backup",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let data = &v["checks"][0]["data"];
+    let path = Path::new(data["path"].as_str().unwrap());
+    assert!(
+        path.file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("pre_deploy_")
+    );
+    assert!(data["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(data["sha256"].as_str().unwrap().len(), 64);
+    // A corrupt dump is caught by pg_restore --list.
+    std::fs::write(path, b"not a dump").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert!(
+        rt.block_on(deploykit::migrate::backup::verify(
+            path,
+            Duration::from_secs(10)
+        ))
+        .is_err()
+    );
+
+    let r = f.run(&["-e", "staging", "migrate"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("[OK] Backup taken and verified"),
+        "{}",
+        r.stdout
+    );
+    let r = f.run(&["-e", "staging", "rollback", "--to-version", "0"]);
+    assert_eq!(r.code, 0);
+    let r = f.run(&[
+        "-e",
+        "staging",
+        "migrate",
+        "--no-backup",
+        "emergency hotfix INC-7",
+    ]);
+    assert!(!r.stdout.contains("Backup taken"));
+    assert!(r.stdout.contains("backup skipped: emergency hotfix INC-7"));
+}
+
+#[test]
+fn no_transaction_file_builds_concurrently_and_cleans_an_invalid_index() {
+    let f = fixture(
+        &[(
+            "V1__base.sql",
+            "CREATE TABLE u (v int); INSERT INTO u VALUES (1), (1);",
+        )],
+        "",
+    );
+    assert_eq!(f.run(&["migrate"]).code, 0);
+    f.write(
+        "V2__uniq.sql",
+        "-- deploykit: no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY u_v ON u (v);\n",
+    );
+    let r = f.run(&["migrate"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("V2__uniq.sql:2:"), "{}", r.stdout);
+    // No INVALID index left behind, history unchanged.
+    assert_eq!(
+        f.db.sql("SELECT count(*) FROM pg_class WHERE relname = 'u_v'"),
+        "0"
+    );
+    assert_eq!(f.history_rows(), "1");
+    f.db.sql("DELETE FROM u WHERE ctid IN (SELECT ctid FROM u LIMIT 1)");
+    assert_eq!(f.run(&["migrate"]).code, 0);
+    assert_eq!(
+        f.db.sql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'u_v'::regclass"),
+        "t"
+    );
+}
