@@ -371,6 +371,7 @@ impl Args {
                 }
             }
             let monitor = Arc::new(crate::db::connect(&url, env.timeouts.connect.0.max(ctx.timeout)).await?);
+            let pid = run::backend_pid(&client).await?;
             let total = pending.len();
             for (i, m) in pending.into_iter().enumerate() {
                 if ctx.cancel.is_cancelled() {
@@ -380,7 +381,7 @@ impl Args {
                 tracing::info!("[{}/{total}] applying {}", i + 1, m.up.file_name());
                 let name = format!("V{} {}", m.version, m.description);
                 let start = Instant::now();
-                match run::step(&mut client, monitor.clone(), &m.up, &limits, &run::record_apply(m)).await {
+                match run::step(&mut client, pid, monitor.clone(), &m.up, &limits, &run::record_apply(m)).await {
                     Ok(stats) => report.push(run::stats_check(name, "applied", &stats).took(start.elapsed())),
                     Err(run::StepError::Db(e)) => return Err(e),
                     Err(run::StepError::Sql(msg) | run::StepError::LockTimeout(msg)) => {
@@ -434,10 +435,11 @@ impl Args {
                 return Ok(());
             }
             let monitor = Arc::new(crate::db::connect(&url, ctx.timeout).await?);
+            let pid = run::backend_pid(&client).await?;
             for (a, d) in scripts {
                 let name = format!("V{} {}", a.version, a.description);
                 let start = Instant::now();
-                match run::step(&mut client, monitor.clone(), d, &limits, &run::record_rollback(a)).await {
+                match run::step(&mut client, pid, monitor.clone(), d, &limits, &run::record_rollback(a)).await {
                     Ok(stats) => report.push(run::stats_check(name, "rolled back", &stats).took(start.elapsed())),
                     Err(run::StepError::Db(e)) => return Err(e),
                     Err(run::StepError::Sql(msg) | run::StepError::LockTimeout(msg)) => {
@@ -479,6 +481,7 @@ async fn rehearse(ctx: &Context, report: &mut Report, all: &[Migration]) -> Resu
         let mut c = crate::db::connect(&scratch_url, ctx.timeout).await?;
         let monitor = Arc::new(crate::db::connect(&scratch_url, ctx.timeout).await?);
         run::ensure_history(&c).await?;
+        let pid = run::backend_pid(&c).await?;
         let limits = limits(ctx, None, None)?;
         for m in all {
             let name = format!("V{} round trip", m.version);
@@ -498,6 +501,7 @@ async fn rehearse(ctx: &Context, report: &mut Report, all: &[Migration]) -> Resu
             };
             if let Err(e) = run::step(
                 &mut c,
+                pid,
                 monitor.clone(),
                 &m.up,
                 &limits,
@@ -521,6 +525,7 @@ async fn rehearse(ctx: &Context, report: &mut Report, all: &[Migration]) -> Resu
                 .clone();
             if let Err(e) = run::step(
                 &mut c,
+                pid,
                 monitor.clone(),
                 down,
                 &limits,
@@ -556,6 +561,7 @@ async fn rehearse(ctx: &Context, report: &mut Report, all: &[Migration]) -> Resu
             }
             if let Err(e) = run::step(
                 &mut c,
+                pid,
                 monitor.clone(),
                 &m.up,
                 &limits,

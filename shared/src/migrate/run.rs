@@ -103,6 +103,14 @@ pub async fn ensure_history(c: &Client) -> Result<()> {
     c.batch_execute(history::CREATE).await.map_err(db_err)
 }
 
+/// The session's backend pid (for the lock sampler); ask once per connection.
+pub async fn backend_pid(c: &Client) -> Result<i32> {
+    Ok(c.query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .map_err(db_err)?
+        .get(0))
+}
+
 /// What one migration step cost.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Stats {
@@ -128,7 +136,9 @@ impl Sampler {
         let blocked_ms = Arc::new(AtomicI64::new(0));
         let (s, w, b) = (stop.clone(), waited_ms.clone(), blocked_ms.clone());
         let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SAMPLE_EVERY);
+            // First sample after one interval: a fast step costs the server nothing extra.
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + SAMPLE_EVERY, SAMPLE_EVERY);
             loop {
                 tokio::select! {
                     _ = s.cancelled() => break,
@@ -181,12 +191,23 @@ pub enum StepError {
     Db(Error),
 }
 
-fn describe(script: &Script, sql: &str, e: &tokio_postgres::Error, offset_line: usize) -> String {
+/// `file:line: message (SQLSTATE)`; `offset_line` lines of the file precede `sql`, and
+/// `prefix_lines` lines of `sql` are ours, not the file's.
+fn describe(
+    script: &Script,
+    sql: &str,
+    e: &tokio_postgres::Error,
+    offset_line: usize,
+    prefix_lines: usize,
+) -> String {
     match e.as_db_error() {
         Some(d) => {
             let line = match d.position() {
                 Some(tokio_postgres::error::ErrorPosition::Original(p)) => {
-                    line_of(sql, *p as usize) + offset_line
+                    line_of(sql, *p as usize)
+                        .saturating_sub(prefix_lines)
+                        .max(1)
+                        + offset_line
                 }
                 // No position (e.g. a constraint failed): the statement's first line of code.
                 _ => {
@@ -229,16 +250,12 @@ fn timeouts_sql(l: &Limits, local: bool) -> String {
 /// statement by statement for `no-transaction` files — retrying on lock timeout.
 pub async fn step(
     c: &mut Client,
+    pid: i32,
     monitor: Arc<Client>,
     script: &Script,
     limits: &Limits,
     record: &(dyn Fn(&Stats) -> (String, Vec<String>) + Sync),
 ) -> std::result::Result<Stats, StepError> {
-    let pid: i32 = c
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .map_err(|e| StepError::Db(db_err(e)))?
-        .get(0);
     let mut stats = Stats::default();
     let started = Instant::now();
     loop {
@@ -315,11 +332,11 @@ async fn run_in_tx(
     record: &(dyn Fn(&Stats) -> (String, Vec<String>) + Sync),
 ) -> std::result::Result<(), Attempt> {
     let tx = c.transaction().await.map_err(|e| Attempt::Db(db_err(e)))?;
-    tx.batch_execute(&timeouts_sql(limits, true))
-        .await
-        .map_err(|e| Attempt::Db(db_err(e)))?;
-    if let Err(e) = tx.batch_execute(&script.sql).await {
-        let msg = describe(script, &script.sql, &e, 0);
+    // Timeouts and script in one round trip; the prefix is exactly one line, which error
+    // positions skip when they are mapped back to the file.
+    let batch = format!("{};\n{}", timeouts_sql(limits, true), script.sql);
+    if let Err(e) = tx.batch_execute(&batch).await {
+        let msg = describe(script, &batch, &e, 0, 1);
         // Dropping `tx` rolls back: history stays as it was.
         return Err(if is_lock_timeout(&e) {
             Attempt::LockTimeout(msg)
@@ -355,7 +372,7 @@ async fn run_outside_tx(
                     .sql
                     .find(stmt.as_str())
                     .map_or(0, |i| script.sql[..i].matches('\n').count());
-                let msg = describe(script, &stmt, &e, before);
+                let msg = describe(script, &stmt, &e, before, 0);
                 drop_invalid_index(c, &stmt).await;
                 return Err(if is_lock_timeout(&e) {
                     Attempt::LockTimeout(msg)

@@ -24,6 +24,8 @@ impl Run {
 pub fn bin(name: &str) -> PathBuf {
     match name {
         "verify_env" => PathBuf::from(env!("CARGO_BIN_EXE_verify_env")),
+        "smoke_tests" => PathBuf::from(env!("CARGO_BIN_EXE_smoke_tests")),
+        "db_migrate" => PathBuf::from(env!("CARGO_BIN_EXE_db_migrate")),
         other => sibling_bin(other),
     }
 }
