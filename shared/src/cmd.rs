@@ -1,5 +1,6 @@
 //! One module per binary: its clap `Args` and its `Tool` impl.
 
+pub mod compare_metrics;
 pub mod db_migrate;
 pub mod smoke_tests;
 pub mod verify_env;

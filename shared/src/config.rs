@@ -452,6 +452,70 @@ pub struct Environment {
     /// db_migrate's limits for this environment.
     #[serde(default)]
     pub migrate: Migrate,
+    /// compare_metrics' metrics [default: the guide's set for the service contract's metrics].
+    pub metrics: Option<Vec<MetricSpec>>,
+}
+
+/// How a metric is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricKind {
+    /// A series of samples (latency, throughput, business rates): Mann-Whitney U plus a
+    /// minimum relative effect.
+    Series,
+    /// Events out of trials (errors of requests): a two-proportion z-test that works with an
+    /// all-zero baseline.
+    Proportion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Higher is worse (latency, errors).
+    Lower,
+    /// Lower is worse (throughput, fill rate).
+    Higher,
+    /// Any change beyond the tolerance is bad.
+    Either,
+}
+
+/// What a missing answer means: fail closed by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnMissing {
+    #[default]
+    Fail,
+    Inconclusive,
+    Pass,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricSpec {
+    pub name: String,
+    pub kind: MetricKind,
+    /// PromQL for a `series` metric (a range query; must return one series).
+    pub query: Option<String>,
+    /// PromQL counting events and trials for a `proportion` metric, over `$__range`.
+    pub events: Option<String>,
+    pub trials: Option<String>,
+    pub direction: Direction,
+    /// Allowed relative change (series) or ratio to baseline (proportion, as percent: 100 = 2×).
+    pub tolerance_pct: f64,
+    /// Absolute ceiling the current value must stay under, whatever the baseline.
+    pub max: Option<f64>,
+    #[serde(default = "d_min_samples")]
+    pub min_samples: usize,
+    #[serde(default)]
+    pub on_empty: OnMissing,
+    #[serde(default)]
+    pub on_nan: OnMissing,
+    #[serde(default)]
+    pub on_error: OnMissing,
+}
+
+fn d_min_samples() -> usize {
+    5
 }
 
 /// db_migrate's limits: every step runs with these timeouts and retries on lock timeout.

@@ -12,6 +12,7 @@ pub mod error;
 pub mod exit;
 pub mod http;
 pub mod lb;
+pub mod metrics;
 pub mod migrate;
 pub mod process;
 pub mod redact;

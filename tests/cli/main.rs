@@ -2,6 +2,7 @@
 
 mod support;
 
+mod compare_metrics;
 mod config;
 mod contract;
 mod db_migrate;

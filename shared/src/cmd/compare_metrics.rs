@@ -1,0 +1,311 @@
+//! `compare_metrics`: judge a current window against a baseline from Prometheus.
+
+use crate::cli::{CommonArgs, Context, Tool};
+use crate::config::parse_duration;
+use crate::error::{Error, Result};
+use crate::metrics::{self, Figures, Outcome, Prometheus, Snapshot, Verdict, Window};
+use crate::report::{Check, Report};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Compare a current window of metrics with a baseline (yesterday's same clock window, a relative
+/// or absolute time, or a saved file) and explain every verdict: pass (0), fail (1) or
+/// inconclusive (6, not enough data — a human decides).
+#[derive(Debug, clap::Parser)]
+#[command(name = "compare_metrics", version)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Baseline window end: yesterday, today, now, -1d, -2h, an RFC 3339 time, or a FILE saved
+    /// with --save.
+    #[arg(long, value_name = "WHEN|FILE", allow_hyphen_values = true)]
+    pub baseline: String,
+
+    /// Current window end (same forms).
+    #[arg(
+        long,
+        value_name = "WHEN|FILE",
+        default_value = "now",
+        allow_hyphen_values = true
+    )]
+    pub current: String,
+
+    /// Window length.
+    #[arg(long, value_parser = parse_duration, default_value = "15m", value_name = "DURATION")]
+    pub duration: Duration,
+
+    /// Sample resolution of series metrics.
+    #[arg(long, value_parser = parse_duration, default_value = "15s", value_name = "DURATION")]
+    pub step: Duration,
+
+    /// Judge only these metrics (names from the config).
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    pub metrics: Vec<String>,
+
+    /// Save the current window's figures here (a later --baseline FILE judges against them).
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+
+    /// Write an HTML page with a chart per metric (baseline vs current).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+enum Source {
+    Window(Window),
+    File(Snapshot),
+}
+
+fn resolve(spec: &str, duration: Duration, step: Duration, now: f64) -> Result<Source> {
+    let end = match spec.trim() {
+        "now" | "today" => Some(now),
+        "yesterday" => Some(now - 86_400.0),
+        s if s.starts_with('-') => {
+            Some(now - parse_duration(&s[1..]).map_err(Error::Usage)?.as_secs_f64())
+        }
+        s => chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.timestamp_millis() as f64 / 1000.0),
+    };
+    if let Some(end) = end {
+        return Ok(Source::Window(Window {
+            start: end - duration.as_secs_f64(),
+            end,
+            step: step.as_secs_f64(),
+        }));
+    }
+    let path = PathBuf::from(spec);
+    if !path.exists() {
+        return Err(Error::Usage(format!(
+            "`{spec}` is neither a time (yesterday, today, now, -1d, RFC 3339) nor an existing file"
+        )));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read baseline", &path, e))?;
+    let snap: Snapshot = serde_json::from_str(&text).map_err(|e| {
+        Error::config(
+            path.display().to_string(),
+            format!("not a compare_metrics figures file: {e}"),
+        )
+    })?;
+    if snap.format != 1 {
+        return Err(Error::config(
+            path.display().to_string(),
+            format!(
+                "figures format {} is not supported (expected 1)",
+                snap.format
+            ),
+        ));
+    }
+    Ok(Source::File(snap))
+}
+
+impl Tool for Args {
+    const NAME: &'static str = "compare_metrics";
+
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+
+    async fn run(self, ctx: Context) -> Result<Report> {
+        let env = ctx.env()?.clone();
+        let mut specs = env
+            .metrics
+            .clone()
+            .unwrap_or_else(|| metrics::default_specs(&env));
+        if !self.metrics.is_empty() {
+            for m in &self.metrics {
+                if !specs.iter().any(|s| &s.name == m) {
+                    let known: Vec<_> = specs.iter().map(|s| s.name.as_str()).collect();
+                    return Err(Error::Usage(format!(
+                        "unknown metric `{m}` (configured: {})",
+                        known.join(", ")
+                    )));
+                }
+            }
+            specs.retain(|s| self.metrics.contains(&s.name));
+        }
+        let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+        let baseline = resolve(&self.baseline, self.duration, self.step, now)?;
+        let current = resolve(&self.current, self.duration, self.step, now)?;
+        let needs_prom =
+            matches!(baseline, Source::Window(_)) || matches!(current, Source::Window(_));
+        let prom = match (&env.prometheus, needs_prom) {
+            (Some(url), true) => {
+                let p = Prometheus {
+                    base: url.to_string(),
+                    http: crate::http::Http::new(env.timeouts.connect.0, ctx.timeout),
+                };
+                p.ready().await?;
+                Some(p)
+            }
+            (None, true) => {
+                return Err(Error::config(
+                    ctx.config.path.display().to_string(),
+                    format!("environments.{}.prometheus is not set", ctx.env_name),
+                ));
+            }
+            _ => None,
+        };
+        let fetch = |s: Source| async {
+            match s {
+                Source::File(snap) => snap,
+                Source::Window(w) => {
+                    prom.as_ref()
+                        .expect("checked above")
+                        .snapshot(&specs, w)
+                        .await
+                }
+            }
+        };
+        let (b, c) = tokio::join!(fetch(baseline), fetch(current));
+        if let Some(path) = &self.save {
+            let text = serde_json::to_string_pretty(&c).expect("json");
+            std::fs::write(path, text).map_err(|e| Error::io("write figures", path, e))?;
+        }
+        let verdicts = metrics::judge_all(&specs, &b, &c);
+        if let Some(path) = &self.html {
+            std::fs::write(path, html(&verdicts, &b, &c))
+                .map_err(|e| Error::io("write HTML report", path, e))?;
+        }
+        let mut report = ctx.report();
+        for v in &verdicts {
+            report.push(to_check(v));
+        }
+        if verdicts.iter().any(|v| v.outcome == Outcome::Inconclusive) {
+            report.set_inconclusive();
+        }
+        report.note(format!(
+            "baseline {} · current {} · {} metrics",
+            describe(&b.window),
+            describe(&c.window),
+            verdicts.len()
+        ));
+        Ok(report)
+    }
+}
+
+fn describe(w: &Window) -> String {
+    let t = |s: f64| {
+        chrono::DateTime::from_timestamp(s as i64, 0).map_or_else(
+            || s.to_string(),
+            |d| d.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+        )
+    };
+    format!("{} → {}", t(w.start), t(w.end))
+}
+
+fn fmt(x: Option<f64>) -> String {
+    match x {
+        Some(v) if v.is_finite() && v.abs() < 0.01 && v != 0.0 => format!("{v:.6}"),
+        Some(v) if v.is_finite() => format!("{v:.4}"),
+        Some(v) => v.to_string(),
+        None => "—".into(),
+    }
+}
+
+/// One check per metric: the table row (baseline, current, delta, limit, verdict, why).
+pub fn to_check(v: &Verdict) -> Check {
+    let msg = format!(
+        "baseline {} → current {} ({}), limit {}; {} [n={}/{}]",
+        fmt(v.baseline),
+        fmt(v.current),
+        v.delta_pct.map_or("—".into(), |d| format!("{d:+.1}%")),
+        v.limit,
+        v.why,
+        v.n_baseline,
+        v.n_current
+    );
+    let data = serde_json::to_value(v).unwrap_or_default();
+    match v.outcome {
+        Outcome::Pass => Check::ok("metrics", &v.metric).message(msg).data(data),
+        Outcome::Fail => Check::fail("metrics", &v.metric, msg)
+            .hint("a regression: hold or roll back the deploy")
+            .data(data),
+        Outcome::Inconclusive => Check::warn("metrics", &v.metric, msg)
+            .hint("not enough data to judge: a human decides")
+            .data(data),
+    }
+}
+
+/// A self-contained page: the verdict table and a small line chart per series metric.
+fn html(verdicts: &[Verdict], b: &Snapshot, c: &Snapshot) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut rows = String::new();
+    for v in verdicts {
+        let color = match v.outcome {
+            Outcome::Pass => "#1a7f37",
+            Outcome::Fail => "#cf222e",
+            Outcome::Inconclusive => "#9a6700",
+        };
+        let chart = match (b.metrics.get(&v.metric), c.metrics.get(&v.metric)) {
+            (Some(Figures::Series { samples: bs }), Some(Figures::Series { samples: cs })) => {
+                svg(bs, cs)
+            }
+            _ => String::new(),
+        };
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"color:{color};font-weight:bold\">{:?}</td><td>{}</td><td>{chart}</td></tr>\n",
+            esc(&v.metric),
+            fmt(v.baseline),
+            fmt(v.current),
+            v.delta_pct.map_or("—".into(), |d| format!("{d:+.1}%")),
+            esc(&v.limit),
+            v.outcome,
+            esc(&v.why)
+        ));
+    }
+    format!(
+        "<!doctype html><meta charset=\"utf-8\"><title>compare_metrics</title>\
+<style>body{{font-family:sans-serif}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:middle}}</style>\
+<h1>compare_metrics</h1><p>baseline {} · current {} · <span style=\"color:#888\">grey: baseline</span>, <span style=\"color:#0969da\">blue: current</span></p>\
+<table><tr><th>metric</th><th>baseline</th><th>current</th><th>delta</th><th>limit</th><th>verdict</th><th>why</th><th>window</th></tr>\n{rows}</table>\n",
+        describe(&b.window),
+        describe(&c.window)
+    )
+}
+
+fn svg(b: &[f64], c: &[f64]) -> String {
+    let (w, h) = (240.0, 60.0);
+    let all: Vec<f64> = b
+        .iter()
+        .chain(c)
+        .copied()
+        .filter(|x| x.is_finite())
+        .collect();
+    if all.is_empty() {
+        return String::new();
+    }
+    let (lo, hi) = all
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), x| (l.min(*x), h.max(*x)));
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let line = |v: &[f64], color: &str| {
+        let n = v.len().max(2) as f64 - 1.0;
+        let pts: Vec<String> = v
+            .iter()
+            .enumerate()
+            .filter(|(_, y)| y.is_finite())
+            .map(|(i, y)| {
+                format!(
+                    "{:.1},{:.1}",
+                    i as f64 / n * w,
+                    h - (y - lo) / span * (h - 4.0) - 2.0
+                )
+            })
+            .collect();
+        format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>",
+            pts.join(" ")
+        )
+    };
+    format!(
+        "<svg width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">{}{}</svg>",
+        line(b, "#888"),
+        line(c, "#0969da")
+    )
+}

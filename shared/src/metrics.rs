@@ -1,0 +1,602 @@
+//! The metric judge: baseline vs current from a real Prometheus, with the numbers that decided
+//! every verdict. compare_metrics and cutover's watch both call [`judge`]; there is no second
+//! judge. NaN, empty and provider errors fail closed unless a metric's config says otherwise.
+
+use crate::config::{Direction, Environment, MetricKind, MetricSpec, OnMissing};
+use crate::error::{Error, Result};
+use crate::http::Http;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Business routes only: probes and admin calls are not the traffic we judge.
+const BUSINESS: &str = r#"route!~"/health|/metrics|/admin.*|/sim.*""#;
+
+/// The guide's defaults for services speaking the contract's metrics.
+pub fn default_specs(env: &Environment) -> Vec<MetricSpec> {
+    let t = &env.thresholds;
+    let spec = |name: &str,
+                kind,
+                query: Option<String>,
+                events: Option<String>,
+                trials: Option<String>,
+                direction,
+                tol: f64| MetricSpec {
+        name: name.into(),
+        kind,
+        query,
+        events,
+        trials,
+        direction,
+        tolerance_pct: tol,
+        max: None,
+        min_samples: 5,
+        on_empty: OnMissing::Fail,
+        on_nan: OnMissing::Fail,
+        on_error: OnMissing::Fail,
+    };
+    vec![
+        spec(
+            "error_rate",
+            MetricKind::Proportion,
+            None,
+            Some(format!(
+                "sum(increase(http_request_errors_total{{{BUSINESS}}}[$__range])) or vector(0)"
+            )),
+            Some(format!(
+                "sum(increase(http_requests_total{{{BUSINESS}}}[$__range]))"
+            )),
+            Direction::Lower,
+            (t.error_rate_max_ratio.0 - 1.0) * 100.0,
+        ),
+        spec(
+            "p99_latency",
+            MetricKind::Series,
+            Some(format!(
+                "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{{BUSINESS}}}[1m])))"
+            )),
+            None,
+            None,
+            Direction::Lower,
+            t.latency_increase_pct.0,
+        ),
+        spec(
+            "throughput",
+            MetricKind::Series,
+            Some(format!("sum(rate(http_requests_total{{{BUSINESS}}}[1m]))")),
+            None,
+            None,
+            Direction::Either,
+            20.0,
+        ),
+        spec(
+            "fill_rate",
+            MetricKind::Series,
+            Some(
+                r#"sum(rate(fills_total[1m])) / sum(rate(orders_total{status="accepted"}[1m]))"#
+                    .into(),
+            ),
+            None,
+            None,
+            Direction::Higher,
+            10.0,
+        ),
+        spec(
+            "trading_volume",
+            MetricKind::Series,
+            Some("sum(rate(traded_quantity_total[1m]))".into()),
+            None,
+            None,
+            Direction::Either,
+            30.0,
+        ),
+    ]
+}
+
+/// A time window `[start, end]` sampled every `step` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    pub start: f64,
+    pub end: f64,
+    pub step: f64,
+}
+
+/// Figures of one metric over one window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Figures {
+    Series {
+        samples: Vec<f64>,
+    },
+    Proportion {
+        events: f64,
+        trials: f64,
+    },
+    /// The provider failed for this metric.
+    Error {
+        message: String,
+    },
+}
+
+/// Every metric's figures over one window: what `--save` writes and `--baseline FILE` reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub format: u32,
+    pub window: Window,
+    pub metrics: BTreeMap<String, Figures>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    Inconclusive,
+}
+
+/// A verdict and the numbers that decided it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub metric: String,
+    pub outcome: Outcome,
+    pub why: String,
+    pub baseline: Option<f64>,
+    pub current: Option<f64>,
+    pub delta_pct: Option<f64>,
+    pub limit: String,
+    pub n_baseline: usize,
+    pub n_current: usize,
+    pub p_value: Option<f64>,
+}
+
+// ---------------------------------------------------------------- statistics
+
+/// Standard normal CDF (Abramowitz–Stegun 7.1.26 on erf; |error| < 1.5e-7).
+pub fn normal_cdf(z: f64) -> f64 {
+    let x = z.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.3275911 * x);
+    let y = 1.0
+        - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t
+            + 0.254829592)
+            * t
+            * (-x * x).exp();
+    if z >= 0.0 {
+        0.5 * (1.0 + y)
+    } else {
+        0.5 * (1.0 - y)
+    }
+}
+
+/// Mann-Whitney U of `b` (current) over `a` (baseline) with tie-corrected normal
+/// approximation. Returns (U, z): z > 0 means current tends to be larger.
+pub fn mann_whitney(a: &[f64], b: &[f64]) -> (f64, f64) {
+    let (n1, n2) = (a.len() as f64, b.len() as f64);
+    let mut all: Vec<(f64, usize)> = a
+        .iter()
+        .map(|x| (*x, 0))
+        .chain(b.iter().map(|x| (*x, 1)))
+        .collect();
+    all.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let mut ranks = vec![0.0; all.len()];
+    let mut tie_term = 0.0;
+    let mut i = 0;
+    while i < all.len() {
+        let mut j = i;
+        while j + 1 < all.len() && all[j + 1].0 == all[i].0 {
+            j += 1;
+        }
+        let r = (i + j) as f64 / 2.0 + 1.0;
+        for rank in ranks.iter_mut().take(j + 1).skip(i) {
+            *rank = r;
+        }
+        let t = (j - i + 1) as f64;
+        tie_term += t * t * t - t;
+        i = j + 1;
+    }
+    let r2: f64 = all
+        .iter()
+        .zip(&ranks)
+        .filter(|((_, g), _)| *g == 1)
+        .map(|(_, r)| r)
+        .sum();
+    let u2 = r2 - n2 * (n2 + 1.0) / 2.0;
+    let n = n1 + n2;
+    let var = n1 * n2 / 12.0 * ((n + 1.0) - tie_term / (n * (n - 1.0)));
+    let z = if var > 0.0 {
+        (u2 - n1 * n2 / 2.0) / var.sqrt()
+    } else {
+        0.0
+    };
+    (u2, z)
+}
+
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// Significance level of the tests (one-sided).
+const ALPHA: f64 = 0.02;
+
+fn missing(spec: &MetricSpec, rule: OnMissing, why: String) -> Verdict {
+    Verdict {
+        metric: spec.name.clone(),
+        outcome: match rule {
+            OnMissing::Fail => Outcome::Fail,
+            OnMissing::Inconclusive => Outcome::Inconclusive,
+            OnMissing::Pass => Outcome::Pass,
+        },
+        why,
+        baseline: None,
+        current: None,
+        delta_pct: None,
+        limit: limit_text(spec),
+        n_baseline: 0,
+        n_current: 0,
+        p_value: None,
+    }
+}
+
+fn limit_text(spec: &MetricSpec) -> String {
+    let rel = match (spec.kind, spec.direction) {
+        (MetricKind::Proportion, _) => {
+            format!("≤ {:.2}× baseline", 1.0 + spec.tolerance_pct / 100.0)
+        }
+        (_, Direction::Lower) => format!("≤ +{}%", spec.tolerance_pct),
+        (_, Direction::Higher) => format!("≥ −{}%", spec.tolerance_pct),
+        (_, Direction::Either) => format!("±{}%", spec.tolerance_pct),
+    };
+    match spec.max {
+        Some(m) => format!("{rel}, ≤ {m}"),
+        None => rel,
+    }
+}
+
+/// Judge one metric: the numbers and the decision.
+pub fn judge(spec: &MetricSpec, baseline: &Figures, current: &Figures) -> Verdict {
+    match (baseline, current) {
+        (Figures::Error { message }, _) => missing(
+            spec,
+            spec.on_error,
+            format!("baseline query failed: {message}"),
+        ),
+        (_, Figures::Error { message }) => missing(
+            spec,
+            spec.on_error,
+            format!("current query failed: {message}"),
+        ),
+        (Figures::Series { samples: b }, Figures::Series { samples: c }) => {
+            judge_series(spec, b, c)
+        }
+        (
+            Figures::Proportion {
+                events: eb,
+                trials: nb,
+            },
+            Figures::Proportion {
+                events: ec,
+                trials: nc,
+            },
+        ) => judge_proportion(spec, *eb, *nb, *ec, *nc),
+        _ => missing(
+            spec,
+            spec.on_error,
+            "baseline and current are of different kinds (a saved file from another metric set?)"
+                .into(),
+        ),
+    }
+}
+
+fn judge_series(spec: &MetricSpec, b: &[f64], c: &[f64]) -> Verdict {
+    let nan = |v: &[f64]| !v.is_empty() && v.iter().all(|x| !x.is_finite());
+    let (bf, cf): (Vec<f64>, Vec<f64>) = (
+        b.iter().copied().filter(|x| x.is_finite()).collect(),
+        c.iter().copied().filter(|x| x.is_finite()).collect(),
+    );
+    if nan(c) || nan(b) {
+        return missing(
+            spec,
+            spec.on_nan,
+            format!(
+                "only NaN samples ({} baseline, {} current)",
+                b.len(),
+                c.len()
+            ),
+        );
+    }
+    if bf.len() < spec.min_samples || cf.len() < spec.min_samples {
+        let mut v = missing(
+            spec,
+            spec.on_empty,
+            format!(
+                "not enough data: {} baseline and {} current samples (need {})",
+                bf.len(),
+                cf.len(),
+                spec.min_samples
+            ),
+        );
+        v.n_baseline = bf.len();
+        v.n_current = cf.len();
+        return v;
+    }
+    let (mb, mc) = (median(&bf), median(&cf));
+    let delta = if mb.abs() > f64::EPSILON {
+        (mc - mb) / mb.abs() * 100.0
+    } else if mc.abs() > f64::EPSILON {
+        f64::INFINITY * mc.signum()
+    } else {
+        0.0
+    };
+    let (_, z) = mann_whitney(&bf, &cf);
+    let tol = spec.tolerance_pct;
+    // Worse by more than the tolerance, and not by chance.
+    let (bad_effect, p) = match spec.direction {
+        Direction::Lower => (delta > tol, 1.0 - normal_cdf(z)),
+        Direction::Higher => (delta < -tol, normal_cdf(z)),
+        Direction::Either => (delta.abs() > tol, 2.0 * (1.0 - normal_cdf(z.abs()))),
+    };
+    let ceiling = spec.max.filter(|m| mc > *m);
+    let (outcome, why) = if let Some(m) = ceiling {
+        (
+            Outcome::Fail,
+            format!("current {mc:.4} is above the ceiling {m}"),
+        )
+    } else if bad_effect && p < ALPHA {
+        (
+            Outcome::Fail,
+            format!(
+                "median moved {delta:+.1}% (limit {}), significant (Mann-Whitney p={p:.4})",
+                limit_text(spec)
+            ),
+        )
+    } else if bad_effect {
+        (
+            Outcome::Pass,
+            format!(
+                "median moved {delta:+.1}% but the samples do not differ significantly (p={p:.3})"
+            ),
+        )
+    } else {
+        (
+            Outcome::Pass,
+            format!("median moved {delta:+.1}%, within {}", limit_text(spec)),
+        )
+    };
+    Verdict {
+        metric: spec.name.clone(),
+        outcome,
+        why,
+        baseline: Some(mb),
+        current: Some(mc),
+        delta_pct: Some(delta),
+        limit: limit_text(spec),
+        n_baseline: bf.len(),
+        n_current: cf.len(),
+        p_value: Some(p),
+    }
+}
+
+fn judge_proportion(spec: &MetricSpec, eb: f64, nb: f64, ec: f64, nc: f64) -> Verdict {
+    if !(eb.is_finite() && nb.is_finite() && ec.is_finite() && nc.is_finite()) {
+        return missing(spec, spec.on_nan, "NaN counts".into());
+    }
+    if nb < 1.0 || nc < 1.0 {
+        return missing(
+            spec,
+            spec.on_empty,
+            format!("not enough data: {nb:.0} baseline and {nc:.0} current trials"),
+        );
+    }
+    let (rb, rc) = (eb / nb, ec / nc);
+    let pooled = (eb + ec) / (nb + nc);
+    let se = (pooled * (1.0 - pooled) * (1.0 / nb + 1.0 / nc)).sqrt();
+    let z = if se > 0.0 { (rc - rb) / se } else { 0.0 };
+    let p = 1.0 - normal_cdf(z);
+    let ratio = 1.0 + spec.tolerance_pct / 100.0;
+    let delta = if rb > 0.0 {
+        (rc - rb) / rb * 100.0
+    } else if rc > 0.0 {
+        f64::INFINITY
+    } else {
+        0.0
+    };
+    let ceiling = spec.max.filter(|m| rc > *m);
+    let (outcome, why) = if let Some(m) = ceiling {
+        (
+            Outcome::Fail,
+            format!(
+                "current rate {:.4}% is above the ceiling {:.4}%",
+                rc * 100.0,
+                m * 100.0
+            ),
+        )
+    } else if rc > rb * ratio && p < ALPHA / 2.0 {
+        (
+            Outcome::Fail,
+            format!(
+                "{ec:.0}/{nc:.0} vs {eb:.0}/{nb:.0}: above {ratio:.2}× baseline, significant (two-proportion z={z:.2}, p={p:.4})"
+            ),
+        )
+    } else {
+        (
+            Outcome::Pass,
+            format!("{ec:.0}/{nc:.0} vs {eb:.0}/{nb:.0} (z={z:.2}, p={p:.3})"),
+        )
+    };
+    Verdict {
+        metric: spec.name.clone(),
+        outcome,
+        why,
+        baseline: Some(rb),
+        current: Some(rc),
+        delta_pct: Some(delta),
+        limit: limit_text(spec),
+        n_baseline: nb as usize,
+        n_current: nc as usize,
+        p_value: Some(p),
+    }
+}
+
+// ---------------------------------------------------------------- Prometheus
+
+/// A Prometheus HTTP API client (bounded by the Http timeouts).
+pub struct Prometheus {
+    pub base: String,
+    pub http: Http,
+}
+
+#[derive(Deserialize)]
+struct ApiResponse {
+    status: String,
+    data: Option<ApiData>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApiData {
+    result: Vec<ApiSeries>,
+}
+
+#[derive(Deserialize)]
+struct ApiSeries {
+    #[serde(default)]
+    values: Vec<(f64, String)>,
+    value: Option<(f64, String)>,
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+impl Prometheus {
+    /// Exit 4 when Prometheus itself does not answer.
+    pub async fn ready(&self) -> Result<()> {
+        match self.http.get_text(&format!("{}/-/ready", self.base)).await {
+            Ok((200, _)) => Ok(()),
+            Ok((code, body)) => Err(Error::unreachable(
+                "Prometheus",
+                format!("{}/-/ready answered {code}: {}", self.base, body.trim()),
+            )),
+            Err(e) => Err(Error::unreachable("Prometheus", e)),
+        }
+    }
+
+    async fn api(&self, path: &str) -> std::result::Result<Vec<ApiSeries>, String> {
+        let url = format!("{}{path}", self.base);
+        let (_, body) = self.http.get_text(&url).await.map_err(|e| e.to_string())?;
+        let r: ApiResponse =
+            serde_json::from_str(&body).map_err(|e| format!("unexpected answer: {e}"))?;
+        if r.status != "success" {
+            return Err(r.error.unwrap_or_else(|| "query failed".into()));
+        }
+        Ok(r.data.map(|d| d.result).unwrap_or_default())
+    }
+
+    async fn range(&self, q: &str, w: &Window) -> std::result::Result<Vec<f64>, String> {
+        let res = self
+            .api(&format!(
+                "/api/v1/query_range?query={}&start={}&end={}&step={}",
+                enc(q),
+                w.start,
+                w.end,
+                w.step
+            ))
+            .await?;
+        match res.len() {
+            0 => Ok(vec![]),
+            1 => Ok(res[0]
+                .values
+                .iter()
+                .map(|(_, v)| v.parse().unwrap_or(f64::NAN))
+                .collect()),
+            n => Err(format!(
+                "the query returns {n} series; aggregate it to one (e.g. sum(…))"
+            )),
+        }
+    }
+
+    async fn instant(&self, q: &str, at: f64) -> std::result::Result<Option<f64>, String> {
+        let res = self
+            .api(&format!("/api/v1/query?query={}&time={at}", enc(q)))
+            .await?;
+        Ok(res
+            .first()
+            .and_then(|s| s.value.as_ref())
+            .map(|(_, v)| v.parse().unwrap_or(f64::NAN)))
+    }
+
+    /// Every spec's figures over `w`. Per-metric provider errors become `Figures::Error`.
+    pub async fn snapshot(&self, specs: &[MetricSpec], w: Window) -> Snapshot {
+        let futs = specs.iter().map(|s| async move {
+            let f = match s.kind {
+                MetricKind::Series => match &s.query {
+                    None => Figures::Error {
+                        message: "no query configured".into(),
+                    },
+                    Some(q) => match self.range(q, &w).await {
+                        Ok(samples) => Figures::Series { samples },
+                        Err(message) => Figures::Error { message },
+                    },
+                },
+                MetricKind::Proportion => {
+                    let range = format!("{}s", (w.end - w.start).round() as i64);
+                    match (&s.events, &s.trials) {
+                        (Some(e), Some(t)) => {
+                            let (e, t) =
+                                (e.replace("$__range", &range), t.replace("$__range", &range));
+                            match (self.instant(&e, w.end).await, self.instant(&t, w.end).await) {
+                                (Ok(ev), Ok(tr)) => Figures::Proportion {
+                                    events: ev.unwrap_or(0.0),
+                                    trials: tr.unwrap_or(0.0),
+                                },
+                                (Err(message), _) | (_, Err(message)) => Figures::Error { message },
+                            }
+                        }
+                        _ => Figures::Error {
+                            message: "events and trials queries are required".into(),
+                        },
+                    }
+                }
+            };
+            (s.name.clone(), f)
+        });
+        Snapshot {
+            format: 1,
+            window: w,
+            metrics: futures_util::future::join_all(futs)
+                .await
+                .into_iter()
+                .collect(),
+        }
+    }
+}
+
+/// Judge every spec; a metric missing from a snapshot is a provider error for it.
+pub fn judge_all(specs: &[MetricSpec], baseline: &Snapshot, current: &Snapshot) -> Vec<Verdict> {
+    specs
+        .iter()
+        .map(|s| {
+            let absent = |w: &str| Figures::Error {
+                message: format!("metric `{}` is not in the {w} figures", s.name),
+            };
+            let b = baseline
+                .metrics
+                .get(&s.name)
+                .cloned()
+                .unwrap_or_else(|| absent("baseline"));
+            let c = current
+                .metrics
+                .get(&s.name)
+                .cloned()
+                .unwrap_or_else(|| absent("current"));
+            judge(s, &b, &c)
+        })
+        .collect()
+}
