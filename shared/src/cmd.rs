@@ -1,6 +1,7 @@
 //! One module per binary: its clap `Args` and its `Tool` impl.
 
 pub mod compare_metrics;
+pub mod cutover;
 pub mod db_migrate;
 pub mod smoke_tests;
 pub mod verify_env;

@@ -337,6 +337,17 @@ impl Client {
             .await
     }
 
+    /// Cancel every working order (any account); answers the cancelled orders.
+    pub async fn cancel_all_orders(&self) -> Result<Vec<Order>, HttpError> {
+        self.http
+            .post_json(
+                &self.url("/admin/orders/cancel-all"),
+                &serde_json::json!({}),
+                true,
+            )
+            .await
+    }
+
     pub async fn resume_orders(&self) -> Result<AdminState, HttpError> {
         self.admin_post("/admin/orders/resume", serde_json::json!({}))
             .await

@@ -43,14 +43,15 @@ pub struct ServerState {
     pub server: String,
     /// 0 stopped, 1 starting, 2 running, 3 stopping.
     pub op_state: u8,
-    /// Bit field: 0x01/0x02/0x04/0x20 maintenance, 0x08/0x10 drain.
+    /// Bit field: 0x01 forced, 0x02 inherited, 0x20 resolution maintenance; 0x08/0x10 drain;
+    /// 0x04 only records that the config said `disabled` (it stays set after `state ready`).
     pub admin_state: u8,
 }
 
 impl ServerState {
     /// Takes new load-balanced traffic: no maintenance or drain flag set.
     pub fn is_active(&self) -> bool {
-        self.admin_state & 0x3f == 0
+        self.admin_state & 0x3b == 0
     }
 }
 
@@ -102,6 +103,69 @@ pub async fn live_color(lb: &LoadBalancer, timeout: Duration) -> Result<Option<C
     })
 }
 
+/// Send several commands in one runtime-API transaction (`;`-separated on one line): HAProxy
+/// applies them in one pass, so no request sees a half-switched backend.
+pub async fn transaction(
+    api: &RuntimeApi,
+    commands: &[String],
+    timeout: Duration,
+) -> Result<String> {
+    let line = commands.join("; ");
+    let out = command(api, &line, timeout).await?;
+    // Successful `set server` commands answer nothing; anything else is HAProxy's complaint.
+    let complaints: Vec<&str> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if !complaints.is_empty() {
+        return Err(Error::Conflict(format!(
+            "HAProxy {api} refused `{line}`: {}",
+            complaints.join(" | ")
+        )));
+    }
+    Ok(out)
+}
+
+/// `set server` commands that send new traffic to `to` and drain `from`, in every backend.
+pub fn switch_commands(lb: &LoadBalancer, from: Color, to: Color) -> Vec<String> {
+    let mut cmds = vec![];
+    for b in &lb.backends {
+        for s in lb.servers.get(&to).into_iter().flatten() {
+            cmds.push(format!("set server {b}/{s} state ready"));
+        }
+        for s in lb.servers.get(&from).into_iter().flatten() {
+            cmds.push(format!("set server {b}/{s} state drain"));
+        }
+    }
+    cmds
+}
+
+/// `set server … state maint` for every server of `color` (after its drain completed).
+pub fn maint_commands(lb: &LoadBalancer, color: Color) -> Vec<String> {
+    let mut cmds = vec![];
+    for b in &lb.backends {
+        for s in lb.servers.get(&color).into_iter().flatten() {
+            cmds.push(format!("set server {b}/{s} state maint"));
+        }
+    }
+    cmds
+}
+
+/// Current sessions + queued requests on every server of `color` (`show stat`: scur, qcur).
+pub async fn sessions(lb: &LoadBalancer, color: Color, timeout: Duration) -> Result<u64> {
+    let text = command(&lb.runtime_api, "show stat", timeout).await?;
+    let names = lb.servers.get(&color).cloned().unwrap_or_default();
+    let mut total = 0;
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let f: Vec<&str> = l.split(',').collect();
+        if f.len() > 4 && lb.backends.iter().any(|b| b == f[0]) && names.iter().any(|n| n == f[1]) {
+            total += f[2].parse::<u64>().unwrap_or(0) + f[4].parse::<u64>().unwrap_or(0);
+        }
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,9 +174,12 @@ mod tests {
     fn parses_show_servers_state() {
         let text = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight\n\
 3 trading 1 blue 127.0.0.1 2 0 1 1 4 6 3 4 6 0 0 0 - 18181 - 0 0 - - 0\n\
-3 trading 2 green 127.0.0.1 0 5 1 1 4 1 0 0 14 0 0 0 - 18182 - 0 0 - - 0\n";
+3 trading 2 green 127.0.0.1 0 5 1 1 4 1 0 0 14 0 0 0 - 18182 - 0 0 - - 0\n\
+3 other 1 x 127.0.0.1 2 4 1 1 4 1 0 0 14 0 0 0 - 18182 - 0 0 - - 0\n";
         let s = parse_servers_state(text);
-        assert_eq!(s.len(), 2);
+        assert_eq!(s.len(), 3);
+        // Configured `disabled`, then `set server … state ready`: active.
+        assert!(s[2].is_active());
         assert!(s[0].is_active());
         assert_eq!((s[1].server.as_str(), s[1].admin_state), ("green", 5));
         assert!(!s[1].is_active());

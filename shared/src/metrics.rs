@@ -300,6 +300,21 @@ fn judge_series(spec: &MetricSpec, b: &[f64], c: &[f64]) -> Verdict {
         b.iter().copied().filter(|x| x.is_finite()).collect(),
         c.iter().copied().filter(|x| x.is_finite()).collect(),
     );
+    // A ceiling needs no baseline: a current value above it fails even when the baseline is
+    // empty (a fault is always caught).
+    if let Some(m) = spec.max
+        && cf.len() >= spec.min_samples.min(3)
+        && median(&cf) > m
+    {
+        let mut v = missing(
+            spec,
+            OnMissing::Fail,
+            format!("current {:.4} is above the ceiling {m}", median(&cf)),
+        );
+        v.current = Some(median(&cf));
+        v.n_current = cf.len();
+        return v;
+    }
     if nan(c) || nan(b) {
         return missing(
             spec,

@@ -55,6 +55,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/inflight", get(admin_inflight))
         .route("/admin/orders/stop", post(admin_stop_orders))
         .route("/admin/orders/resume", post(admin_resume_orders))
+        .route("/admin/orders/cancel-all", post(admin_cancel_all))
         .route("/admin/trading/activate", post(admin_trading_on))
         .route("/admin/trading/deactivate", post(admin_trading_off))
         .route("/admin/strategies/{name}", post(admin_strategy))
@@ -114,7 +115,14 @@ impl Drop for InflightGuard {
 }
 
 /// Business routes: counted in flight (drain waits on this) and subject to injected faults.
-async fn business_mw(State(st): S, req: Request, next: Next) -> Response {
+/// Whether the service accepted new orders when the request arrived: a request already in
+/// flight when orders are stopped still completes (that is what draining waits for).
+#[derive(Clone, Copy)]
+struct AcceptingAtArrival(bool);
+
+async fn business_mw(State(st): S, mut req: Request, next: Next) -> Response {
+    req.extensions_mut()
+        .insert(AcceptingAtArrival(st.accepting.load(Ordering::SeqCst)));
     st.inflight.fetch_add(1, Ordering::SeqCst);
     st.metrics.inflight.inc();
     let _guard = InflightGuard(st.clone());
@@ -188,13 +196,15 @@ async fn metrics(State(st): S) -> Response {
 
 async fn place_order(
     State(st): S,
+    arrival: Option<axum::Extension<AcceptingAtArrival>>,
     body: Result<Json<OrderRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
+    let accepting = arrival.is_none_or(|axum::Extension(a)| a.0);
     let Json(req) = match body {
         Ok(b) => b,
         Err(e) => return err(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    match st.place(req) {
+    match st.place(req, accepting) {
         Ok(o) => Json(o).into_response(),
         Err(OrderError::Invalid(m)) => err(StatusCode::BAD_REQUEST, m),
         Err(OrderError::NotAccepting(m)) => err(StatusCode::SERVICE_UNAVAILABLE, m),
@@ -439,6 +449,23 @@ admin_handler!(admin_trading_off, |st| {
 admin_handler!(admin_maint_off, |st| {
     lock(&st.admin).maintenance = None;
 });
+
+/// Cancel every working order (maintenance's deadline policy); answers the cancelled orders.
+async fn admin_cancel_all(State(st): S, headers: HeaderMap) -> Response {
+    if let Some(r) = unauthorized(&st, &headers) {
+        return r;
+    }
+    let ids: Vec<String> = {
+        let book = lock(&st.book);
+        book.orders
+            .values()
+            .filter(|o| o.status == crate::state::OrderStatus::Resting)
+            .map(|o| o.order_id.clone())
+            .collect()
+    };
+    let cancelled: Vec<_> = ids.iter().filter_map(|id| st.cancel(id).ok()).collect();
+    Json(cancelled).into_response()
+}
 
 async fn admin_inflight(State(st): S, headers: HeaderMap) -> Response {
     if let Some(r) = unauthorized(&st, &headers) {

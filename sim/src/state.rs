@@ -6,7 +6,7 @@ use crate::metrics::Metrics;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
@@ -508,7 +508,8 @@ impl AppState {
         Ok(())
     }
 
-    pub fn place(&self, req: OrderRequest) -> Result<Order, OrderError> {
+    /// `accepting`: whether new orders were accepted when the request arrived.
+    pub fn place(&self, req: OrderRequest, accepting: bool) -> Result<Order, OrderError> {
         self.validate(&req)?;
         {
             let admin = lock(&self.admin);
@@ -518,7 +519,7 @@ impl AppState {
                 )));
             }
         }
-        if !self.accepting.load(Ordering::SeqCst) {
+        if !accepting {
             return Err(OrderError::NotAccepting("not accepting new orders".into()));
         }
         let verdict = self.risk_check(&req);

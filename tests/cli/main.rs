@@ -5,6 +5,7 @@ mod support;
 mod compare_metrics;
 mod config;
 mod contract;
+mod cutover;
 mod db_migrate;
 mod exit_codes;
 mod faults;

@@ -1,0 +1,613 @@
+//! `cutover`: blue-green switch on the environment's HAProxy instances.
+
+use crate::cli::{CommonArgs, Context, DryRunArgs, Tool};
+use crate::config::{Color, Role, parse_duration};
+use crate::cutover::{self as co, Ctx, Runner};
+use crate::error::{Error, Result};
+use crate::journal::Journal;
+use crate::report::{Check, Report};
+use crate::smoke::{self, Group, Target};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Blue-green cutover (replaces cutover_to_green.sh, rollback_to_blue.sh,
+/// warmup_green_environment.sh, verify_green_environment.sh, shutdown_blue_environment.sh).
+#[derive(Debug, clap::Parser)]
+#[command(name = "cutover", version)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(flatten)]
+    pub dry: DryRunArgs,
+
+    /// Where the journal lives when the environment has no database.
+    #[arg(long, global = true, value_name = "DIR", default_value = ".deploykit")]
+    pub journal_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Open connections, load caches and send test orders on the idle colour.
+    Warmup {
+        #[arg(long, value_enum)]
+        to: Color,
+        /// Rounds of requests.
+        #[arg(long, default_value_t = 20)]
+        rounds: u32,
+    },
+    /// The idle colour is healthy at the expected version and passes the smoke checks.
+    Verify {
+        #[arg(long, value_enum)]
+        to: Color,
+        #[arg(long, value_name = "VERSION")]
+        expect_version: Option<String>,
+    },
+    /// Stop new orders on the live colour, drain it, switch every HAProxy to `--to`, connect
+    /// production feeds, activate trading, watch — or roll back automatically and exit 1.
+    Run {
+        #[arg(long, value_enum)]
+        to: Color,
+        /// How long to watch the new colour before declaring success.
+        #[arg(long, value_parser = parse_duration, default_value = "5m", value_name = "DURATION")]
+        watch: Duration,
+        /// The new colour must run this version.
+        #[arg(long, value_name = "VERSION")]
+        expect_version: Option<String>,
+        /// How long the old colour may take to finish in-flight work.
+        #[arg(long, value_parser = parse_duration, default_value = "60s", value_name = "DURATION")]
+        drain_deadline: Duration,
+        /// Sample the live colour this long before switching (the watch's baseline).
+        #[arg(long, value_parser = parse_duration, default_value = "3s", value_name = "DURATION")]
+        baseline_window: Duration,
+        /// Watch sampling interval.
+        #[arg(long, value_parser = parse_duration, default_value = "250ms", value_name = "DURATION")]
+        tick: Duration,
+        /// Continue the journal's interrupted cutover from its last completed step.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Back to the previous colour: stop trading on the new one → switch HAProxy back →
+    /// reactivate → watch → stop the new one. Works from any step of a cutover.
+    Rollback {
+        /// Colour to return to [default: the journal's last cutover's origin].
+        #[arg(long, value_enum)]
+        to: Option<Color>,
+    },
+    /// Which colour is live on every HAProxy instance, and whether they agree.
+    Status,
+}
+
+impl Tool for Args {
+    const NAME: &'static str = "cutover";
+
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+
+    async fn run(self, ctx: Context) -> Result<Report> {
+        let env = ctx.env()?.clone();
+        if env.load_balancers.is_empty()
+            && !matches!(
+                self.command,
+                Command::Warmup { .. } | Command::Verify { .. }
+            )
+        {
+            return Err(Error::config(
+                ctx.config.path.display().to_string(),
+                format!(
+                    "environments.{}.load_balancers is empty: nothing to switch",
+                    ctx.env_name
+                ),
+            ));
+        }
+        let token = env.admin_token().ok();
+        let c = Ctx::new(
+            ctx.env_name.as_str(),
+            env.clone(),
+            token.clone(),
+            ctx.timeout,
+            ctx.cancel.clone(),
+            self.dry.dry_run,
+        );
+        let mut report = ctx.report();
+        match &self.command {
+            Command::Status => {
+                let live = co::live_colors(&c).await?;
+                for (name, color) in &live {
+                    report.push(match color {
+                        Some(col) => Check::ok("status", format!("{name} live colour"))
+                            .message(col.to_string()),
+                        None => Check::fail(
+                            "status",
+                            format!("{name} live colour"),
+                            "no single colour is live (both or neither)",
+                        ),
+                    });
+                }
+                report.push(match co::agreed(&live) {
+                    Ok(col) => Check::ok("status", "Load balancers agree")
+                        .message(format!("{col} is live")),
+                    Err(e) => Check::fail("status", "Load balancers agree", e)
+                        .hint("finish or roll back the cutover: cutover rollback"),
+                });
+            }
+            Command::Warmup { to, rounds } => warmup(&c, *to, *rounds, &mut report).await,
+            Command::Verify { to, expect_version } => {
+                let target = smoke_target(&c, *to, expect_version.clone());
+                let groups: BTreeSet<Group> = [
+                    Group::Health,
+                    Group::Orders,
+                    Group::Positions,
+                    Group::Pnl,
+                    Group::Marketdata,
+                    Group::Risk,
+                    Group::Web,
+                ]
+                .into();
+                if c.env.test_account.is_none() {
+                    return Err(Error::config(
+                        ctx.config.path.display().to_string(),
+                        "test_account is not set: verify sends test orders",
+                    ));
+                }
+                let created = tokio::sync::Mutex::new(smoke::Created::default());
+                let (h, f, m, r) = tokio::join!(
+                    smoke::health(&target),
+                    smoke::order_flow(&target, &groups, &created),
+                    smoke::marketdata(&target),
+                    smoke::risk(&target)
+                );
+                for ch in [h, f, m, r].concat() {
+                    report.push(ch);
+                }
+                report.push(smoke::cleanup(&target, &*created.lock().await).await);
+            }
+            Command::Run {
+                to,
+                watch,
+                expect_version,
+                drain_deadline,
+                baseline_window,
+                tick,
+                resume,
+            } => {
+                if token.is_none() && !self.dry.dry_run {
+                    env.admin_token()?;
+                }
+                if self.dry.dry_run {
+                    plan_run(&c, to.other(), *to, &mut report);
+                    return Ok(report);
+                }
+                let journal = Journal::open(
+                    ctx.env_name.as_str(),
+                    &env,
+                    ctx.timeout,
+                    self.journal_dir.clone(),
+                )
+                .await?;
+                let r = run(
+                    &c,
+                    &journal,
+                    *to,
+                    *watch,
+                    expect_version.as_deref(),
+                    *drain_deadline,
+                    *baseline_window,
+                    *tick,
+                    *resume,
+                    &mut report,
+                )
+                .await;
+                journal.release();
+                r?;
+            }
+            Command::Rollback { to } => {
+                if self.dry.dry_run {
+                    let good = to.unwrap_or(Color::Blue);
+                    plan_rollback(&c, good, good.other(), &mut report);
+                    return Ok(report);
+                }
+                if token.is_none() {
+                    env.admin_token()?;
+                }
+                let journal = Journal::open(
+                    ctx.env_name.as_str(),
+                    &env,
+                    ctx.timeout,
+                    self.journal_dir.clone(),
+                )
+                .await?;
+                let last = journal.last_run(ctx.env_name.as_str()).await?;
+                let (good, bad) = match (to, last.first()) {
+                    (Some(g), _) => (*g, g.other()),
+                    (None, Some(e)) if e.action == "cutover" => {
+                        let g = parse_color(&e.from_color)?;
+                        (g, g.other())
+                    }
+                    (None, Some(e)) => {
+                        let g = parse_color(&e.to_color)?;
+                        (g, g.other())
+                    }
+                    (None, None) => {
+                        return Err(Error::Usage(
+                            "no cutover in the journal: pass --to blue|green".into(),
+                        ));
+                    }
+                };
+                let run_id = format!("rollback-{}", co::now_ms());
+                let mut r = Runner {
+                    ctx: &c,
+                    journal: &journal,
+                    run_id,
+                    action: "rollback",
+                    from: bad,
+                    to: good,
+                    report: &mut report,
+                };
+                let res = co::rollback(&mut r, good, bad, &[]).await;
+                journal.release();
+                res?;
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn parse_color(s: &str) -> Result<Color> {
+    match s {
+        "blue" => Ok(Color::Blue),
+        "green" => Ok(Color::Green),
+        other => Err(Error::Conflict(format!(
+            "journal names an unknown colour `{other}`"
+        ))),
+    }
+}
+
+fn smoke_target(c: &Ctx, color: Color, expect_version: Option<String>) -> Target {
+    Target {
+        color,
+        env: c.env.clone(),
+        http: c.http.clone(),
+        account: c.env.test_account.clone(),
+        expect_version,
+        timeout: c.timeout,
+        run_id: format!("cutover-{:x}", co::now_ms()),
+    }
+}
+
+async fn warmup(c: &Ctx, to: Color, rounds: u32, report: &mut Report) {
+    let target = smoke_target(c, to, None);
+    let start = std::time::Instant::now();
+    let clients = c.clients(to, &Role::ALL);
+    let mut ok = 0u32;
+    let mut failed = vec![];
+    for _ in 0..rounds {
+        for cl in &clients {
+            match cl.health().await {
+                Ok(_) => ok += 1,
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        for cl in c.clients(to, &[Role::Marketdata]) {
+            if cl.feeds().await.is_ok() && cl.ticks(&c.env.smoke.symbol).await.is_ok() {
+                ok += 1;
+            }
+        }
+    }
+    report.push(if failed.is_empty() {
+        Check::ok("warmup", "Connections and caches warmed").message(format!(
+            "{ok} requests in {} ms",
+            start.elapsed().as_millis()
+        ))
+    } else {
+        Check::fail(
+            "warmup",
+            "Connections and caches warmed",
+            failed.into_iter().take(3).collect::<Vec<_>>().join("; "),
+        )
+    });
+    if c.env.test_account.is_some() {
+        let groups: BTreeSet<Group> = [Group::Orders].into();
+        let created = tokio::sync::Mutex::new(smoke::Created::default());
+        for ch in smoke::order_flow(&target, &groups, &created).await {
+            report.push(ch);
+        }
+        report.push(smoke::cleanup(&target, &*created.lock().await).await);
+    }
+}
+
+fn plan_run(c: &Ctx, from: Color, to: Color, report: &mut Report) {
+    let mut push = |step: &str, what: String| {
+        report.push(Check::skip("plan", step, format!("dry run: {what}")))
+    };
+    push(
+        "prepare",
+        format!("GET /health on every {to} service; sample {from}'s /metrics for the baseline"),
+    );
+    for l in &c.env.load_balancers {
+        push(
+            "stop_new_orders",
+            format!(
+                "{} runtime API `{}`",
+                l.runtime_api,
+                crate::lb::switch_commands(l, from, to).join("; ")
+            ),
+        );
+    }
+    for cl in c.clients(from, &[Role::TradingEngine, Role::Oms]) {
+        push(
+            "stop_new_orders",
+            format!("POST {}/admin/orders/stop", cl.base()),
+        );
+    }
+    push(
+        "drain",
+        format!("poll `show stat` scur+qcur of {from}'s servers and GET /admin/inflight until 0"),
+    );
+    for l in &c.env.load_balancers {
+        push(
+            "switch",
+            format!(
+                "{} runtime API `{}`; read back `show servers state`",
+                l.runtime_api,
+                crate::lb::maint_commands(l, from).join("; ")
+            ),
+        );
+    }
+    for cl in c.clients(to, &[Role::Marketdata]) {
+        push(
+            "feeds",
+            format!(
+                "POST {}/admin/feeds {{\"source\":\"production\"}}",
+                cl.base()
+            ),
+        );
+    }
+    for cl in c.clients(to, &[Role::TradingEngine, Role::Oms]) {
+        push(
+            "activate",
+            format!(
+                "POST {0}/admin/orders/resume; POST {0}/admin/trading/activate",
+                cl.base()
+            ),
+        );
+    }
+    push(
+        "watch",
+        format!(
+            "GET /health and /metrics of {to} every tick; judge error rate and latency against the baseline"
+        ),
+    );
+}
+
+fn plan_rollback(c: &Ctx, good: Color, bad: Color, report: &mut Report) {
+    let mut push = |step: &str, what: String| {
+        report.push(Check::skip("plan", step, format!("dry run: {what}")))
+    };
+    for cl in c.clients(bad, &[Role::TradingEngine, Role::Oms]) {
+        push(
+            "stop_trading",
+            format!("POST {}/admin/trading/deactivate", cl.base()),
+        );
+    }
+    for l in &c.env.load_balancers {
+        push(
+            "switch_back",
+            format!(
+                "{} runtime API `{}`",
+                l.runtime_api,
+                crate::lb::switch_commands(l, bad, good).join("; ")
+            ),
+        );
+    }
+    push(
+        "reactivate",
+        format!("POST /admin/orders/resume and /admin/trading/activate on {good}"),
+    );
+    push(
+        "drain_new",
+        format!(
+            "poll {bad} until idle, then `{}`",
+            c.env
+                .load_balancers
+                .iter()
+                .map(|l| crate::lb::maint_commands(l, bad).join("; "))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ),
+    );
+    push(
+        "watch_old",
+        format!("GET /health of {good}; read back the live colour"),
+    );
+    push("stop_new", format!("POST /admin/orders/stop on {bad}"));
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    c: &Ctx,
+    journal: &Journal,
+    to: Color,
+    watch: Duration,
+    expect_version: Option<&str>,
+    drain_deadline: Duration,
+    baseline_window: Duration,
+    tick: Duration,
+    resume: bool,
+    report: &mut Report,
+) -> Result<()> {
+    let from = to.other();
+    let mut done: Vec<String> = vec![];
+    let mut run_id = format!("cutover-{}", co::now_ms());
+    if resume {
+        let last = journal.last_run(&c.env_name).await?;
+        match last.first() {
+            Some(e) if e.action == "cutover" && !last.iter().any(|x| x.state == "finished") => {
+                if e.to_color != to.as_str() {
+                    return Err(Error::Conflict(format!(
+                        "the interrupted cutover goes to {}, not {to}",
+                        e.to_color
+                    )));
+                }
+                run_id = e.run_id.clone();
+                done = last
+                    .iter()
+                    .filter(|x| x.state == "done")
+                    .map(|x| x.step.clone())
+                    .collect();
+                report.note(format!(
+                    "resuming {run_id}; done: {}",
+                    if done.is_empty() {
+                        "nothing".into()
+                    } else {
+                        done.join(", ")
+                    }
+                ));
+            }
+            _ => {
+                return Err(Error::Conflict(
+                    "nothing to resume: the journal's last run finished".into(),
+                ));
+            }
+        }
+    }
+    // Prepare: nothing changes until every precondition holds.
+    let live = co::live_colors(c).await?;
+    let switched_already = done.iter().any(|s| s == "stop_new_orders");
+    if !switched_already {
+        match co::agreed(&live) {
+            Err(e) => {
+                report.push(
+                    Check::fail("cutover", "prepare", format!("{e}; nothing changed"))
+                        .hint("fix the load balancers or run cutover rollback"),
+                );
+                return Ok(());
+            }
+            Ok(l) if l == to => {
+                report.push(
+                    Check::ok("cutover", "prepare")
+                        .message(format!("{to} is already live: nothing to do")),
+                );
+                return Ok(());
+            }
+            Ok(_) => {}
+        }
+        if let Err(e) = co::health(c, to, expect_version).await {
+            report.push(
+                Check::fail(
+                    "cutover",
+                    "prepare",
+                    format!("{to} is not ready: {e}; nothing changed, {from} stays live"),
+                )
+                .hint("fix or redeploy the new colour, then cutover verify"),
+            );
+            return Ok(());
+        }
+    }
+    let base = co::baseline(
+        c,
+        from,
+        if switched_already {
+            Duration::ZERO
+        } else {
+            baseline_window
+        },
+        tick,
+    )
+    .await?;
+    report.push(Check::ok("cutover", "prepare").message(format!(
+            "{to} healthy{}; baseline sampled from {from}; rollback prepared",
+            expect_version
+                .map(|v| format!(" at {v}"))
+                .unwrap_or_default()
+        )));
+    let mut r = Runner {
+        ctx: c,
+        journal,
+        run_id,
+        action: "cutover",
+        from,
+        to,
+        report,
+    };
+    let is = |s: &str| done.iter().any(|d| d == s);
+    let mut ok = true;
+    if !is("stop_new_orders") {
+        ok = r
+            .step("stop_new_orders", || async {
+                // The new colour must take orders the moment traffic arrives.
+                co::admin_all(
+                    &c.clients(to, &[Role::TradingEngine, Role::Oms]),
+                    "resume orders",
+                    |cl| async move { cl.resume_orders().await },
+                )
+                .await?;
+                let (m, d) = co::switch_traffic(c, from, to).await?;
+                // Guard for clients that bypass the load balancer.
+                let mut n = 0;
+                for cl in c.clients(from, &[Role::TradingEngine, Role::Oms]) {
+                    if cl.stop_orders().await.is_ok() {
+                        n += 1;
+                    }
+                }
+                Ok((
+                    format!("{m}; {from} refuses new orders on {n} service(s)"),
+                    d,
+                ))
+            })
+            .await?;
+    }
+    if ok && !is("drain") {
+        ok = r
+            .step("drain", || async {
+                co::drain(c, from, drain_deadline).await
+            })
+            .await?;
+    }
+    if ok && !is("switch") {
+        ok = r
+            .step("switch", || async {
+                co::finalize_switch(c, from, to).await
+            })
+            .await?;
+    }
+    if ok && !is("feeds") {
+        ok = r
+            .step("feeds", || async { co::set_feeds(c, to).await })
+            .await?;
+    }
+    if ok && !is("activate") {
+        ok = r
+            .step("activate", || async { co::activate(c, to).await })
+            .await?;
+    }
+    if ok && !is("watch") {
+        ok = r
+            .step("watch", || async {
+                co::watch(c, to, &base, watch, tick).await
+            })
+            .await?;
+    }
+    if ok {
+        r.finish("cutover complete").await?;
+        return Ok(());
+    }
+    if c.cancel.is_cancelled() {
+        // Interrupted: leave the journal as it is; `--resume` or `rollback` continues.
+        return Err(Error::Interrupted(crate::error::Signal::Int));
+    }
+    tracing::warn!("cutover failed: rolling back to {from}");
+    r.action = "rollback";
+    let rolled = co::rollback(&mut r, from, to, &[]).await?;
+    r.report.note(if rolled {
+        format!("rolled back automatically: {from} is live")
+    } else {
+        "automatic rollback incomplete: run cutover rollback".to_string()
+    });
+    Ok(())
+}

@@ -1,0 +1,772 @@
+//! Blue-green cutover on real HAProxy instances: new traffic moves in one runtime-API
+//! transaction per instance, the old colour drains until HAProxy's counters and the services'
+//! in-flight counters say zero (never a fixed sleep), the new colour is watched with the metric
+//! judge against a snapshot taken just before the switch, and rollback is one prepared
+//! transaction away. Every step is journaled before and after it runs.
+
+use crate::config::{Color, Direction, Environment, MetricKind, MetricSpec, OnMissing, Role};
+use crate::contract::{Client, FeedSource};
+use crate::error::{Error, Result};
+use crate::http::Http;
+use crate::journal::{Entry, Journal};
+use crate::lb;
+use crate::metrics::{self, Figures, Outcome};
+use crate::redact::Secret;
+use crate::report::{Check, Report};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub const RUN_STEPS: &[&str] = &[
+    "stop_new_orders",
+    "drain",
+    "switch",
+    "feeds",
+    "activate",
+    "watch",
+];
+pub const ROLLBACK_STEPS: &[&str] = &[
+    "stop_trading",
+    "switch_back",
+    "reactivate",
+    "drain_new",
+    "watch_old",
+    "stop_new",
+];
+
+const POLL: Duration = Duration::from_millis(20);
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Everything a cutover or rollback needs.
+pub struct Ctx {
+    pub env_name: String,
+    pub env: Environment,
+    pub http: Http,
+    pub timeout: Duration,
+    pub cancel: CancellationToken,
+    pub dry_run: bool,
+}
+
+impl Ctx {
+    pub fn new(
+        env_name: &str,
+        env: Environment,
+        token: Option<Secret>,
+        timeout: Duration,
+        cancel: CancellationToken,
+        dry_run: bool,
+    ) -> Ctx {
+        let mut http = Http::new(env.timeouts.connect.0, timeout);
+        if let Some(t) = token {
+            http = http.with_token(t);
+        }
+        Ctx {
+            env_name: env_name.into(),
+            env,
+            http,
+            timeout,
+            cancel,
+            dry_run,
+        }
+    }
+
+    pub fn clients(&self, color: Color, roles: &[Role]) -> Vec<Client> {
+        let mut urls: Vec<String> = roles
+            .iter()
+            .flat_map(|r| self.env.urls(color, *r).iter().map(|u| u.to_string()))
+            .collect();
+        urls.sort();
+        urls.dedup();
+        urls.into_iter()
+            .map(|u| Client::new(u, self.http.clone()))
+            .collect()
+    }
+
+    fn all(&self, color: Color) -> Vec<Client> {
+        self.clients(color, &Role::ALL)
+    }
+}
+
+/// The live colour on every load balancer; unreachable → exit 4.
+pub async fn live_colors(ctx: &Ctx) -> Result<Vec<(String, Option<Color>)>> {
+    let mut out = vec![];
+    for l in &ctx.env.load_balancers {
+        out.push((l.name.clone(), lb::live_color(l, ctx.timeout).await?));
+    }
+    Ok(out)
+}
+
+/// The one colour every instance agrees is live, or why not.
+pub fn agreed(live: &[(String, Option<Color>)]) -> std::result::Result<Color, String> {
+    let colors: Vec<Option<Color>> = live.iter().map(|(_, c)| *c).collect();
+    match colors.first() {
+        None => Err("no load balancer configured for this environment".into()),
+        Some(Some(c)) if colors.iter().all(|x| x == &Some(*c)) => Ok(*c),
+        _ => Err(format!(
+            "load balancers disagree about the live colour: {}",
+            live.iter()
+                .map(|(n, c)| format!("{n}={}", c.map_or("none".to_string(), |c| c.to_string())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// Every service of `color` healthy, ready and (when asked) at `version`.
+pub async fn health(
+    ctx: &Ctx,
+    color: Color,
+    version: Option<&str>,
+) -> std::result::Result<(), String> {
+    let clients = ctx.all(color);
+    if clients.is_empty() {
+        return Err(format!("no services configured for {color}"));
+    }
+    let results = futures_util::future::join_all(
+        clients
+            .iter()
+            .map(|c| async move { (c.base().to_string(), c.health().await) }),
+    )
+    .await;
+    let mut bad = vec![];
+    for (url, r) in results {
+        match r {
+            Err(e) => bad.push(e.to_string()),
+            Ok(h) => {
+                if h.status != "ok" {
+                    bad.push(format!("{url} status {}", h.status));
+                }
+                if let Some(v) = version
+                    && h.version != v
+                {
+                    bad.push(format!("{url} runs {} (expected {v})", h.version));
+                }
+            }
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad.join("; "))
+    }
+}
+
+// ---------------------------------------------------------------- watch figures
+
+/// Request, error and latency totals of business routes from `/metrics` (counters).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    pub requests: f64,
+    pub errors: f64,
+    pub latency_sum: f64,
+    pub latency_count: f64,
+}
+
+fn business(line: &str) -> bool {
+    ![
+        "route=\"/health\"",
+        "route=\"/metrics\"",
+        "route=\"/admin",
+        "route=\"/sim",
+        "route=\"unmatched\"",
+    ]
+    .iter()
+    .any(|r| line.contains(r))
+}
+
+pub fn parse_totals(text: &str) -> Totals {
+    let mut t = Totals::default();
+    for l in text.lines().filter(|l| !l.starts_with('#') && business(l)) {
+        let v: f64 = l
+            .rsplit(' ')
+            .next()
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0.0);
+        if l.starts_with("http_requests_total{") {
+            t.requests += v;
+        } else if l.starts_with("http_request_errors_total{") {
+            t.errors += v;
+        } else if l.starts_with("http_request_duration_seconds_sum{") {
+            t.latency_sum += v;
+        } else if l.starts_with("http_request_duration_seconds_count{") {
+            t.latency_count += v;
+        }
+    }
+    t
+}
+
+async fn totals(clients: &[Client]) -> std::result::Result<Totals, String> {
+    let mut t = Totals::default();
+    for c in clients {
+        let m = c.metrics().await.map_err(|e| e.to_string())?;
+        let x = parse_totals(&m);
+        t.requests += x.requests;
+        t.errors += x.errors;
+        t.latency_sum += x.latency_sum;
+        t.latency_count += x.latency_count;
+    }
+    Ok(t)
+}
+
+/// Samples one colour every `tick`: error proportion and per-tick mean latency.
+pub struct Figurer {
+    clients: Vec<Client>,
+    first: Totals,
+    last: Totals,
+    latency: Vec<f64>,
+}
+
+impl Figurer {
+    pub async fn start(clients: Vec<Client>) -> std::result::Result<Figurer, String> {
+        let t = totals(&clients).await?;
+        Ok(Figurer {
+            clients,
+            first: t,
+            last: t,
+            latency: vec![],
+        })
+    }
+    pub async fn sample(&mut self) -> std::result::Result<(), String> {
+        let t = totals(&self.clients).await?;
+        let (dn, ds) = (
+            t.latency_count - self.last.latency_count,
+            t.latency_sum - self.last.latency_sum,
+        );
+        if dn > 0.0 {
+            self.latency.push(ds / dn);
+        }
+        self.last = t;
+        Ok(())
+    }
+    pub fn snapshot(&self) -> metrics::Snapshot {
+        let mut m = std::collections::BTreeMap::new();
+        m.insert(
+            "error_rate".to_string(),
+            Figures::Proportion {
+                events: self.last.errors - self.first.errors,
+                trials: self.last.requests - self.first.requests,
+            },
+        );
+        m.insert(
+            "mean_latency".to_string(),
+            Figures::Series {
+                samples: self.latency.clone(),
+            },
+        );
+        metrics::Snapshot {
+            format: 1,
+            window: metrics::Window {
+                start: 0.0,
+                end: 0.0,
+                step: 0.0,
+            },
+            metrics: m,
+        }
+    }
+}
+
+/// The watch's metrics, judged by compare_metrics' judge: error rate (≤ ratio × baseline, and
+/// never above 1 %) and mean latency (≤ the alert spike).
+pub fn watch_specs(env: &Environment) -> Vec<MetricSpec> {
+    let t = &env.thresholds;
+    let base = |name: &str, kind, direction, tol: f64, max: Option<f64>| MetricSpec {
+        name: name.into(),
+        kind,
+        query: None,
+        events: None,
+        trials: None,
+        direction,
+        tolerance_pct: tol,
+        max,
+        min_samples: 4,
+        // Too little traffic to judge is not a reason to roll back; health still is.
+        on_empty: OnMissing::Inconclusive,
+        on_nan: OnMissing::Inconclusive,
+        on_error: OnMissing::Fail,
+    };
+    vec![
+        base(
+            "error_rate",
+            MetricKind::Proportion,
+            Direction::Lower,
+            (t.error_rate_max_ratio.0 - 1.0) * 100.0,
+            Some(0.01),
+        ),
+        base(
+            "mean_latency",
+            MetricKind::Series,
+            Direction::Lower,
+            t.alert_latency_spike_pct.0,
+            None,
+        ),
+    ]
+}
+
+// ---------------------------------------------------------------- the steps
+
+pub struct Runner<'a> {
+    pub ctx: &'a Ctx,
+    pub journal: &'a Journal,
+    pub run_id: String,
+    pub action: &'static str,
+    pub from: Color,
+    pub to: Color,
+    pub report: &'a mut Report,
+}
+
+impl Runner<'_> {
+    async fn note(&self, step: &str, state: &str, detail: &str) -> Result<()> {
+        self.journal
+            .write(&Entry {
+                run_id: self.run_id.clone(),
+                environment: self.ctx.env_name.clone(),
+                action: self.action.into(),
+                from_color: self.from.to_string(),
+                to_color: self.to.to_string(),
+                step: step.into(),
+                state: state.into(),
+                detail: detail.into(),
+                at: String::new(),
+            })
+            .await
+    }
+
+    /// Journal `started`, run, journal `done`/`failed`, and report the step as a check.
+    pub async fn step<F, Fut>(&mut self, name: &str, f: F) -> Result<bool>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<(String, serde_json::Value), String>>,
+    {
+        self.note(name, "started", "").await?;
+        let start = Instant::now();
+        let r = f().await;
+        let took = start.elapsed();
+        match r {
+            Ok((msg, data)) => {
+                self.note(name, "done", &msg).await?;
+                tracing::info!("{} {name}: {msg}", self.action);
+                self.report.push(
+                    Check::ok(self.action, name)
+                        .message(msg)
+                        .data(data)
+                        .took(took),
+                );
+                Ok(true)
+            }
+            Err(msg) => {
+                self.note(name, "failed", &msg).await?;
+                tracing::error!("{} {name}: {msg}", self.action);
+                self.report
+                    .push(Check::fail(self.action, name, msg).took(took));
+                Ok(false)
+            }
+        }
+    }
+
+    pub async fn finish(&self, detail: &str) -> Result<()> {
+        self.note("finished", "finished", detail).await
+    }
+}
+
+/// New traffic to `to`, `from` draining: one transaction per HAProxy instance.
+pub async fn switch_traffic(
+    ctx: &Ctx,
+    from: Color,
+    to: Color,
+) -> std::result::Result<(String, serde_json::Value), String> {
+    let decided = now_ms();
+    let mut done = vec![];
+    for l in &ctx.env.load_balancers {
+        let cmds = lb::switch_commands(l, from, to);
+        if let Err(e) = lb::transaction(&l.runtime_api, &cmds, ctx.timeout).await {
+            // Put the instances already switched back, so no instance disagrees.
+            for d in &done {
+                let back = lb::switch_commands(d, to, from);
+                let _ = lb::transaction(&d.runtime_api, &back, ctx.timeout).await;
+            }
+            return Err(format!(
+                "{}: {e}; instances already switched were put back",
+                l.name
+            ));
+        }
+        done.push(l.clone());
+    }
+    let applied = now_ms();
+    Ok((
+        format!(
+            "new traffic → {to} on {} instance(s) in {} ms; {from} draining",
+            done.len(),
+            applied - decided
+        ),
+        serde_json::json!({ "switch_decided_unix_ms": decided, "switch_applied_unix_ms": applied }),
+    ))
+}
+
+/// Wait until `color` has nothing in flight: HAProxy scur+qcur and the services' counters.
+/// Returns when it was detected (unix ms). After `deadline`, cancels working orders and kills
+/// remaining sessions, saying so.
+pub async fn drain(
+    ctx: &Ctx,
+    color: Color,
+    deadline: Duration,
+) -> std::result::Result<(String, serde_json::Value), String> {
+    let start = Instant::now();
+    let clients = ctx.clients(color, &[Role::TradingEngine, Role::Oms]);
+    let mut last_note = Instant::now();
+    loop {
+        let mut sessions = 0;
+        for l in &ctx.env.load_balancers {
+            sessions += lb::sessions(l, color, ctx.timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let mut inflight = 0;
+        let mut open = 0;
+        for c in &clients {
+            match c.inflight().await {
+                Ok(i) => {
+                    inflight += i.inflight_requests;
+                    open += i.open_orders;
+                }
+                Err(e) if e.is_unreachable() => {} // a dead service has nothing in flight
+                Err(e) => return Err(format!("{}: {e}", c.base())),
+            }
+        }
+        if sessions == 0 && inflight == 0 && open == 0 {
+            let at = now_ms();
+            return Ok((
+                format!(
+                    "{color} drained in {} ms (HAProxy sessions 0, in-flight 0, open orders 0)",
+                    start.elapsed().as_millis()
+                ),
+                serde_json::json!({ "drain_done_unix_ms": at }),
+            ));
+        }
+        if start.elapsed() >= deadline {
+            let mut cancelled = vec![];
+            for c in &clients {
+                if let Ok(v) = c.cancel_all_orders().await {
+                    cancelled.extend(v.into_iter().map(|o| o.order_id));
+                }
+            }
+            for l in &ctx.env.load_balancers {
+                for b in &l.backends {
+                    for s in l.servers.get(&color).into_iter().flatten() {
+                        let _ = lb::command(
+                            &l.runtime_api,
+                            &format!("shutdown sessions server {b}/{s}"),
+                            ctx.timeout,
+                        )
+                        .await;
+                    }
+                }
+            }
+            return Ok((
+                format!(
+                    "drain deadline {deadline:?} reached with {sessions} session(s), {inflight} in flight: cancelled working orders [{}], shut the remaining sessions",
+                    cancelled.join(", ")
+                ),
+                serde_json::json!({ "drain_done_unix_ms": now_ms(), "cancelled": cancelled, "forced": true }),
+            ));
+        }
+        if last_note.elapsed() >= Duration::from_secs(5) {
+            tracing::info!(
+                "draining {color}: {sessions} HAProxy session(s), {inflight} in flight, {open} open order(s)"
+            );
+            last_note = Instant::now();
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = ctx.cancel.cancelled() => return Err("interrupted while draining".into()),
+        }
+    }
+}
+
+/// `from` out of rotation (maint) everywhere, then read back that `to` is live everywhere.
+pub async fn finalize_switch(
+    ctx: &Ctx,
+    from: Color,
+    to: Color,
+) -> std::result::Result<(String, serde_json::Value), String> {
+    for l in &ctx.env.load_balancers {
+        lb::transaction(&l.runtime_api, &lb::maint_commands(l, from), ctx.timeout)
+            .await
+            .map_err(|e| format!("{}: {e}", l.name))?;
+    }
+    let live = live_colors(ctx).await.map_err(|e| e.to_string())?;
+    match agreed(&live) {
+        Ok(c) if c == to => Ok((
+            format!("{to} live on every instance (read back), {from} in maintenance"),
+            serde_json::json!({}),
+        )),
+        Ok(c) => Err(format!("read back: {c} is live, expected {to}")),
+        Err(e) => Err(format!("read back: {e}")),
+    }
+}
+
+pub async fn admin_all<F, Fut>(
+    clients: &[Client],
+    what: &str,
+    f: F,
+) -> std::result::Result<(String, serde_json::Value), String>
+where
+    F: Fn(Client) -> Fut,
+    Fut: std::future::Future<
+            Output = std::result::Result<crate::contract::AdminState, crate::http::HttpError>,
+        >,
+{
+    if clients.is_empty() {
+        return Err(format!("{what}: no service configured"));
+    }
+    for c in clients {
+        f(c.clone())
+            .await
+            .map_err(|e| format!("{what} on {}: {e}", c.base()))?;
+    }
+    Ok((
+        format!("{what} on {} service(s)", clients.len()),
+        serde_json::json!({}),
+    ))
+}
+
+pub async fn set_feeds(
+    ctx: &Ctx,
+    color: Color,
+) -> std::result::Result<(String, serde_json::Value), String> {
+    admin_all(
+        &ctx.clients(color, &[Role::Marketdata]),
+        "feeds → production",
+        |c| async move { c.set_feed_source(FeedSource::Production).await },
+    )
+    .await
+}
+
+pub async fn activate(
+    ctx: &Ctx,
+    color: Color,
+) -> std::result::Result<(String, serde_json::Value), String> {
+    let clients = ctx.clients(color, &[Role::TradingEngine, Role::Oms]);
+    admin_all(&clients, "resume orders", |c| async move {
+        c.resume_orders().await
+    })
+    .await?;
+    admin_all(&clients, "trading activated", |c| async move {
+        c.set_trading(true).await
+    })
+    .await
+}
+
+/// Watch `color` for `window`: health every tick and the metric judge against `baseline`.
+/// A progress line at least every 5 s. Err = the reason to roll back.
+pub async fn watch(
+    ctx: &Ctx,
+    color: Color,
+    baseline: &metrics::Snapshot,
+    window: Duration,
+    tick: Duration,
+) -> std::result::Result<(String, serde_json::Value), String> {
+    let specs = watch_specs(&ctx.env);
+    let start = Instant::now();
+    let mut fig = Figurer::start(ctx.all(color))
+        .await
+        .map_err(|e| format!("cannot read {color}'s metrics: {e}"))?;
+    let mut last_note = Instant::now();
+    let mut verdicts = vec![];
+    while start.elapsed() < window {
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = ctx.cancel.cancelled() => return Err("interrupted during the watch".into()),
+        }
+        health(ctx, color, None)
+            .await
+            .map_err(|e| format!("{color} unhealthy during the watch: {e}"))?;
+        fig.sample()
+            .await
+            .map_err(|e| format!("cannot read {color}'s metrics: {e}"))?;
+        verdicts = metrics::judge_all(&specs, baseline, &fig.snapshot());
+        if let Some(bad) = verdicts.iter().find(|v| v.outcome == Outcome::Fail) {
+            return Err(format!(
+                "{} regressed after {} ms: {}",
+                bad.metric,
+                start.elapsed().as_millis(),
+                bad.why
+            ));
+        }
+        if last_note.elapsed() >= Duration::from_secs(5)
+            || !std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && last_note.elapsed() >= Duration::from_secs(4)
+        {
+            tracing::info!(
+                "watch {}s/{}s: {color} healthy; {}",
+                start.elapsed().as_secs(),
+                window.as_secs(),
+                verdicts
+                    .iter()
+                    .map(|v| format!("{} {:?}", v.metric, v.outcome))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            last_note = Instant::now();
+        }
+    }
+    Ok((
+        format!(
+            "{color} healthy for {:?}; {}",
+            window,
+            verdicts
+                .iter()
+                .map(|v| format!("{}: {}", v.metric, v.why))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        serde_json::to_value(&verdicts).unwrap_or_default(),
+    ))
+}
+
+/// The baseline: `color` (still live) sampled for `window` just before the switch.
+pub async fn baseline(
+    ctx: &Ctx,
+    color: Color,
+    window: Duration,
+    tick: Duration,
+) -> Result<metrics::Snapshot> {
+    let mut fig = Figurer::start(ctx.all(color))
+        .await
+        .map_err(|e| Error::unreachable(format!("{color} services"), e))?;
+    let start = Instant::now();
+    while start.elapsed() < window {
+        tokio::time::sleep(tick).await;
+        fig.sample()
+            .await
+            .map_err(|e| Error::unreachable(format!("{color} services"), e))?;
+    }
+    Ok(fig.snapshot())
+}
+
+/// The rollback: stop trading on `bad` → traffic back to `good` (one prepared transaction per
+/// instance) → reactivate `good` → drain `bad` → watch `good` → stop `bad`.
+pub async fn rollback(
+    r: &mut Runner<'_>,
+    good: Color,
+    bad: Color,
+    skip: &[String],
+) -> Result<bool> {
+    let ctx = r.ctx;
+    // Prepared before anything else, so the decision costs one transaction.
+    let prepared: Vec<(crate::config::RuntimeApi, Vec<String>)> = ctx
+        .env
+        .load_balancers
+        .iter()
+        .map(|l| (l.runtime_api.clone(), lb::switch_commands(l, bad, good)))
+        .collect();
+    let done = |s: &str| skip.iter().any(|x| x == s);
+    let mut ok = true;
+    if !done("stop_trading") {
+        // Best effort: a dead colour cannot be told anything; the switch must still happen.
+        let clients = ctx.clients(bad, &[Role::TradingEngine, Role::Oms]);
+        let goods = ctx.clients(good, &[Role::TradingEngine, Role::Oms]);
+        r.step("stop_trading", || async {
+            let mut n = 0;
+            for c in &clients {
+                if c.set_trading(false).await.is_ok() {
+                    n += 1;
+                }
+            }
+            // The colour we return to must take orders the moment traffic arrives.
+            admin_all(&goods, "resume orders", |c| async move {
+                c.resume_orders().await
+            })
+            .await?;
+            Ok((
+                format!(
+                    "trading deactivated on {n}/{} {bad} service(s); {good} accepts orders",
+                    clients.len()
+                ),
+                serde_json::json!({}),
+            ))
+        })
+        .await?;
+    }
+    if !done("switch_back") {
+        ok &= r
+            .step("switch_back", || async {
+                let decided = now_ms();
+                for (api, cmds) in &prepared {
+                    lb::transaction(api, cmds, ctx.timeout).await.map_err(|e| e.to_string())?;
+                }
+                let applied = now_ms();
+                Ok((format!("new traffic → {good} in {} ms", applied - decided), serde_json::json!({ "rollback_decided_unix_ms": decided, "rollback_applied_unix_ms": applied })))
+            })
+            .await?;
+        if !ok {
+            return Ok(false);
+        }
+    }
+    if !done("reactivate") {
+        ok &= r
+            .step("reactivate", || async { activate(ctx, good).await })
+            .await?;
+    }
+    if !done("drain_new") {
+        ok &= r
+            .step("drain_new", || async {
+                let (m, d) = drain(ctx, bad, Duration::from_secs(30)).await?;
+                for l in &ctx.env.load_balancers {
+                    lb::transaction(&l.runtime_api, &lb::maint_commands(l, bad), ctx.timeout)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok((format!("{m}; {bad} in maintenance"), d))
+            })
+            .await?;
+    }
+    if !done("watch_old") {
+        ok &= r
+            .step("watch_old", || async {
+                for _ in 0..3 {
+                    health(ctx, good, None)
+                        .await
+                        .map_err(|e| format!("{good} unhealthy after rollback: {e}"))?;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let live = live_colors(ctx).await.map_err(|e| e.to_string())?;
+                match agreed(&live) {
+                    Ok(c) if c == good => Ok((
+                        format!("{good} live everywhere and healthy"),
+                        serde_json::json!({}),
+                    )),
+                    Ok(c) => Err(format!("{c} is live, expected {good}")),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+    }
+    if !done("stop_new") {
+        let clients = ctx.clients(bad, &[Role::TradingEngine, Role::Oms]);
+        r.step("stop_new", || async {
+            let mut n = 0;
+            for c in &clients {
+                if c.stop_orders().await.is_ok() {
+                    n += 1;
+                }
+            }
+            Ok((
+                format!(
+                    "{bad} stopped accepting orders on {n}/{} service(s)",
+                    clients.len()
+                ),
+                serde_json::json!({}),
+            ))
+        })
+        .await?;
+    }
+    r.finish(if ok {
+        "rolled back"
+    } else {
+        "rollback incomplete"
+    })
+    .await?;
+    Ok(ok)
+}

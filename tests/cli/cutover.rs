@@ -1,0 +1,528 @@
+//! cutover on a real HAProxy with client traffic: zero failed or lost orders, drain detected
+//! from counters, traffic switched within 100 ms, automatic rollback on a degraded colour,
+//! journal-based resume after a crash.
+
+use crate::support::{bin, bin_dir, client, repo_root};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+struct Stack {
+    dir: tempfile::TempDir,
+    env: HashMap<String, String>,
+}
+
+impl Stack {
+    fn up() -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("bash")
+            .arg(repo_root().join("scripts/stack"))
+            .args(["up", "--dir", dir.path().join("s").to_str().unwrap()])
+            .env("DEPLOYKIT_BIN_DIR", bin_dir())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = std::fs::read_to_string(dir.path().join("s/stack.env"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Stack { dir, env }
+    }
+    fn url(&self, k: &str) -> String {
+        self.env[k].clone()
+    }
+    fn envs(&self) -> Vec<(String, String)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+    fn cutover_cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(bin("cutover"));
+        c.args(args)
+            .arg("--journal-dir")
+            .arg(self.dir.path().join("journal"))
+            .envs(self.envs())
+            .env("DEPLOYKIT_COLOR", "never");
+        c
+    }
+    async fn cutover(&self, args: &[&str]) -> (i32, serde_json::Value, String) {
+        let mut cmd = self.cutover_cmd(args);
+        cmd.args(["--format", "json"]);
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let v = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+        (
+            out.status.code().unwrap_or(-1),
+            v,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+    async fn live(&self) -> String {
+        let h: serde_json::Value = reqwest::get(format!("{}/health", self.url("HAPROXY_URL")))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        h["color"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(repo_root().join("scripts/stack"))
+            .args(["down", "--dir", self.dir.path().join("s").to_str().unwrap()])
+            .output();
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[derive(Debug, Clone)]
+struct Sample {
+    sent: i64,
+    done: i64,
+    client_order_id: String,
+    result: Result<String, String>, // order colour, or the failure
+}
+
+/// Orders through HAProxy at `rate`/s (open loop, alternating sides so positions stay small),
+/// plus one long-lived keep-alive connection polling positions.
+struct Load {
+    stop: tokio_util::sync::CancellationToken,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    long_lived: Arc<Mutex<(u64, Vec<String>)>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn start_load(url: &str, rate: u64) -> Load {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let samples = Arc::new(Mutex::new(vec![]));
+    let long_lived = Arc::new(Mutex::new((0u64, vec![])));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let (s, st, u) = (samples.clone(), stop.clone(), url.to_string());
+    let generator = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+        let mut i = 0u64;
+        let mut inflight = tokio::task::JoinSet::new();
+        while !st.is_cancelled() {
+            tick.tick().await;
+            i += 1;
+            let (http, s, u) = (http.clone(), s.clone(), u.clone());
+            let id = format!("load-{}-{i}", now_ms());
+            inflight.spawn(async move {
+                let sent = now_ms();
+                let body = serde_json::json!({"account": "CLIENT-A", "symbol": "MSFT", "side": if i.is_multiple_of(2) { "buy" } else { "sell" },
+                    "qty": 1, "type": "market", "client_order_id": id});
+                let r = http.post(format!("{u}/orders")).json(&body).send().await;
+                let result = match r {
+                    Ok(resp) if resp.status().is_success() => match resp.json::<serde_json::Value>().await {
+                        Ok(v) => Ok(v["color"].as_str().unwrap_or("?").to_string()),
+                        Err(e) => Err(e.to_string()),
+                    },
+                    Ok(resp) => Err(format!("HTTP {}: {}", resp.status(), resp.text().await.unwrap_or_default())),
+                    Err(e) => Err(e.to_string()),
+                };
+                s.lock().unwrap().push(Sample { sent, done: now_ms(), client_order_id: id, result });
+            });
+            while inflight.try_join_next().is_some() {}
+        }
+        while inflight.join_next().await.is_some() {}
+    });
+    let (ll, st2, u2) = (long_lived.clone(), stop.clone(), url.to_string());
+    let long = tokio::spawn(async move {
+        let one = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        while !st2.is_cancelled() {
+            match one
+                .get(format!("{u2}/positions?account=CLIENT-A"))
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => ll.lock().unwrap().0 += 1,
+                Ok(r) => ll.lock().unwrap().1.push(format!("HTTP {}", r.status())),
+                Err(e) => ll.lock().unwrap().1.push(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    Load {
+        stop,
+        samples,
+        long_lived,
+        tasks: vec![generator, long],
+    }
+}
+
+impl Load {
+    async fn finish(self) -> (Vec<Sample>, (u64, Vec<String>)) {
+        self.stop.cancel();
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        let s = self.samples.lock().unwrap().clone();
+        let l = self.long_lived.lock().unwrap().clone();
+        (s, l)
+    }
+}
+
+fn step_data(v: &serde_json::Value, step: &str, key: &str) -> i64 {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == step)
+        .unwrap_or_else(|| panic!("no step {step} in {v}"))["data"][key]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no {key} in {step}"))
+}
+
+async fn orders_by_id(urls: &[String]) -> HashMap<String, usize> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for u in urls {
+        for o in client(u).orders("CLIENT-A").await.unwrap() {
+            *seen.entry(o.client_order_id).or_default() += 1;
+        }
+    }
+    seen
+}
+
+/// The acceptance test: run and rollback under steady traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cutover_and_rollback_lose_no_order() {
+    let st = Stack::up();
+    let (blue, green) = (st.url("BLUE_URL"), st.url("GREEN_URL"));
+    let load = start_load(&st.url("HAPROXY_URL"), 500);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Slow in-flight requests on blue at the moment of the switch.
+    client(&blue)
+        .set_faults(&deploykit::contract::Faults {
+            latency_ms: Some(300),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (code, run, err) = st
+        .cutover(&[
+            "run",
+            "--to",
+            "green",
+            "--watch",
+            "2s",
+            "--baseline-window",
+            "1s",
+        ])
+        .await;
+    assert_eq!(code, 0, "{run}\n{err}");
+    assert_eq!(st.live().await, "green");
+    client(&blue).clear_faults().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    client(&green)
+        .set_faults(&deploykit::contract::Faults {
+            latency_ms: Some(300),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (code, rb, err) = st.cutover(&["rollback"]).await;
+    assert_eq!(code, 0, "{rb}\n{err}");
+    client(&green).clear_faults().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (samples, (ll_ok, ll_err)) = load.finish().await;
+    assert_eq!(st.live().await, "blue");
+
+    // 1. No failed, reset or timed-out request.
+    let failed: Vec<&Sample> = samples.iter().filter(|s| s.result.is_err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed, e.g. {:?}",
+        failed.len(),
+        samples.len(),
+        failed.first()
+    );
+    assert!(
+        ll_err.is_empty() && ll_ok > 50,
+        "long-lived connection: {ll_ok} ok, errors {ll_err:?}"
+    );
+    let secs = (samples.last().unwrap().sent - samples[0].sent) as f64 / 1000.0;
+    let rate = samples.len() as f64 / secs;
+    assert!(rate >= 450.0, "offered rate {rate:.0}/s");
+    // 2. Every acknowledged order exists exactly once on blue or green.
+    let seen = orders_by_id(&[blue.clone(), green.clone()]).await;
+    for s in &samples {
+        assert_eq!(
+            seen.get(&s.client_order_id),
+            Some(&1),
+            "order {} not found exactly once",
+            s.client_order_id
+        );
+    }
+    // 3. Drain detected ≤ 200 ms after the last in-flight blue request finished.
+    let switched = step_data(&run, "stop_new_orders", "switch_decided_unix_ms");
+    let drained = step_data(&run, "drain", "drain_done_unix_ms");
+    let last_blue_done = samples
+        .iter()
+        .filter(|s| s.sent <= switched && s.result.as_deref() == Ok("blue"))
+        .map(|s| s.done)
+        .max()
+        .unwrap();
+    let detect = drained - last_blue_done;
+    assert!(
+        (-5..=200).contains(&detect),
+        "drain detected {detect} ms after the last blue request ended"
+    );
+    // 4. New traffic on the new colour ≤ 100 ms after each decision.
+    let late_blue = samples
+        .iter()
+        .filter(|s| {
+            s.sent > switched + 100 && s.sent < switched + 1500 && s.result.as_deref() == Ok("blue")
+        })
+        .count();
+    assert_eq!(
+        late_blue, 0,
+        "requests sent >100 ms after the switch still reached blue"
+    );
+    let back = step_data(&rb, "switch_back", "rollback_decided_unix_ms");
+    let late_green = samples
+        .iter()
+        .filter(|s| s.sent > back + 100 && s.result.as_deref() == Ok("green"))
+        .count();
+    assert_eq!(
+        late_green, 0,
+        "requests sent >100 ms after the rollback decision still reached green"
+    );
+    let first_green = samples
+        .iter()
+        .filter(|s| s.result.as_deref() == Ok("green"))
+        .map(|s| s.sent)
+        .min()
+        .unwrap();
+    println!(
+        "requests {} at {rate:.0}/s; drain detected {detect} ms after the last blue request; first green request sent {} ms after the switch decision; switch applied in {} ms; rollback applied in {} ms",
+        samples.len(),
+        first_green - switched,
+        step_data(&run, "stop_new_orders", "switch_applied_unix_ms") - switched,
+        step_data(&rb, "switch_back", "rollback_applied_unix_ms") - back,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unhealthy_or_wrong_version_green_is_refused_and_blue_stays() {
+    let st = Stack::up();
+    let (code, v, _) = st
+        .cutover(&[
+            "run",
+            "--to",
+            "green",
+            "--expect-version",
+            "9.9.9",
+            "--watch",
+            "1s",
+        ])
+        .await;
+    assert_eq!(code, 1, "{v}");
+    assert!(
+        v["checks"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("runs 1.0.0 (expected 9.9.9)"),
+        "{v}"
+    );
+    assert_eq!(st.live().await, "blue");
+    client(&st.url("GREEN_URL"))
+        .set_faults(&deploykit::contract::Faults {
+            crash: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (code, v, _) = st.cutover(&["run", "--to", "green", "--watch", "1s"]).await;
+    assert_eq!(code, 1, "{v}");
+    assert!(
+        v["checks"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing changed"),
+        "{v}"
+    );
+    assert_eq!(st.live().await, "blue");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn green_degrading_during_the_watch_rolls_back_automatically() {
+    for fault in [
+        deploykit::contract::Faults {
+            error_rate: Some(0.5),
+            ..Default::default()
+        },
+        deploykit::contract::Faults {
+            latency_ms: Some(150),
+            ..Default::default()
+        },
+    ] {
+        let st = Stack::up();
+        let load = start_load(&st.url("HAPROXY_URL"), 200);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        client(&st.url("GREEN_URL"))
+            .set_faults(&fault)
+            .await
+            .unwrap();
+        let (code, v, err) = st
+            .cutover(&[
+                "run",
+                "--to",
+                "green",
+                "--watch",
+                "10s",
+                "--baseline-window",
+                "1500ms",
+            ])
+            .await;
+        let _ = load.finish().await;
+        assert_eq!(code, 1, "{fault:?}: {v}\n{err}");
+        let watch = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "watch")
+            .unwrap();
+        assert_eq!(watch["status"], "fail", "{v}");
+        assert!(
+            watch["message"].as_str().unwrap().contains("regressed"),
+            "{watch}"
+        );
+        assert!(
+            v["notes"].to_string().contains("rolled back automatically"),
+            "{v}"
+        );
+        assert_eq!(st.live().await, "blue");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_haproxy_is_exit_4_and_nothing_changes() {
+    let st = Stack::up();
+    let cfg = PathBuf::from(&st.env["DEPLOYKIT_CONFIG"]);
+    let broken = st.dir.path().join("broken.toml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&st.env["HAPROXY_SOCKET"], "/nonexistent/haproxy.sock");
+    std::fs::write(&broken, text).unwrap();
+    let (code, _, err) = st
+        .cutover(&["--config", broken.to_str().unwrap(), "run", "--to", "green"])
+        .await;
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("cannot reach HAProxy runtime API"), "{err}");
+    assert_eq!(st.live().await, "blue");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_cutover_resumes_or_rolls_back_and_two_at_once_are_refused() {
+    let st = Stack::up();
+    // Kill -9 during the watch (after the switch).
+    let mut child = st
+        .cutover_cmd(&[
+            "run",
+            "--to",
+            "green",
+            "--watch",
+            "30s",
+            "--baseline-window",
+            "200ms",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // While it runs, a second cutover is refused.
+    let (code, _, err) = st.cutover(&["run", "--to", "green"]).await;
+    assert_eq!(code, 5, "{err}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        st.live().await,
+        "green",
+        "the switch had happened before the kill"
+    );
+    // --resume continues from the last completed step (the watch) and finishes.
+    let (code, v, err) = st
+        .cutover(&["run", "--to", "green", "--resume", "--watch", "1s"])
+        .await;
+    assert_eq!(code, 0, "{v}\n{err}");
+    assert!(v["notes"].to_string().contains("resuming"), "{v}");
+    assert!(
+        !v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "drain"),
+        "done steps are not repeated: {v}"
+    );
+    // Killed again mid-cutover the other way round: rollback brings blue back from any step.
+    let (code, _, _) = st.cutover(&["rollback"]).await;
+    assert_eq!(code, 0);
+    let mut child = st
+        .cutover_cmd(&[
+            "run",
+            "--to",
+            "green",
+            "--watch",
+            "30s",
+            "--baseline-window",
+            "200ms",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (code, v, err) = st.cutover(&["rollback"]).await;
+    assert_eq!(code, 0, "{v}\n{err}");
+    assert_eq!(st.live().await, "blue");
+    let (code, v, _) = st.cutover(&["status"]).await;
+    assert_eq!(code, 0);
+    assert!(v.to_string().contains("blue is live"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_prints_the_runtime_api_commands_and_changes_nothing() {
+    let st = Stack::up();
+    let (code, v, _) = st.cutover(&["run", "--to", "green", "--dry-run"]).await;
+    assert_eq!(code, 0);
+    let text = v.to_string();
+    assert!(
+        text.contains("set server trading/green state ready; set server trading/blue state drain"),
+        "{text}"
+    );
+    assert!(text.contains("set server trading/blue state maint"));
+    assert!(text.contains("/admin/feeds"));
+    assert_eq!(st.live().await, "blue");
+    let _ = Path::new("");
+}
