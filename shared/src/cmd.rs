@@ -3,5 +3,6 @@
 pub mod compare_metrics;
 pub mod cutover;
 pub mod db_migrate;
+pub mod maintenance_mode;
 pub mod smoke_tests;
 pub mod verify_env;

@@ -319,6 +319,9 @@ pub struct LoadBalancer {
     pub servers: BTreeMap<Color, Vec<String>>,
     /// Public address clients use (for checks through the load balancer).
     pub frontend: Option<HttpUrl>,
+    /// HAProxy map file whose `maintenance` key (on/off) switches the frontend's maintenance
+    /// page (see scripts/stack's haproxy.cfg for the rule).
+    pub maintenance_map: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -14,6 +14,7 @@ pub mod exit;
 pub mod http;
 pub mod journal;
 pub mod lb;
+pub mod maintenance;
 pub mod metrics;
 pub mod migrate;
 pub mod process;

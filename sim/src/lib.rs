@@ -7,6 +7,7 @@
 //! disagreement between the two shows up in tests instead of being compiled away.
 
 mod api;
+pub mod load;
 mod market;
 mod metrics;
 mod state;

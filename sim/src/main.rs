@@ -35,6 +35,15 @@ struct Args {
     /// Market tick interval in milliseconds.
     #[arg(long, default_value_t = 10)]
     tick_ms: u64,
+    /// Instead of serving: send orders at --load-rate per second to this URL (e.g. HAProxy)
+    /// until --load-duration or SIGTERM, then print a JSON summary (sent, acknowledged by colour,
+    /// failed).
+    #[arg(long, value_name = "URL")]
+    load: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    load_rate: u64,
+    #[arg(long, default_value_t = 600)]
+    load_duration_s: u64,
 }
 
 fn main() -> ExitCode {
@@ -51,6 +60,32 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    if let Some(url) = args.load.clone() {
+        return rt.block_on(async move {
+            let stop = tokio_util::sync::CancellationToken::new();
+            let s = stop.clone();
+            tokio::spawn(async move {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("SIGTERM handler");
+                tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+                s.cancel();
+            });
+            let summary = trading_sim::load::run(
+                url,
+                args.load_rate,
+                std::time::Duration::from_secs(args.load_duration_s),
+                stop,
+            )
+            .await;
+            println!("{summary}");
+            if summary["failed"].as_u64() == Some(0) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        });
+    }
     rt.block_on(async move {
         let cfg = SimConfig {
             listen: args.listen,

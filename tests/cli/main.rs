@@ -10,6 +10,7 @@ mod db_migrate;
 mod exit_codes;
 mod faults;
 mod help;
+mod maintenance_mode;
 mod redaction;
 mod report;
 mod smoke_tests;

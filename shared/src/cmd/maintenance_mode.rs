@@ -1,0 +1,82 @@
+//! `maintenance_mode`: enable, disable or show maintenance mode (replaces maintenance_mode.sh).
+
+use crate::cli::{CommonArgs, Context, Tool};
+use crate::config::{Color, parse_duration};
+use crate::cutover::Ctx;
+use crate::error::Result;
+use crate::maintenance;
+use crate::report::Report;
+use std::time::Duration;
+
+/// Maintenance mode: --enable stops new orders, completes in-flight orders (counter-confirmed,
+/// with a deadline after which working orders are cancelled), stops strategies and serves the
+/// maintenance page; --disable undoes it (strategies stay stopped unless --resume-strategies);
+/// --status reads the truth from the services and HAProxy.
+#[derive(Debug, clap::Parser)]
+#[command(name = "maintenance_mode", version)]
+#[command(group(clap::ArgGroup::new("action").required(true).args(["enable", "disable", "status"])))]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[arg(long)]
+    pub enable: bool,
+    #[arg(long)]
+    pub disable: bool,
+    #[arg(long)]
+    pub status: bool,
+
+    /// Colour to act on [default: the live colour per HAProxy, else the first colour].
+    #[arg(long, value_enum)]
+    pub color: Option<Color>,
+
+    /// Shown on the maintenance page.
+    #[arg(long, default_value = "scheduled deployment")]
+    pub reason: String,
+
+    /// How long in-flight orders may take before working orders are cancelled.
+    #[arg(long, value_parser = parse_duration, default_value = "60s", value_name = "DURATION")]
+    pub deadline: Duration,
+
+    /// With --disable: also reactivate trading strategies.
+    #[arg(long, requires = "disable")]
+    pub resume_strategies: bool,
+}
+
+impl Tool for Args {
+    const NAME: &'static str = "maintenance_mode";
+
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+
+    async fn run(self, ctx: Context) -> Result<Report> {
+        let env = ctx.env()?.clone();
+        let token = env.admin_token()?;
+        let c = Ctx::new(
+            ctx.env_name.as_str(),
+            env.clone(),
+            Some(token),
+            ctx.timeout,
+            ctx.cancel.clone(),
+            false,
+        );
+        let color = match self.color {
+            Some(c) => c,
+            None if !env.load_balancers.is_empty() => {
+                let live = crate::cutover::live_colors(&c).await?;
+                crate::cutover::agreed(&live).map_err(crate::error::Error::Conflict)?
+            }
+            None => env.colors[0],
+        };
+        let mut report = ctx.report();
+        if self.enable {
+            maintenance::enable(&c, color, &self.reason, self.deadline, &mut report).await?;
+        } else if self.disable {
+            maintenance::disable(&c, color, self.resume_strategies, &mut report).await?;
+        } else {
+            maintenance::status(&c, color, &mut report).await?;
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,188 @@
+//! maintenance_mode on the real stack: order of steps, counters not sleeps, deadline policy,
+//! idempotence, HAProxy's own maintenance page, and --status from the live parts.
+
+use crate::support::{bin, bin_dir, check_message, checks_with, client, repo_root};
+use deploykit::contract::{Faults, OrderRequest, OrderType, Side};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+struct Stack {
+    dir: tempfile::TempDir,
+    env: HashMap<String, String>,
+}
+
+impl Stack {
+    fn up() -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("bash")
+            .arg(repo_root().join("scripts/stack"))
+            .args(["up", "--dir", dir.path().join("s").to_str().unwrap()])
+            .env("DEPLOYKIT_BIN_DIR", bin_dir())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = std::fs::read_to_string(dir.path().join("s/stack.env"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Stack { dir, env }
+    }
+    async fn mm(&self, args: &[&str]) -> (i32, String) {
+        let mut cmd = std::process::Command::new(bin("maintenance_mode"));
+        cmd.args(args)
+            .args(["--format", "json"])
+            .envs(self.env.clone())
+            .env("DEPLOYKIT_COLOR", "never");
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(repo_root().join("scripts/stack"))
+            .args(["down", "--dir", self.dir.path().join("s").to_str().unwrap()])
+            .output();
+    }
+}
+
+fn order(ty: OrderType, price: Option<f64>, id: &str) -> OrderRequest {
+    OrderRequest {
+        account: "TEST-SMOKE-01".into(),
+        symbol: "AAPL".into(),
+        side: Side::Buy,
+        qty: 1,
+        order_type: ty,
+        price,
+        client_order_id: id.into(),
+        strategy: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_status_idempotent_disable() {
+    let st = Stack::up();
+    let lb = st.env["HAPROXY_URL"].clone();
+    let (code, out) = st.mm(&["--enable", "--reason", "deploy 3.2.2"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        checks_with(&out, "ok"),
+        vec![
+            "Stop new orders",
+            "Complete in-flight orders",
+            "Stop trading strategies",
+            "Serve the maintenance page"
+        ]
+    );
+    // HAProxy answers with the maintenance page; orders are refused.
+    let r = reqwest::get(format!("{lb}/")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(r.text().await.unwrap().contains("Scheduled maintenance"));
+    let blue = deploykit::contract::Client::new(
+        &st.env["BLUE_URL"],
+        crate::support::http().with_token(deploykit::redact::Secret::new(
+            st.env["DEPLOYKIT_ADMIN_TOKEN"].clone(),
+        )),
+    );
+    assert_eq!(
+        blue.place_order(&order(OrderType::Market, None, "m1"))
+            .await
+            .unwrap_err()
+            .status(),
+        Some(503)
+    );
+    let (code, out) = st.mm(&["--status"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        check_message(&out, "Maintenance mode").contains("ON"),
+        "{out}"
+    );
+    // Twice is a no-op that says so.
+    let (code, out) = st.mm(&["--enable"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        check_message(&out, "Maintenance mode").contains("already in maintenance"),
+        "{out}"
+    );
+    // Disable: page gone, orders accepted, strategies still stopped.
+    let (code, out) = st.mm(&["--disable"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        reqwest::get(format!("{lb}/"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert!(
+        blue.place_order(&order(OrderType::Market, None, "m2"))
+            .await
+            .is_ok()
+    );
+    assert!(!blue.admin_state().await.unwrap().trading_active);
+    assert!(checks_with(&out, "skip").contains(&"Resume trading".to_string()));
+    // A half state is reported as such (exit 1) by --status, read from the services.
+    blue.set_maintenance(Some("someone by hand")).await.unwrap();
+    let (code, out) = st.mm(&["--status"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(check_message(&out, "Maintenance mode").contains("partly in maintenance"));
+    let (code, _) = st.mm(&["--disable", "--resume-strategies"]).await;
+    assert_eq!(code, 0);
+    assert!(blue.admin_state().await.unwrap().trading_active);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_orders_complete_and_the_deadline_cancels_working_orders() {
+    let st = Stack::up();
+    let blue = client(&st.env["BLUE_URL"]);
+    // A working (resting) order, and a slow order in flight when maintenance starts.
+    let resting = blue
+        .place_order(&order(OrderType::Limit, Some(1.0), "rest-1"))
+        .await
+        .unwrap();
+    blue.set_faults(&Faults {
+        latency_ms: Some(800),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let slow_client = blue.clone();
+    let slow = tokio::spawn(async move {
+        slow_client
+            .place_order(&order(OrderType::Market, None, "slow-1"))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = Instant::now();
+    let (code, out) = st.mm(&["--enable", "--deadline", "1500ms"]).await;
+    let took = t.elapsed();
+    assert_eq!(code, 0, "{out}");
+    // The in-flight order completed (not refused): stop applies to new orders only.
+    let o = slow.await.unwrap().expect("in-flight order completed");
+    assert_eq!(o.status, deploykit::contract::OrderStatus::Filled);
+    // The resting order kept the drain open until the deadline, then was cancelled and named.
+    let m = check_message(&out, "Complete in-flight orders");
+    assert!(
+        m.contains("deadline") && m.contains(&resting.order_id),
+        "{m}"
+    );
+    assert!(took >= Duration::from_millis(1500), "{took:?}");
+    assert_eq!(
+        blue.order(&resting.order_id).await.unwrap().status,
+        deploykit::contract::OrderStatus::Cancelled
+    );
+}
