@@ -4,5 +4,6 @@ pub mod compare_metrics;
 pub mod cutover;
 pub mod db_migrate;
 pub mod maintenance_mode;
+pub mod measure_latency;
 pub mod smoke_tests;
 pub mod verify_env;

@@ -147,6 +147,15 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     Ok(d)
 }
 
+/// Like [`parse_duration`] but zero is allowed (a warm-up may be skipped).
+pub fn parse_duration_or_zero(s: &str) -> std::result::Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration `{s}`: {e} (write e.g. 0s, 500ms, 5s)"))
+}
+
 /// An http(s) base URL of a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl(pub url::Url);

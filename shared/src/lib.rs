@@ -13,6 +13,7 @@ pub mod error;
 pub mod exit;
 pub mod http;
 pub mod journal;
+pub mod latency;
 pub mod lb;
 pub mod maintenance;
 pub mod metrics;

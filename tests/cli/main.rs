@@ -11,6 +11,7 @@ mod exit_codes;
 mod faults;
 mod help;
 mod maintenance_mode;
+mod measure_latency;
 mod redaction;
 mod report;
 mod smoke_tests;

@@ -1,0 +1,456 @@
+//! measure_latency's engine: open-loop constant-rate load timed from each request's *intended*
+//! send time (wrk2's coordinated-omission correction), or closed-loop `--max`, recorded into
+//! HdrHistograms (1 µs – 60 s, 3 significant digits). A naive histogram (actual send →
+//! response) is kept beside the corrected one so the difference is visible.
+
+use crate::error::{Error, Result};
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub const LOWEST_US: u64 = 1;
+pub const HIGHEST_US: u64 = 60_000_000;
+pub const SIGFIG: u8 = 3;
+
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGFIG).expect("static bounds")
+}
+
+/// What one request of a metric looks like.
+#[derive(Clone)]
+pub struct Probe {
+    pub name: String,
+    pub base: String,
+    pub method: hyper::Method,
+    /// Path for request `i` (query strings included).
+    pub path: std::sync::Arc<dyn Fn(u64) -> String + Send + Sync>,
+    /// JSON body for request `i`.
+    pub body: Option<std::sync::Arc<dyn Fn(u64) -> String + Send + Sync>>,
+    /// Parse `published_unix_ns` of the last tick from the answer (market data tick age).
+    pub tick_age: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Load {
+    /// Requests per second over all connections; `None` = closed loop as fast as possible.
+    pub rate: Option<f64>,
+    pub connections: usize,
+    pub warmup: Duration,
+    pub duration: Option<Duration>,
+    pub requests: Option<u64>,
+    /// Stop early once this share of requests failed (production safety).
+    pub max_error_ratio: Option<f64>,
+    pub timeout: Duration,
+}
+
+pub struct Measured {
+    pub corrected: Histogram<u64>,
+    pub naive: Histogram<u64>,
+    /// How late each request left against its intended time (µs), open loop only.
+    pub pacing: Histogram<u64>,
+    pub tick_age: Histogram<u64>,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub elapsed: Duration,
+    pub stopped_early: Option<String>,
+}
+
+impl Measured {
+    pub fn achieved_rate(&self) -> f64 {
+        (self.corrected.len() + self.errors) as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+fn host_port(base: &str) -> Result<(String, String)> {
+    let u = url::Url::parse(base).map_err(|e| Error::config(base.to_string(), e.to_string()))?;
+    let host = u
+        .host_str()
+        .ok_or_else(|| Error::config(base.to_string(), "URL has no host"))?
+        .to_string();
+    let port = u.port_or_known_default().unwrap_or(80);
+    Ok((format!("{host}:{port}"), host))
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: &str, timeout: Duration) -> Result<Sender> {
+    let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| {
+            Error::unreachable(
+                addr.to_string(),
+                format!("no connection within {timeout:?}"),
+            )
+        })?
+        .map_err(|e| Error::unreachable(addr.to_string(), e))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| Error::unreachable(addr.to_string(), e))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// Block the current (dedicated) thread until `t`: nanosleep to ~150 µs before, then spin.
+/// Costs a core only at rates where the gaps are that short anyway.
+fn wait_precisely(t: Instant) {
+    let now = Instant::now();
+    if t > now + Duration::from_micros(200) {
+        std::thread::sleep(t - now - Duration::from_micros(150));
+    }
+    while Instant::now() < t {
+        std::hint::spin_loop();
+    }
+}
+
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+struct ConnResult {
+    corrected: Histogram<u64>,
+    naive: Histogram<u64>,
+    pacing: Histogram<u64>,
+    tick_age: Histogram<u64>,
+    errors: u64,
+    ok: u64,
+    first_error: Option<String>,
+}
+
+/// Run `probe` under `load`. A progress line every 5 s on stderr.
+pub async fn measure(probe: &Probe, load: &Load, cancel: &CancellationToken) -> Result<Measured> {
+    let (addr, host) = host_port(&probe.base)?;
+    let conns = load.connections.max(1);
+    let start = Instant::now() + Duration::from_millis(20);
+    let measure_from = start + load.warmup;
+    let end = load.duration.map(|d| measure_from + d);
+    let per_conn_requests = load.requests.map(|n| n.div_ceil(conns as u64));
+    // Time between two requests over all connections (open loop).
+    let gap = load
+        .rate
+        .map(|r| Duration::from_secs_f64(1.0 / r.max(0.001)));
+    let stop = cancel.child_token();
+    let mut set = tokio::task::JoinSet::new();
+    // Open loop: one pacing thread releases request k at start + k·gap to connection k % conns.
+    // A connection still busy with an earlier request sends late, and the latency still counts
+    // from the intended time (coordinated-omission correction).
+    let mut queues = vec![];
+    for c in 0..conns {
+        let mut sender = connect(&addr, load.timeout).await?;
+        let (probe, host, stop, addr) = (probe.clone(), host.clone(), stop.clone(), addr.clone());
+        let timeout = load.timeout;
+        let max_err = load.max_error_ratio;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
+        if gap.is_some() {
+            queues.push(tx);
+        }
+        set.spawn(async move {
+            let mut r = ConnResult {
+                corrected: histogram(),
+                naive: histogram(),
+                pacing: histogram(),
+                tick_age: histogram(),
+                errors: 0,
+                ok: 0,
+                first_error: None,
+            };
+            let mut i: u64 = 0;
+            let mut measured: u64 = 0;
+            loop {
+                if stop.is_cancelled() {
+                    break;
+                }
+                let (n, intended) = if gap.is_some() {
+                    match rx.recv().await {
+                        Some(x) => x,
+                        None => break,
+                    }
+                } else {
+                    let now = Instant::now();
+                    if end.is_some_and(|e| now >= e)
+                        || per_conn_requests.is_some_and(|n| measured >= n)
+                    {
+                        break;
+                    }
+                    if now < start {
+                        tokio::time::sleep_until(start.into()).await;
+                    }
+                    (i * conns as u64 + c as u64, Instant::now())
+                };
+                let sent = Instant::now();
+                let mut req = hyper::Request::builder()
+                    .method(probe.method.clone())
+                    .uri((probe.path)(n))
+                    .header(hyper::header::HOST, host.as_str());
+                let body = match &probe.body {
+                    Some(b) => {
+                        req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+                        Full::new(Bytes::from((b)(n)))
+                    }
+                    None => Full::new(Bytes::new()),
+                };
+                let req = req.body(body).expect("valid request");
+                let result = tokio::time::timeout(timeout, async {
+                    sender.ready().await?;
+                    let resp = sender.send_request(req).await?;
+                    let status = resp.status();
+                    let bytes = resp.into_body().collect().await?.to_bytes();
+                    Ok::<_, hyper::Error>((status, bytes))
+                })
+                .await;
+                let done = Instant::now();
+                let recording = intended >= measure_from;
+                match result {
+                    Ok(Ok((status, bytes))) if status.is_success() => {
+                        if recording {
+                            let _ = r
+                                .corrected
+                                .record((done - intended).as_micros().max(1) as u64);
+                            let _ = r.naive.record((done - sent).as_micros().max(1) as u64);
+                            if gap.is_some() {
+                                let _ = r.pacing.record(
+                                    sent.saturating_duration_since(intended).as_micros().max(1)
+                                        as u64,
+                                );
+                            }
+                            if probe.tick_age
+                                && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
+                                && let Some(p) = v
+                                    .as_array()
+                                    .and_then(|a| a.last())
+                                    .and_then(|t| t["published_unix_ns"].as_u64())
+                            {
+                                let age = now_ns().saturating_sub(p as u128) / 1000;
+                                let _ = r.tick_age.record((age as u64).max(1));
+                            }
+                            r.ok += 1;
+                        }
+                    }
+                    other => {
+                        let msg = match other {
+                            Ok(Ok((status, bytes))) => format!(
+                                "HTTP {status}: {}",
+                                String::from_utf8_lossy(&bytes)
+                                    .chars()
+                                    .take(200)
+                                    .collect::<String>()
+                            ),
+                            Ok(Err(e)) => e.to_string(),
+                            Err(_) => format!("no answer within {timeout:?}"),
+                        };
+                        if recording {
+                            r.errors += 1;
+                        }
+                        r.first_error.get_or_insert(msg);
+                        // A broken connection is replaced, not retried on.
+                        if sender.is_closed() {
+                            match connect(&addr, timeout).await {
+                                Ok(s) => sender = s,
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+                if recording {
+                    measured += 1;
+                }
+                if let Some(m) = max_err
+                    && measured >= 20
+                    && r.errors as f64 / measured as f64 > m
+                {
+                    stop.cancel();
+                    break;
+                }
+                i += 1;
+            }
+            r
+        });
+    }
+    if let Some(g) = gap {
+        let warm = (load.warmup.as_secs_f64() / g.as_secs_f64()) as u64;
+        let total = load.requests.map(|n| n + warm);
+        let stop2 = stop.clone();
+        std::thread::spawn(move || {
+            let mut k: u64 = 0;
+            loop {
+                let t = start + g.mul_f64(k as f64);
+                if stop2.is_cancelled()
+                    || end.is_some_and(|e| t >= e)
+                    || total.is_some_and(|n| k >= n)
+                {
+                    break;
+                }
+                wait_precisely(t);
+                if queues[(k % conns as u64) as usize].send((k, t)).is_err() {
+                    break;
+                }
+                k += 1;
+            }
+            // Dropping the senders ends the connection tasks once their queues are empty.
+        });
+    }
+    let mut out = Measured {
+        corrected: histogram(),
+        naive: histogram(),
+        pacing: histogram(),
+        tick_age: histogram(),
+        errors: 0,
+        first_error: None,
+        elapsed: Duration::ZERO,
+        stopped_early: None,
+    };
+    let mut last_note = Instant::now();
+    loop {
+        tokio::select! {
+            joined = set.join_next() => match joined {
+                Some(Ok(r)) => {
+                    out.corrected.add(&r.corrected).ok();
+                    out.naive.add(&r.naive).ok();
+                    out.pacing.add(&r.pacing).ok();
+                    out.tick_age.add(&r.tick_age).ok();
+                    out.errors += r.errors;
+                    if out.first_error.is_none() { out.first_error = r.first_error; }
+                }
+                Some(Err(e)) => return Err(Error::Conflict(format!("load task failed: {e}"))),
+                None => break,
+            },
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                if last_note.elapsed() >= Duration::from_secs(5) {
+                    tracing::info!("measuring {}: {}s elapsed", probe.name, start.elapsed().as_secs());
+                    last_note = Instant::now();
+                }
+            }
+        }
+    }
+    out.elapsed = Instant::now().saturating_duration_since(measure_from);
+    if stop.is_cancelled() && !cancel.is_cancelled() {
+        out.stopped_early = Some(format!(
+            "stopped early: error share above {:.1} %",
+            load.max_error_ratio.unwrap_or(0.0) * 100.0
+        ));
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- baselines and files
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct BaselineFile {
+    pub format: u32,
+    pub recorded: String,
+    /// metric → base64 of the HdrHistogram V2+DEFLATE serialisation of the corrected histogram.
+    pub metrics: std::collections::BTreeMap<String, String>,
+}
+
+pub fn encode(h: &Histogram<u64>) -> String {
+    use base64::Engine;
+    use hdrhistogram::serialization::Serializer;
+    let mut buf = vec![];
+    hdrhistogram::serialization::V2DeflateSerializer::new()
+        .serialize(h, &mut buf)
+        .expect("serialise to memory");
+    base64::engine::general_purpose::STANDARD.encode(buf)
+}
+
+pub fn decode(s: &str) -> std::result::Result<Histogram<u64>, String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| e.to_string())?;
+    hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut std::io::Cursor::new(bytes))
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// The classic `.hgrm` percentile distribution (values in milliseconds).
+pub fn hgrm(h: &Histogram<u64>) -> String {
+    let mut out = String::from("       Value     Percentile TotalCount 1/(1-Percentile)\n\n");
+    for v in h.iter_quantiles(5) {
+        let q = v.quantile_iterated_to();
+        let inv = if q < 1.0 {
+            format!("{:.2}", 1.0 / (1.0 - q))
+        } else {
+            "inf".into()
+        };
+        out.push_str(&format!(
+            "{:12.3} {:14.12} {:10} {:>14}\n",
+            v.value_iterated_to() as f64 / 1000.0,
+            q,
+            v.count_since_last_iteration(),
+            inv
+        ));
+    }
+    out.push_str(&format!(
+        "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]\n#[Max     = {:12.3}, Total count    = {:12}]\n",
+        h.mean() / 1000.0,
+        h.stdev() / 1000.0,
+        h.max() as f64 / 1000.0,
+        h.len()
+    ));
+    out
+}
+
+/// Latency by percentile on a log-scaled 1/(1-p) axis, one line per (label, histogram).
+pub fn svg(title: &str, series: &[(String, &Histogram<u64>)]) -> String {
+    let (w, h, pad) = (640.0, 360.0, 50.0);
+    let xmax: f64 = 5.0; // up to 99.999 %
+    let ymax = series
+        .iter()
+        .map(|(_, s)| s.value_at_quantile(0.99999) as f64 / 1000.0)
+        .fold(0.001, f64::max)
+        * 1.1;
+    let colors = ["#888888", "#0969da", "#cf222e", "#1a7f37"];
+    let mut lines = String::new();
+    for (k, (label, hist)) in series.iter().enumerate() {
+        let pts: Vec<String> = (0..=100)
+            .map(|i| {
+                let x = xmax * i as f64 / 100.0;
+                let q = 1.0 - 10f64.powf(-x);
+                let y = hist.value_at_quantile(q) as f64 / 1000.0;
+                format!(
+                    "{:.1},{:.1}",
+                    pad + x / xmax * (w - 2.0 * pad),
+                    h - pad - y / ymax * (h - 2.0 * pad)
+                )
+            })
+            .collect();
+        lines.push_str(&format!(
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>",
+            colors[k % 4],
+            pts.join(" ")
+        ));
+        lines.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\" fill=\"{}\" font-size=\"12\">{label}</text>",
+            pad + 10.0,
+            pad + 15.0 * (k as f64 + 1.0),
+            colors[k % 4]
+        ));
+    }
+    let mut axis = String::new();
+    for (i, lbl) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
+        .iter()
+        .enumerate()
+    {
+        let x = pad + i as f64 / xmax * (w - 2.0 * pad);
+        axis.push_str(&format!(
+            "<text x=\"{x:.0}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{lbl}</text>",
+            h - pad + 15.0
+        ));
+    }
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\"><rect width=\"100%\" height=\"100%\" fill=\"white\"/>\
+<text x=\"{pad}\" y=\"20\" font-size=\"14\">{title}</text><text x=\"10\" y=\"{}\" font-size=\"11\">ms (max {ymax:.2})</text>\
+<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>{axis}{lines}</svg>\n",
+        pad - 10.0,
+        h - pad,
+        w - pad,
+        h - pad
+    )
+}
