@@ -401,6 +401,19 @@ impl AppState {
                 )
             })
             .collect();
+        let metrics = Metrics::new();
+        // Every label set exists from the start (at 0), so /metrics and rate() never depend on
+        // whether the first tick or order has happened yet.
+        for (feed, _) in FEEDS {
+            let _ = metrics.ticks.get_or_create(&crate::metrics::FeedLabel {
+                feed: feed.to_string(),
+            });
+        }
+        for s in ["accepted", "rejected"] {
+            let _ = metrics
+                .orders
+                .get_or_create(&crate::metrics::StatusLabel::new(s));
+        }
         Arc::new(AppState {
             cfg,
             faults: RwLock::new(Faults::default()),
@@ -416,7 +429,7 @@ impl AppState {
                 feed_source: FeedSource::Staging,
                 strategies,
             }),
-            metrics: Metrics::new(),
+            metrics,
             inflight: AtomicU64::new(0),
             accepting: AtomicBool::new(true),
             crash,

@@ -357,7 +357,11 @@ async fn dry_run_lists_checks_and_sends_nothing() {
     assert!(skipped.contains(&"Market order filled".to_string()));
     assert!(skipped.contains(&"Schema version".to_string()));
     let m = client(&f.trading.url()).metrics().await.unwrap();
-    assert!(!m.contains("orders_total{"), "dry run sent orders");
+    assert!(
+        m.contains("orders_total{status=\"accepted\"} 0")
+            && m.contains("orders_total{status=\"rejected\"} 0"),
+        "dry run sent orders"
+    );
     assert!(
         client(&f.trading.url())
             .orders("TEST-SMOKE-01")
