@@ -6,4 +6,5 @@ pub mod db_migrate;
 pub mod maintenance_mode;
 pub mod measure_latency;
 pub mod smoke_tests;
+pub mod strategy_rollout;
 pub mod verify_env;

@@ -16,4 +16,5 @@ mod redaction;
 mod report;
 mod smoke_tests;
 mod stack;
+mod strategy_rollout;
 mod verify_env;

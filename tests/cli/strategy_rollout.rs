@@ -1,0 +1,186 @@
+//! strategy_rollout: staged activation judged by compare_metrics' judge; a fault at a step
+//! stops the rollout there and restores the last good size.
+
+use crate::support::{
+    ADMIN_TOKEN, Run, check_message, checks_with, client, config, run_async, sim,
+};
+use deploykit::contract::{Faults, OrderRequest, OrderType, Side};
+use std::time::Duration;
+
+async fn rollout(url: &str, dir: &std::path::Path, args: &[&str]) -> Run {
+    let (_d, cfg) = config(&format!(
+        "[environments.local]\ncolors = [\"blue\"]\n[environments.local.services.blue]\ntrading-engine = [\"{url}\"]\nrisk-engine = [\"{url}\"]\n"
+    ));
+    let mut a = vec![
+        "--config",
+        cfg.to_str().unwrap(),
+        "--format",
+        "json",
+        "--journal-dir",
+        dir.to_str().unwrap(),
+        "--baseline-window",
+        "1s",
+        "--tick",
+        "200ms",
+    ];
+    a.extend_from_slice(args);
+    run_async(
+        "strategy_rollout",
+        &a,
+        &[("DEPLOYKIT_ADMIN_TOKEN", ADMIN_TOKEN)],
+    )
+    .await
+}
+
+/// Steady risk checks so the judge has traffic to look at.
+fn traffic(url: String) -> tokio_util::sync::CancellationToken {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        let c = client(&url);
+        let o = OrderRequest {
+            account: "TEST-SMOKE-01".into(),
+            symbol: "AAPL".into(),
+            side: Side::Buy,
+            qty: 1,
+            order_type: OrderType::Market,
+            price: None,
+            client_order_id: "t".into(),
+            strategy: None,
+        };
+        while !s.is_cancelled() {
+            let _ = c.risk_check(&o).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    stop
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_through_each_strategy_in_turn() {
+    let s = sim("blue", "1.0.0").await;
+    let dir = tempfile::tempdir().unwrap();
+    let stop = traffic(s.url());
+    let r = rollout(
+        &s.url(),
+        dir.path(),
+        &[
+            "--strategy",
+            "MM_EQ_001",
+            "--then",
+            "STAT_ARB_PAIRS_001",
+            "--hold",
+            "800ms",
+        ],
+    )
+    .await;
+    stop.cancel();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        checks_with(&r.stdout, "ok"),
+        vec![
+            "MM_EQ_001 at 10%",
+            "MM_EQ_001 at 50%",
+            "MM_EQ_001 at 100%",
+            "STAT_ARB_PAIRS_001 at 10%",
+            "STAT_ARB_PAIRS_001 at 50%",
+            "STAT_ARB_PAIRS_001 at 100%"
+        ]
+    );
+    let st = client(&s.url()).admin_state().await.unwrap();
+    assert_eq!(st.strategies["MM_EQ_001"].size_pct, 100);
+    assert!(st.strategies["STAT_ARB_PAIRS_001"].active);
+    assert!(
+        !st.strategies["MOMENTUM_ST_001"].active,
+        "strategies not named stay off"
+    );
+    let journal = std::fs::read_to_string(dir.path().join("journal-local.jsonl")).unwrap();
+    assert!(
+        journal.contains("\"step\":\"MM_EQ_001 at 50%\",\"state\":\"done\""),
+        "{journal}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_at_the_50_percent_step_stops_there_and_restores_10() {
+    let s = sim("blue", "1.0.0").await;
+    let dir = tempfile::tempdir().unwrap();
+    let stop = traffic(s.url());
+    let url = s.url();
+    // Inject errors as soon as the 50 % step is set.
+    let injector = tokio::spawn(async move {
+        let c = client(&url);
+        loop {
+            if c.admin_state().await.unwrap().strategies["MM_EQ_001"].size_pct == 50 {
+                c.set_faults(&Faults {
+                    error_rate: Some(0.3),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let r = rollout(
+        &s.url(),
+        dir.path(),
+        &[
+            "--strategy",
+            "MM_EQ_001",
+            "--then",
+            "STAT_ARB_PAIRS_001",
+            "--hold",
+            "2s",
+        ],
+    )
+    .await;
+    stop.cancel();
+    injector.await.unwrap();
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(checks_with(&r.stdout, "ok"), vec!["MM_EQ_001 at 10%"]);
+    assert_eq!(checks_with(&r.stdout, "fail"), vec!["MM_EQ_001 at 50%"]);
+    let m = check_message(&r.stdout, "MM_EQ_001 at 50%");
+    assert!(
+        m.contains("error_rate") && m.contains("set back to 10%"),
+        "{m}"
+    );
+    let st = client(&s.url()).admin_state().await.unwrap();
+    assert_eq!(
+        (
+            st.strategies["MM_EQ_001"].active,
+            st.strategies["MM_EQ_001"].size_pct
+        ),
+        (true, 10)
+    );
+    assert!(
+        !st.strategies["STAT_ARB_PAIRS_001"].active,
+        "later strategies are not started"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_prints_the_plan_and_bad_steps_are_usage_errors() {
+    let s = sim("blue", "1.0.0").await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = rollout(
+        &s.url(),
+        dir.path(),
+        &["--strategy", "MM_EQ_001", "--dry-run"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(checks_with(&r.stdout, "skip").len(), 3);
+    assert!(r.stdout.contains("/admin/strategies/MM_EQ_001"));
+    assert!(!client(&s.url()).admin_state().await.unwrap().strategies["MM_EQ_001"].active);
+    for bad in ["50,10", "0,50", "10,150"] {
+        let r = rollout(
+            &s.url(),
+            dir.path(),
+            &["--strategy", "MM_EQ_001", "--steps", bad],
+        )
+        .await;
+        assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+    }
+}
