@@ -7,4 +7,5 @@ pub mod maintenance_mode;
 pub mod measure_latency;
 pub mod smoke_tests;
 pub mod strategy_rollout;
+pub mod validate_config;
 pub mod verify_env;

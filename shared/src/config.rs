@@ -466,6 +466,10 @@ pub struct Environment {
     pub migrate: Migrate,
     /// compare_metrics' metrics [default: the guide's set for the service contract's metrics].
     pub metrics: Option<Vec<MetricSpec>>,
+    /// Live config files the services read, by kind (`risk-limits = "/etc/trading/risk_limits.yaml"`),
+    /// for `validate_config deploy`.
+    #[serde(default)]
+    pub config_files: BTreeMap<String, PathBuf>,
 }
 
 /// How a metric is judged.

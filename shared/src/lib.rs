@@ -23,6 +23,7 @@ pub mod redact;
 pub mod report;
 pub mod smoke;
 pub mod telemetry;
+pub mod trading_config;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -17,4 +17,5 @@ mod report;
 mod smoke_tests;
 mod stack;
 mod strategy_rollout;
+mod validate_config;
 mod verify_env;

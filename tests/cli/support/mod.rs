@@ -25,6 +25,7 @@ pub fn bin(name: &str) -> PathBuf {
     match name {
         "verify_env" => PathBuf::from(env!("CARGO_BIN_EXE_verify_env")),
         "smoke_tests" => PathBuf::from(env!("CARGO_BIN_EXE_smoke_tests")),
+        "validate_config" => PathBuf::from(env!("CARGO_BIN_EXE_validate_config")),
         "strategy_rollout" => PathBuf::from(env!("CARGO_BIN_EXE_strategy_rollout")),
         "measure_latency" => PathBuf::from(env!("CARGO_BIN_EXE_measure_latency")),
         "maintenance_mode" => PathBuf::from(env!("CARGO_BIN_EXE_maintenance_mode")),

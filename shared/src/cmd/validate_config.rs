@@ -1,0 +1,318 @@
+//! `validate_config`: validate trading configs; `--deploy` installs one with backup, reload,
+//! read-back and automatic restore (the guide's "Configuration Corruption" procedure).
+
+use crate::cli::{CommonArgs, Context, Tool};
+use crate::config::Role;
+use crate::error::{Error, Result};
+use crate::report::{Check, Report};
+use crate::trading_config::{self as tc, Kind, RiskLimits};
+use std::path::{Path, PathBuf};
+
+/// Validate trading config files (YAML or JSON): syntax with line:column, required fields,
+/// ranges, consistency; show the change against the deployed copy and require
+/// --approve-increase for a limit raised beyond --max-increase-pct. With --deploy, install the
+/// file: validate → back up the live copy → install → reload through the admin API → read back →
+/// restore the backup on any failure.
+#[derive(Debug, clap::Parser)]
+#[command(name = "validate_config", version)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Files to validate.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Schema [default: from the file name: risk_limits*, strateg*, else app].
+    #[arg(long, value_enum)]
+    pub schema: Option<Kind>,
+
+    /// Compare risk limits with this deployed file.
+    #[arg(long, value_name = "FILE", conflicts_with = "live")]
+    pub against: Option<PathBuf>,
+
+    /// Compare risk limits with the live `GET /limits` of the environment's risk engine.
+    #[arg(long)]
+    pub live: bool,
+
+    /// Allow limit increases beyond --max-increase-pct; the reason goes into the report.
+    #[arg(long, value_name = "REASON")]
+    pub approve_increase: Option<String>,
+
+    #[arg(long, default_value_t = 20.0)]
+    pub max_increase_pct: f64,
+
+    /// Install the (single, risk-limits) file into the environment and reload it.
+    #[arg(long)]
+    pub deploy: bool,
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::config(path.display().to_string(), format!("cannot read: {e}")))
+}
+
+impl Args {
+    fn increases(
+        &self,
+        report: &mut Report,
+        old: &RiskLimits,
+        new: &RiskLimits,
+        file: &str,
+    ) -> bool {
+        let changes = tc::diff(old, new);
+        let text: Vec<String> = changes
+            .iter()
+            .map(|c| match (c.old, c.new) {
+                (Some(o), Some(n)) => format!(
+                    "{} {o} → {n} ({:+.0}%)",
+                    c.field,
+                    c.increase_pct.unwrap_or(0.0)
+                ),
+                (None, Some(n)) => format!("{} added: {n}", c.field),
+                (Some(o), None) => format!("{} removed (was {o})", c.field),
+                (None, None) => String::new(),
+            })
+            .collect();
+        report.push(
+            Check::ok("diff", format!("{file} changes vs deployed"))
+                .message(if text.is_empty() {
+                    "no change".into()
+                } else {
+                    text.join("; ")
+                })
+                .data(serde_json::to_value(&changes).unwrap_or_default()),
+        );
+        let risky: Vec<String> = changes
+            .iter()
+            .filter(|c| c.increase_pct.is_some_and(|p| p > self.max_increase_pct))
+            .map(|c| format!("{} +{:.0}%", c.field, c.increase_pct.unwrap_or(0.0)))
+            .collect();
+        let name = format!("{file} limit increases within {}%", self.max_increase_pct);
+        match (&self.approve_increase, risky.is_empty()) {
+            (_, true) => {
+                report.push(Check::ok("diff", name));
+                true
+            }
+            (Some(reason), false) => {
+                report.push(Check::warn(
+                    "diff",
+                    name,
+                    format!("{} (approved: {reason})", risky.join(", ")),
+                ));
+                true
+            }
+            (None, false) => {
+                report.push(Check::fail("diff", name, format!("{} needs approval", risky.join(", "))).hint("re-run with --approve-increase \"<reason, approver>\" once risk has signed off"));
+                false
+            }
+        }
+    }
+}
+
+impl Tool for Args {
+    const NAME: &'static str = "validate_config";
+
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+
+    async fn run(self, ctx: Context) -> Result<Report> {
+        let mut report = ctx.report();
+        if self.deploy && self.files.len() != 1 {
+            return Err(Error::Usage("--deploy installs exactly one file".into()));
+        }
+        let mut parsed = vec![];
+        for f in &self.files {
+            let kind = self.schema.unwrap_or_else(|| Kind::guess(f));
+            let text = read(f)?;
+            let name = format!("{} is a valid {} config", f.display(), kind.name());
+            match tc::validate(kind, f, &text) {
+                Ok(l) => {
+                    report.push(Check::ok("schema", name));
+                    parsed.push((f.clone(), kind, l));
+                }
+                Err(errs) => report.push(
+                    Check::fail("schema", name, errs.join("; "))
+                        .hint("fix the file; docs/validate_config.md lists every rule"),
+                ),
+            }
+        }
+        if report
+            .checks
+            .iter()
+            .any(|c| c.status == crate::report::Status::Fail)
+        {
+            if self.deploy {
+                report.note("nothing deployed: the file is invalid");
+            }
+            return Ok(report);
+        }
+        let env = ctx.env().ok().cloned();
+        let live_limits = |env: &crate::config::Environment| {
+            let http = crate::http::Http::new(env.timeouts.connect.0, ctx.timeout);
+            let url = env.colors.iter().find_map(|c| {
+                env.urls(*c, Role::RiskEngine)
+                    .first()
+                    .map(|u| u.to_string())
+            });
+            async move {
+                let url = url
+                    .ok_or_else(|| Error::config("config", "no risk-engine service configured"))?;
+                let l = crate::contract::Client::new(&url, http)
+                    .limits()
+                    .await
+                    .map_err(|e| Error::unreachable("risk engine", e))?;
+                tc::from_live(&l)
+                    .ok_or_else(|| Error::Conflict("the live limits have no default".into()))
+            }
+        };
+        let deployed: Option<RiskLimits> = if let Some(a) = &self.against {
+            match tc::validate(Kind::RiskLimits, a, &read(a)?) {
+                Ok(l) => l,
+                Err(e) => return Err(Error::config(a.display().to_string(), e.join("; "))),
+            }
+        } else if self.live || self.deploy {
+            let env = env.clone().ok_or_else(|| {
+                Error::config(
+                    ctx.config.path.display().to_string(),
+                    "an environment is needed to read the live limits",
+                )
+            })?;
+            Some(live_limits(&env).await?)
+        } else {
+            None
+        };
+        let mut approved = true;
+        if let Some(old) = &deployed {
+            for (f, kind, l) in &parsed {
+                if let (Kind::RiskLimits, Some(new)) = (kind, l) {
+                    approved &= self.increases(&mut report, old, new, &f.display().to_string());
+                }
+            }
+        }
+        if !self.deploy {
+            return Ok(report);
+        }
+        if !approved {
+            report.note("nothing deployed: the increase needs approval");
+            return Ok(report);
+        }
+        let (file, kind, new) = parsed.into_iter().next().expect("one file");
+        let new = match (kind, new) {
+            (Kind::RiskLimits, Some(n)) => n,
+            _ => return Err(Error::Usage(
+                "--deploy supports risk-limits files (reloaded and read back through the contract)"
+                    .into(),
+            )),
+        };
+        let env = env.expect("checked above");
+        deploy(&ctx, &env, &file, &new, &mut report).await?;
+        Ok(report)
+    }
+}
+
+async fn deploy(
+    ctx: &Context,
+    env: &crate::config::Environment,
+    file: &Path,
+    new: &RiskLimits,
+    report: &mut Report,
+) -> Result<()> {
+    let target = env
+        .config_files
+        .get("risk-limits")
+        .cloned()
+        .ok_or_else(|| {
+            Error::config(
+                ctx.config.path.display().to_string(),
+                format!(
+                    "environments.{}.config_files has no `risk-limits` path",
+                    ctx.env_name
+                ),
+            )
+        })?;
+    let token = env.admin_token()?;
+    let http = crate::http::Http::new(env.timeouts.connect.0, ctx.timeout).with_token(token);
+    let mut urls: Vec<String> = env
+        .colors
+        .iter()
+        .flat_map(|c| {
+            [Role::RiskEngine, Role::TradingEngine]
+                .into_iter()
+                .flat_map(move |r| env.urls(*c, r).iter().map(|u| u.to_string()))
+        })
+        .collect();
+    urls.sort();
+    urls.dedup();
+    let clients: Vec<_> = urls
+        .iter()
+        .map(|u| crate::contract::Client::new(u, http.clone()))
+        .collect();
+    // 1. Back up the live copy.
+    let backup = target.with_extension(format!(
+        "bak-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%3f")
+    ));
+    std::fs::copy(&target, &backup).map_err(|e| Error::io("back up", &target, e))?;
+    report.push(Check::ok("deploy", "Live copy backed up").message(backup.display().to_string()));
+    // 2. Install atomically (write beside, then rename).
+    let tmp = target.with_extension("deploying");
+    std::fs::copy(file, &tmp).map_err(|e| Error::io("stage", &tmp, e))?;
+    std::fs::rename(&tmp, &target).map_err(|e| Error::io("install", &target, e))?;
+    report.push(Check::ok("deploy", "Installed").message(format!(
+        "{} → {}",
+        file.display(),
+        target.display()
+    )));
+    // 3. Reload and 4. read back; any failure restores the backup.
+    let outcome: std::result::Result<String, String> = async {
+        for c in &clients {
+            c.reload_config()
+                .await
+                .map_err(|e| format!("reload on {}: {e}", c.base()))?;
+        }
+        for c in &clients {
+            let live = c
+                .limits()
+                .await
+                .map_err(|e| format!("read back from {}: {e}", c.base()))?;
+            if tc::from_live(&live).as_ref() != Some(new) {
+                return Err(format!(
+                    "{} serves limits that differ from the file after reload",
+                    c.base()
+                ));
+            }
+        }
+        Ok(format!(
+            "{} service(s) reloaded and serve the new limits",
+            clients.len()
+        ))
+    }
+    .await;
+    match outcome {
+        Ok(m) => report.push(Check::ok("deploy", "Reloaded and verified").message(m)),
+        Err(why) => {
+            std::fs::copy(&backup, &target).map_err(|e| Error::io("restore", &target, e))?;
+            let mut reloaded = 0;
+            for c in &clients {
+                if c.reload_config().await.is_ok() {
+                    reloaded += 1;
+                }
+            }
+            report.push(
+                Check::fail(
+                    "deploy",
+                    "Reloaded and verified",
+                    format!(
+                        "{why}; restored {} and reloaded {reloaded}/{} service(s)",
+                        backup.display(),
+                        clients.len()
+                    ),
+                )
+                .hint("the old config is live again; fix the cause and deploy again"),
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,307 @@
+//! Schemas of the trading configs the guide deploys (risk limits, strategy parameters,
+//! application config): syntax with line:column, required fields, ranges, consistency, and the
+//! diff against what is deployed. docs/validate_config.md lists every rule.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    RiskLimits,
+    Strategy,
+    App,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::RiskLimits => "risk-limits",
+            Kind::Strategy => "strategy",
+            Kind::App => "app",
+        }
+    }
+    /// From the file name: risk_limits*, strateg*, else app.
+    pub fn guess(path: &Path) -> Kind {
+        let n = path
+            .file_name()
+            .map(|f| f.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        if n.contains("risk") {
+            Kind::RiskLimits
+        } else if n.contains("strateg") {
+            Kind::Strategy
+        } else {
+            Kind::App
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    pub max_position_size: i64,
+    pub max_loss_per_day: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskLimits {
+    pub default: Limit,
+    #[serde(default)]
+    pub limits: BTreeMap<String, Limit>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyParams {
+    pub name: String,
+    pub enabled: bool,
+    pub size_pct: u8,
+    pub max_order_qty: i64,
+    pub symbols: Vec<String>,
+    pub spread_bps: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppTimeouts {
+    pub connect_ms: u64,
+    pub request_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub service: String,
+    pub listen: String,
+    pub log_level: String,
+    pub timeouts: AppTimeouts,
+}
+
+pub const MAX_POSITION: i64 = 1_000_000;
+pub const MAX_LOSS: f64 = 10_000_000.0;
+
+fn located(path: &Path, e: &serde_yaml::Error) -> String {
+    match e.location() {
+        Some(l) => format!("{}:{}:{}: {}", path.display(), l.line(), l.column(), e),
+        None => format!("{}: {e}", path.display()),
+    }
+}
+
+/// Parse (YAML or JSON) and check every rule; errors are one line each, with file:line:col.
+pub fn validate(kind: Kind, path: &Path, text: &str) -> Result<Option<RiskLimits>, Vec<String>> {
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    };
+    match kind {
+        Kind::RiskLimits => {
+            let l: RiskLimits = serde_yaml::from_str(text).map_err(|e| vec![located(path, &e)])?;
+            let mut errs = vec![];
+            for (name, lim) in std::iter::once(("default", &l.default))
+                .chain(l.limits.iter().map(|(k, v)| (k.as_str(), v)))
+            {
+                if !(1..=MAX_POSITION).contains(&lim.max_position_size) {
+                    errs.push(format!(
+                        "{}: {name}.max_position_size {} is outside 1..={MAX_POSITION}",
+                        path.display(),
+                        lim.max_position_size
+                    ));
+                }
+                if !(lim.max_loss_per_day > 0.0 && lim.max_loss_per_day <= MAX_LOSS) {
+                    errs.push(format!(
+                        "{}: {name}.max_loss_per_day {} is outside (0, {MAX_LOSS}]",
+                        path.display(),
+                        lim.max_loss_per_day
+                    ));
+                }
+                if name != "default" && !name_ok(name) {
+                    errs.push(format!(
+                        "{}: limit name `{name}` must be upper-case letters, digits, _ or -",
+                        path.display()
+                    ));
+                }
+                // Consistency: a test account never gets more room than the default.
+                if name.starts_with("TEST-")
+                    && (lim.max_position_size > l.default.max_position_size
+                        || lim.max_loss_per_day > l.default.max_loss_per_day)
+                {
+                    errs.push(format!(
+                        "{}: test account {name} has limits above the default",
+                        path.display()
+                    ));
+                }
+            }
+            if errs.is_empty() {
+                Ok(Some(l))
+            } else {
+                Err(errs)
+            }
+        }
+        Kind::Strategy => {
+            let s: StrategyParams =
+                serde_yaml::from_str(text).map_err(|e| vec![located(path, &e)])?;
+            let mut errs = vec![];
+            if !name_ok(&s.name) {
+                errs.push(format!(
+                    "{}: name `{}` must be upper-case letters, digits, _ or -",
+                    path.display(),
+                    s.name
+                ));
+            }
+            if s.size_pct > 100 {
+                errs.push(format!(
+                    "{}: size_pct {} is above 100",
+                    path.display(),
+                    s.size_pct
+                ));
+            }
+            if s.max_order_qty <= 0 {
+                errs.push(format!(
+                    "{}: max_order_qty must be positive",
+                    path.display()
+                ));
+            }
+            if s.symbols.is_empty() {
+                errs.push(format!(
+                    "{}: symbols must list at least one symbol",
+                    path.display()
+                ));
+            }
+            if !(s.spread_bps > 0.0 && s.spread_bps <= 1000.0) {
+                errs.push(format!(
+                    "{}: spread_bps {} is outside (0, 1000]",
+                    path.display(),
+                    s.spread_bps
+                ));
+            }
+            if s.enabled && s.size_pct == 0 {
+                errs.push(format!(
+                    "{}: enabled with size_pct 0: disable it or give it a size",
+                    path.display()
+                ));
+            }
+            if errs.is_empty() { Ok(None) } else { Err(errs) }
+        }
+        Kind::App => {
+            let a: AppConfig = serde_yaml::from_str(text).map_err(|e| vec![located(path, &e)])?;
+            let mut errs = vec![];
+            if !["error", "warn", "info", "debug", "trace"].contains(&a.log_level.as_str()) {
+                errs.push(format!(
+                    "{}: log_level `{}` is not one of error, warn, info, debug, trace",
+                    path.display(),
+                    a.log_level
+                ));
+            }
+            if a.listen.parse::<std::net::SocketAddr>().is_err() {
+                errs.push(format!(
+                    "{}: listen `{}` is not host:port",
+                    path.display(),
+                    a.listen
+                ));
+            }
+            if a.timeouts.connect_ms == 0
+                || a.timeouts.request_ms == 0
+                || a.timeouts.connect_ms > a.timeouts.request_ms
+            {
+                errs.push(format!(
+                    "{}: timeouts must be > 0 and connect_ms ≤ request_ms",
+                    path.display()
+                ));
+            }
+            if errs.is_empty() { Ok(None) } else { Err(errs) }
+        }
+    }
+}
+
+/// A change between deployed and new risk limits.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub field: String,
+    pub old: Option<f64>,
+    pub new: Option<f64>,
+    /// Percent increase (None for added/removed entries).
+    pub increase_pct: Option<f64>,
+}
+
+pub fn diff(old: &RiskLimits, new: &RiskLimits) -> Vec<Change> {
+    let mut out = vec![];
+    let all = |l: &RiskLimits| -> BTreeMap<String, Limit> {
+        let mut m = l.limits.clone();
+        m.insert("default".into(), l.default.clone());
+        m
+    };
+    let (a, b) = (all(old), all(new));
+    let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for n in names {
+        let pairs = |l: Option<&Limit>| {
+            l.map(|l| {
+                [
+                    ("max_position_size", l.max_position_size as f64),
+                    ("max_loss_per_day", l.max_loss_per_day),
+                ]
+            })
+        };
+        match (pairs(a.get(n)), pairs(b.get(n))) {
+            (Some(x), Some(y)) => {
+                for ((f, o), (_, v)) in x.iter().zip(y.iter()) {
+                    if o != v {
+                        out.push(Change {
+                            field: format!("{n}.{f}"),
+                            old: Some(*o),
+                            new: Some(*v),
+                            increase_pct: Some((v - o) / o.abs().max(1e-9) * 100.0),
+                        });
+                    }
+                }
+            }
+            (None, Some(y)) => {
+                for (f, v) in y {
+                    out.push(Change {
+                        field: format!("{n}.{f}"),
+                        old: None,
+                        new: Some(v),
+                        increase_pct: None,
+                    });
+                }
+            }
+            (Some(x), None) => {
+                for (f, o) in x {
+                    out.push(Change {
+                        field: format!("{n}.{f}"),
+                        old: Some(o),
+                        new: None,
+                        increase_pct: None,
+                    });
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    out
+}
+
+/// `GET /limits` as the schema's shape.
+pub fn from_live(l: &crate::contract::Limits) -> Option<RiskLimits> {
+    Some(RiskLimits {
+        default: l.default.as_ref().map(|d| Limit {
+            max_position_size: d.max_position_size,
+            max_loss_per_day: d.max_loss_per_day,
+        })?,
+        limits: l
+            .limits
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    Limit {
+                        max_position_size: v.max_position_size,
+                        max_loss_per_day: v.max_loss_per_day,
+                    },
+                )
+            })
+            .collect(),
+    })
+}

@@ -1,0 +1,273 @@
+//! validate_config: every schema rule has a failing fixture; a deploy whose reload fails or
+//! whose read-back differs is restored (the live limits equal the old file afterwards).
+
+use crate::support::{
+    ADMIN_TOKEN, Run, check_message, checks_with, client, config, run_async, sim_with,
+};
+use std::path::Path;
+
+const GOOD: &str = "default: {max_position_size: 1000, max_loss_per_day: 10000}\nlimits:\n  MM_EQ_001: {max_position_size: 10000, max_loss_per_day: 50000}\n  TEST-SMOKE-01: {max_position_size: 500, max_loss_per_day: 5000}\n";
+
+async fn vc(cfg: &Path, args: &[&str]) -> Run {
+    let mut a = vec!["--config", cfg.to_str().unwrap(), "--format", "json"];
+    a.extend_from_slice(args);
+    run_async(
+        "validate_config",
+        &a,
+        &[("DEPLOYKIT_ADMIN_TOKEN", ADMIN_TOKEN)],
+    )
+    .await
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_schema_rule_has_a_failing_fixture() {
+    let (d, cfg) = config("[environments.local]\n");
+    let dir = d.path();
+    let ok = write(dir, "risk_limits.yaml", GOOD);
+    assert_eq!(vc(&cfg, &[&ok]).await.code, 0);
+    let json = write(
+        dir,
+        "risk_limits.json",
+        r#"{"default": {"max_position_size": 10, "max_loss_per_day": 5}}"#,
+    );
+    assert_eq!(vc(&cfg, &[&json]).await.code, 0, "JSON is accepted too");
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "risk_limits_syntax.yaml",
+            "default: {max_position_size: 10\n",
+            ":1:",
+        ),
+        (
+            "risk_limits_missing.yaml",
+            "limits: {}\n",
+            "missing field `default`",
+        ),
+        (
+            "risk_limits_unknown.yaml",
+            "default: {max_position_size: 1, max_loss_per_day: 1, max_orders: 3}\n",
+            "unknown field `max_orders`",
+        ),
+        (
+            "risk_limits_range.yaml",
+            "default: {max_position_size: 0, max_loss_per_day: 1}\n",
+            "max_position_size 0 is outside",
+        ),
+        (
+            "risk_limits_loss.yaml",
+            "default: {max_position_size: 1, max_loss_per_day: -5}\n",
+            "max_loss_per_day -5 is outside",
+        ),
+        (
+            "risk_limits_name.yaml",
+            "default: {max_position_size: 1, max_loss_per_day: 1}\nlimits: {mm_eq: {max_position_size: 1, max_loss_per_day: 1}}\n",
+            "limit name `mm_eq`",
+        ),
+        (
+            "risk_limits_test.yaml",
+            "default: {max_position_size: 10, max_loss_per_day: 10}\nlimits: {TEST-X: {max_position_size: 11, max_loss_per_day: 1}}\n",
+            "test account TEST-X has limits above the default",
+        ),
+        (
+            "strategy_size.yaml",
+            "{name: MM_EQ_001, enabled: true, size_pct: 120, max_order_qty: 10, symbols: [AAPL], spread_bps: 5}",
+            "size_pct 120",
+        ),
+        (
+            "strategy_symbols.yaml",
+            "{name: MM_EQ_001, enabled: true, size_pct: 10, max_order_qty: 10, symbols: [], spread_bps: 5}",
+            "at least one symbol",
+        ),
+        (
+            "strategy_enabled.yaml",
+            "{name: MM_EQ_001, enabled: true, size_pct: 0, max_order_qty: 10, symbols: [A], spread_bps: 5}",
+            "enabled with size_pct 0",
+        ),
+        (
+            "strategy_spread.yaml",
+            "{name: MM_EQ_001, enabled: false, size_pct: 0, max_order_qty: 10, symbols: [A], spread_bps: 0}",
+            "spread_bps 0",
+        ),
+        (
+            "app_level.yaml",
+            "{service: oms, listen: '0.0.0.0:80', log_level: loud, timeouts: {connect_ms: 1, request_ms: 2}}",
+            "log_level `loud`",
+        ),
+        (
+            "app_listen.yaml",
+            "{service: oms, listen: 'port 80', log_level: info, timeouts: {connect_ms: 1, request_ms: 2}}",
+            "is not host:port",
+        ),
+        (
+            "app_timeouts.yaml",
+            "{service: oms, listen: '0.0.0.0:80', log_level: info, timeouts: {connect_ms: 5, request_ms: 2}}",
+            "connect_ms ≤ request_ms",
+        ),
+    ];
+    for (name, text, expect) in cases {
+        let f = write(dir, name, text);
+        let r = vc(&cfg, &[&f]).await;
+        assert_eq!(r.code, 1, "{name}: {}", r.stdout);
+        assert!(
+            r.stdout.contains(expect),
+            "{name}: expected `{expect}` in {}",
+            r.stdout
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raising_a_limit_needs_approval() {
+    let (d, cfg) = config("[environments.local]\n");
+    let old = write(d.path(), "deployed_risk_limits.yaml", GOOD);
+    let new = write(
+        d.path(),
+        "risk_limits.yaml",
+        &GOOD.replace("max_position_size: 10000", "max_position_size: 15000"),
+    );
+    let r = vc(&cfg, &[&new, "--against", &old]).await;
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let changes = check_message(&r.stdout, &format!("{new} changes vs deployed"));
+    assert!(
+        changes.contains("MM_EQ_001.max_position_size 10000 → 15000 (+50%)"),
+        "{changes}"
+    );
+    let r = vc(
+        &cfg,
+        &[
+            &new,
+            "--against",
+            &old,
+            "--approve-increase",
+            "CHG-123456 approved by risk (J. Doe)",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(r.stdout.contains("approved: CHG-123456"));
+}
+
+async fn deploy_fixture(
+    sim_reads: Option<&Path>,
+    target: &Path,
+) -> (
+    trading_sim::SimHandle,
+    tempfile::TempDir,
+    std::path::PathBuf,
+) {
+    let s = sim_with(trading_sim::SimConfig {
+        risk_limits: sim_reads.map(Path::to_path_buf),
+        admin_token: Some(ADMIN_TOKEN.into()),
+        ..Default::default()
+    })
+    .await;
+    let (d, cfg) = config(&format!(
+        "[environments.local]\ncolors = [\"blue\"]\n[environments.local.services.blue]\nrisk-engine = [\"{u}\"]\ntrading-engine = [\"{u}\"]\n[environments.local.config_files]\nrisk-limits = \"{}\"\n",
+        target.display(),
+        u = s.url()
+    ));
+    (s, d, cfg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_installs_reloads_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = write(dir.path(), "live_risk_limits.yaml", GOOD);
+    let (s, _d, cfg) = deploy_fixture(Some(Path::new(&live)), Path::new(&live)).await;
+    let new = write(
+        dir.path(),
+        "risk_limits.yaml",
+        &GOOD.replace("max_loss_per_day: 10000", "max_loss_per_day: 11000"),
+    );
+    let r = vc(&cfg, &[&new, "--deploy"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        checks_with(&r.stdout, "ok").last().unwrap(),
+        "Reloaded and verified"
+    );
+    assert_eq!(
+        client(&s.url())
+            .limits()
+            .await
+            .unwrap()
+            .default
+            .unwrap()
+            .max_loss_per_day,
+        11000.0
+    );
+    // An unapproved large increase deploys nothing.
+    let big = write(
+        dir.path(),
+        "risk_limits2.yaml",
+        &GOOD.replace("max_loss_per_day: 50000", "max_loss_per_day: 90000"),
+    );
+    let r = vc(&cfg, &[&big, "--deploy"]).await;
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("nothing deployed"));
+    assert_eq!(
+        client(&s.url()).limits().await.unwrap().limits["MM_EQ_001"].max_loss_per_day,
+        50000.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_whose_read_back_differs_is_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    // The service reads another file than the one deployed: the read-back cannot match.
+    let served = write(dir.path(), "served_risk_limits.yaml", GOOD);
+    let target = write(dir.path(), "target_risk_limits.yaml", GOOD);
+    let (s, _d, cfg) = deploy_fixture(Some(Path::new(&served)), Path::new(&target)).await;
+    let new = write(
+        dir.path(),
+        "risk_limits.yaml",
+        &GOOD.replace("max_loss_per_day: 10000", "max_loss_per_day: 11000"),
+    );
+    let r = vc(&cfg, &[&new, "--deploy"]).await;
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let m = check_message(&r.stdout, "Reloaded and verified");
+    assert!(
+        m.contains("differ from the file") && m.contains("restored"),
+        "{m}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        GOOD,
+        "the old file is back"
+    );
+    assert_eq!(
+        client(&s.url())
+            .limits()
+            .await
+            .unwrap()
+            .default
+            .unwrap()
+            .max_loss_per_day,
+        10000.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_whose_reload_fails_is_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = write(dir.path(), "target_risk_limits.yaml", GOOD);
+    // A service without a limits file answers 422 to reload.
+    let (_s, _d, cfg) = deploy_fixture(None, Path::new(&target)).await;
+    let new = write(
+        dir.path(),
+        "risk_limits.yaml",
+        &GOOD.replace("max_loss_per_day: 10000", "max_loss_per_day: 11000"),
+    );
+    let r = vc(&cfg, &[&new, "--deploy"]).await;
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        check_message(&r.stdout, "Reloaded and verified").contains("reload on"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), GOOD);
+}
