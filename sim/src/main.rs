@@ -32,6 +32,9 @@ struct Args {
     /// Variable holding the admin bearer token (never a flag: flags show in `ps`).
     #[arg(long, value_name = "VAR", default_value = "DEPLOYKIT_ADMIN_TOKEN")]
     admin_token_env: String,
+    /// Runtime worker threads (1 = a single-threaded runtime: lowest latency on one pinned core).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
     /// Market tick interval in milliseconds.
     #[arg(long, default_value_t = 10)]
     tick_ms: u64,
@@ -55,11 +58,17 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()
+    }
+    .expect("tokio runtime");
     if let Some(url) = args.load.clone() {
         return rt.block_on(async move {
             let stop = tokio_util::sync::CancellationToken::new();
