@@ -12,6 +12,7 @@ mod faults;
 mod help;
 mod maintenance_mode;
 mod measure_latency;
+mod pipeline;
 mod redaction;
 mod report;
 mod smoke_tests;
