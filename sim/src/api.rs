@@ -182,6 +182,21 @@ async fn health(State(st): S) -> Response {
 }
 
 async fn metrics(State(st): S) -> Response {
+    st.metrics.refresh_process();
+    let marks = lock(&st.market).marks();
+    {
+        let book = lock(&st.book);
+        let accounts: std::collections::BTreeSet<String> =
+            book.positions.keys().map(|(a, _)| a.clone()).collect();
+        let total: f64 = accounts
+            .iter()
+            .map(|a| {
+                let (r, u) = book.pnl(a, &marks);
+                r + u
+            })
+            .sum();
+        st.metrics.pnl.set(total);
+    }
     (
         [(
             header::CONTENT_TYPE,

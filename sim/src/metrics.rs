@@ -45,6 +45,11 @@ pub struct Metrics {
     pub ticks: Family<FeedLabel, Counter>,
     pub inflight: Gauge,
     pub open_orders: Gauge,
+    /// Set at scrape time: P&L of every account at current marks.
+    pub pnl: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub cpu_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    cpu_last: std::sync::Mutex<f64>,
+    pub resident_bytes: Gauge,
 }
 
 impl Metrics {
@@ -62,6 +67,9 @@ impl Metrics {
         let ticks = Family::<FeedLabel, Counter>::default();
         let inflight = Gauge::default();
         let open_orders = Gauge::default();
+        let pnl = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let cpu_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        let resident_bytes = Gauge::default();
         registry.register(
             "http_request_duration_seconds",
             "Request latency by route",
@@ -95,6 +103,22 @@ impl Metrics {
             inflight.clone(),
         );
         registry.register("open_orders", "Resting orders", open_orders.clone());
+        registry.register(
+            "trading_pnl",
+            "P&L of every account at current marks",
+            pnl.clone(),
+        );
+        // Process metrics the way Prometheus client libraries name them (read from /proc).
+        registry.register(
+            "process_cpu_seconds",
+            "User and system CPU time spent",
+            cpu_seconds.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory size",
+            resident_bytes.clone(),
+        );
         Metrics {
             registry,
             latency,
@@ -106,6 +130,40 @@ impl Metrics {
             ticks,
             inflight,
             open_orders,
+            pnl,
+            cpu_seconds,
+            cpu_last: std::sync::Mutex::new(0.0),
+            resident_bytes,
+        }
+    }
+
+    /// Refresh the process gauges from /proc (Linux); silently skipped elsewhere.
+    pub fn refresh_process(&self) {
+        if let Ok(statm) = std::fs::read_to_string("/proc/self/statm")
+            && let Some(pages) = statm
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<i64>().ok())
+        {
+            self.resident_bytes.set(pages * 4096);
+        }
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
+            && let Some(rest) = stat.rsplit(')').next()
+        {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
+            if let (Some(u), Some(s)) = (
+                f.get(11).and_then(|x| x.parse::<f64>().ok()),
+                f.get(12).and_then(|x| x.parse::<f64>().ok()),
+            ) {
+                // A counter only moves forward: add what was used since the last scrape.
+                let now = (u + s) / 100.0;
+                let mut last = self.cpu_last.lock().unwrap_or_else(|e| e.into_inner());
+                if now > *last {
+                    self.cpu_seconds.inc_by(now - *last);
+                    *last = now;
+                }
+            }
         }
     }
 

@@ -50,6 +50,9 @@ async fn health_and_metrics() {
         "ticks_total",
         "inflight_requests",
         "open_orders",
+        "trading_pnl",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
     ] {
         assert!(m.contains(name), "metrics lack {name}:\n{m}");
     }
