@@ -162,6 +162,9 @@ pub struct Totals {
     pub errors: f64,
     pub latency_sum: f64,
     pub latency_count: f64,
+    pub fills: f64,
+    pub accepted: f64,
+    pub rejected: f64,
 }
 
 fn business(line: &str) -> bool {
@@ -192,6 +195,12 @@ pub fn parse_totals(text: &str) -> Totals {
             t.latency_sum += v;
         } else if l.starts_with("http_request_duration_seconds_count{") {
             t.latency_count += v;
+        } else if l.starts_with("fills_total ") {
+            t.fills += v;
+        } else if l.starts_with("orders_total{status=\"accepted\"}") {
+            t.accepted += v;
+        } else if l.starts_with("orders_total{status=\"rejected\"}") {
+            t.rejected += v;
         }
     }
     t
@@ -206,6 +215,9 @@ async fn totals(clients: &[Client]) -> std::result::Result<Totals, String> {
         t.errors += x.errors;
         t.latency_sum += x.latency_sum;
         t.latency_count += x.latency_count;
+        t.fills += x.fills;
+        t.accepted += x.accepted;
+        t.rejected += x.rejected;
     }
     Ok(t)
 }
@@ -216,6 +228,7 @@ pub struct Figurer {
     first: Totals,
     last: Totals,
     latency: Vec<f64>,
+    fill_rate: Vec<f64>,
 }
 
 impl Figurer {
@@ -226,6 +239,7 @@ impl Figurer {
             first: t,
             last: t,
             latency: vec![],
+            fill_rate: vec![],
         })
     }
     pub async fn sample(&mut self) -> std::result::Result<(), String> {
@@ -236,6 +250,10 @@ impl Figurer {
         );
         if dn > 0.0 {
             self.latency.push(ds / dn);
+        }
+        let da = t.accepted - self.last.accepted;
+        if da > 0.0 {
+            self.fill_rate.push((t.fills - self.last.fills) / da);
         }
         self.last = t;
         Ok(())
@@ -255,6 +273,20 @@ impl Figurer {
                 samples: self.latency.clone(),
             },
         );
+        m.insert(
+            "fill_rate".to_string(),
+            Figures::Series {
+                samples: self.fill_rate.clone(),
+            },
+        );
+        m.insert(
+            "risk_rejections".to_string(),
+            Figures::Proportion {
+                events: self.last.rejected - self.first.rejected,
+                trials: (self.last.accepted + self.last.rejected)
+                    - (self.first.accepted + self.first.rejected),
+            },
+        );
         metrics::Snapshot {
             format: 1,
             window: metrics::Window {
@@ -268,7 +300,8 @@ impl Figurer {
 }
 
 /// The watch's metrics, judged by compare_metrics' judge: error rate (≤ ratio × baseline, and
-/// never above 1 %) and mean latency (≤ the alert spike).
+/// never above 1 %), mean latency (≤ the alert spike), fill rate (≥ −10 %) and risk rejections
+/// (risk alerts: ≤ 2× baseline, never above 5 % of orders).
 pub fn watch_specs(env: &Environment) -> Vec<MetricSpec> {
     let t = &env.thresholds;
     let base = |name: &str, kind, direction, tol: f64, max: Option<f64>| MetricSpec {
@@ -300,6 +333,20 @@ pub fn watch_specs(env: &Environment) -> Vec<MetricSpec> {
             Direction::Lower,
             t.alert_latency_spike_pct.0,
             None,
+        ),
+        base(
+            "fill_rate",
+            MetricKind::Series,
+            Direction::Higher,
+            10.0,
+            None,
+        ),
+        base(
+            "risk_rejections",
+            MetricKind::Proportion,
+            Direction::Lower,
+            100.0,
+            Some(0.05),
         ),
     ]
 }

@@ -184,3 +184,61 @@ async fn dry_run_prints_the_plan_and_bad_steps_are_usage_errors() {
         assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn risk_rejections_rising_at_a_step_stop_the_rollout() {
+    let s = sim("blue", "1.0.0").await;
+    let dir = tempfile::tempdir().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let oversized = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (st, ov, url) = (stop.clone(), oversized.clone(), s.url());
+    // Orders that fill (alternating sides) until the 50 % step, then orders the risk engine rejects.
+    tokio::spawn(async move {
+        let c = client(&url);
+        let mut i = 0u64;
+        while !st.is_cancelled() {
+            i += 1;
+            let big = ov.load(std::sync::atomic::Ordering::Relaxed);
+            let o = OrderRequest {
+                account: "TEST-SMOKE-01".into(),
+                symbol: "AAPL".into(),
+                side: if i.is_multiple_of(2) {
+                    Side::Buy
+                } else {
+                    Side::Sell
+                },
+                qty: if big { 50_000 } else { 1 },
+                order_type: OrderType::Market,
+                price: None,
+                client_order_id: format!("rr-{i}"),
+                strategy: None,
+            };
+            let _ = c.place_order(&o).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let url = s.url();
+    let ov2 = oversized.clone();
+    let injector = tokio::spawn(async move {
+        let c = client(&url);
+        while c.admin_state().await.unwrap().strategies["MM_EQ_001"].size_pct != 50 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ov2.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let r = rollout(
+        &s.url(),
+        dir.path(),
+        &["--strategy", "MM_EQ_001", "--hold", "2s"],
+    )
+    .await;
+    stop.cancel();
+    injector.await.unwrap();
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let m = check_message(&r.stdout, "MM_EQ_001 at 50%");
+    assert!(m.contains("risk_rejections"), "{m}");
+    assert_eq!(
+        client(&s.url()).admin_state().await.unwrap().strategies["MM_EQ_001"].size_pct,
+        10
+    );
+}
