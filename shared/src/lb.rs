@@ -166,6 +166,27 @@ pub async fn sessions(lb: &LoadBalancer, color: Color, timeout: Duration) -> Res
     Ok(total)
 }
 
+/// The colour to act on: `explicit`, else the one every load balancer agrees is live (exit 5
+/// when they disagree or none is), else — with no load balancer — the environment's first colour.
+pub async fn target_color(
+    env: &crate::config::Environment,
+    explicit: Option<Color>,
+    timeout: Duration,
+) -> Result<Color> {
+    if let Some(c) = explicit {
+        return Ok(c);
+    }
+    if env.load_balancers.is_empty() {
+        return Ok(env.colors[0]);
+    }
+    let mut live = vec![];
+    for l in &env.load_balancers {
+        live.push((l.name.clone(), live_color(l, timeout).await?));
+    }
+    crate::cutover::agreed(&live)
+        .map_err(|e| Error::Conflict(format!("{e}; pass --color blue|green")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

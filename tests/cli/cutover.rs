@@ -2,89 +2,35 @@
 //! from counters, traffic switched within 100 ms, automatic rollback on a degraded colour,
 //! journal-based resume after a crash.
 
-use crate::support::{bin, bin_dir, client, repo_root};
+use crate::support::client;
+use crate::support::stack::Stack;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-struct Stack {
-    dir: tempfile::TempDir,
-    env: HashMap<String, String>,
+/// cutover through the shared stack helper, with a journal directory of the test's own.
+trait CutoverStack {
+    fn cutover_cmd(&self, args: &[&str]) -> std::process::Command;
+    async fn cutover(&self, args: &[&str]) -> (i32, serde_json::Value, String);
 }
 
-impl Stack {
-    fn up() -> Stack {
-        let dir = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new("bash")
-            .arg(repo_root().join("scripts/stack"))
-            .args(["up", "--dir", dir.path().join("s").to_str().unwrap()])
-            .env("DEPLOYKIT_BIN_DIR", bin_dir())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = std::fs::read_to_string(dir.path().join("s/stack.env"))
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Stack { dir, env }
-    }
-    fn url(&self, k: &str) -> String {
-        self.env[k].clone()
-    }
-    fn envs(&self) -> Vec<(String, String)> {
-        self.env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
+impl CutoverStack for Stack {
     fn cutover_cmd(&self, args: &[&str]) -> std::process::Command {
-        let mut c = std::process::Command::new(bin("cutover"));
-        c.args(args)
-            .arg("--journal-dir")
-            .arg(self.dir.path().join("journal"))
-            .envs(self.envs())
-            .env("DEPLOYKIT_COLOR", "never");
+        let mut c = self.cmd("cutover", args);
+        c.arg("--journal-dir").arg(self.dir.path().join("journal"));
         c
     }
     async fn cutover(&self, args: &[&str]) -> (i32, serde_json::Value, String) {
-        let mut cmd = self.cutover_cmd(args);
-        cmd.args(["--format", "json"]);
-        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        let v = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+        let mut a = args.to_vec();
+        let jd = self.dir.path().join("journal");
+        a.extend(["--journal-dir", jd.to_str().unwrap()]);
+        let (code, out, err) = self.run("cutover", &a).await;
         (
-            out.status.code().unwrap_or(-1),
-            v,
-            String::from_utf8_lossy(&out.stderr).to_string(),
+            code,
+            serde_json::from_str(&out).unwrap_or(serde_json::Value::Null),
+            err,
         )
-    }
-    async fn live(&self) -> String {
-        let h: serde_json::Value = reqwest::get(format!("{}/health", self.url("HAPROXY_URL")))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        h["color"].as_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg(repo_root().join("scripts/stack"))
-            .args(["down", "--dir", self.dir.path().join("s").to_str().unwrap()])
-            .output();
     }
 }
 

@@ -1,62 +1,14 @@
 //! maintenance_mode on the real stack: order of steps, counters not sleeps, deadline policy,
 //! idempotence, HAProxy's own maintenance page, and --status from the live parts.
 
-use crate::support::{bin, bin_dir, check_message, checks_with, client, repo_root};
+use crate::support::stack::Stack;
+use crate::support::{check_message, checks_with, client};
 use deploykit::contract::{Faults, OrderRequest, OrderType, Side};
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-struct Stack {
-    dir: tempfile::TempDir,
-    env: HashMap<String, String>,
-}
-
-impl Stack {
-    fn up() -> Stack {
-        let dir = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new("bash")
-            .arg(repo_root().join("scripts/stack"))
-            .args(["up", "--dir", dir.path().join("s").to_str().unwrap()])
-            .env("DEPLOYKIT_BIN_DIR", bin_dir())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = std::fs::read_to_string(dir.path().join("s/stack.env"))
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Stack { dir, env }
-    }
-    async fn mm(&self, args: &[&str]) -> (i32, String) {
-        let mut cmd = std::process::Command::new(bin("maintenance_mode"));
-        cmd.args(args)
-            .args(["--format", "json"])
-            .envs(self.env.clone())
-            .env("DEPLOYKIT_COLOR", "never");
-        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-        )
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg(repo_root().join("scripts/stack"))
-            .args(["down", "--dir", self.dir.path().join("s").to_str().unwrap()])
-            .output();
-    }
+async fn mm(st: &Stack, args: &[&str]) -> (i32, String) {
+    let (code, out, _) = st.run("maintenance_mode", args).await;
+    (code, out)
 }
 
 fn order(ty: OrderType, price: Option<f64>, id: &str) -> OrderRequest {
@@ -76,7 +28,7 @@ fn order(ty: OrderType, price: Option<f64>, id: &str) -> OrderRequest {
 async fn enable_status_idempotent_disable() {
     let st = Stack::up();
     let lb = st.env["HAPROXY_URL"].clone();
-    let (code, out) = st.mm(&["--enable", "--reason", "deploy 3.2.2"]).await;
+    let (code, out) = mm(&st, &["--enable", "--reason", "deploy 3.2.2"]).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         checks_with(&out, "ok"),
@@ -104,21 +56,21 @@ async fn enable_status_idempotent_disable() {
             .status(),
         Some(503)
     );
-    let (code, out) = st.mm(&["--status"]).await;
+    let (code, out) = mm(&st, &["--status"]).await;
     assert_eq!(code, 0);
     assert!(
         check_message(&out, "Maintenance mode").contains("ON"),
         "{out}"
     );
     // Twice is a no-op that says so.
-    let (code, out) = st.mm(&["--enable"]).await;
+    let (code, out) = mm(&st, &["--enable"]).await;
     assert_eq!(code, 0);
     assert!(
         check_message(&out, "Maintenance mode").contains("already in maintenance"),
         "{out}"
     );
     // Disable: page gone, orders accepted, strategies still stopped.
-    let (code, out) = st.mm(&["--disable"]).await;
+    let (code, out) = mm(&st, &["--disable"]).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         reqwest::get(format!("{lb}/"))
@@ -137,10 +89,10 @@ async fn enable_status_idempotent_disable() {
     assert!(checks_with(&out, "skip").contains(&"Resume trading".to_string()));
     // A half state is reported as such (exit 1) by --status, read from the services.
     blue.set_maintenance(Some("someone by hand")).await.unwrap();
-    let (code, out) = st.mm(&["--status"]).await;
+    let (code, out) = mm(&st, &["--status"]).await;
     assert_eq!(code, 1, "{out}");
     assert!(check_message(&out, "Maintenance mode").contains("partly in maintenance"));
-    let (code, _) = st.mm(&["--disable", "--resume-strategies"]).await;
+    let (code, _) = mm(&st, &["--disable", "--resume-strategies"]).await;
     assert_eq!(code, 0);
     assert!(blue.admin_state().await.unwrap().trading_active);
 }
@@ -168,7 +120,7 @@ async fn in_flight_orders_complete_and_the_deadline_cancels_working_orders() {
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let t = Instant::now();
-    let (code, out) = st.mm(&["--enable", "--deadline", "1500ms"]).await;
+    let (code, out) = mm(&st, &["--enable", "--deadline", "1500ms"]).await;
     let took = t.elapsed();
     assert_eq!(code, 0, "{out}");
     // The in-flight order completed (not refused): stop applies to new orders only.

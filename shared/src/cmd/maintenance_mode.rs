@@ -61,14 +61,7 @@ impl Tool for Args {
             ctx.cancel.clone(),
             false,
         );
-        let color = match self.color {
-            Some(c) => c,
-            None if !env.load_balancers.is_empty() => {
-                let live = crate::cutover::live_colors(&c).await?;
-                crate::cutover::agreed(&live).map_err(crate::error::Error::Conflict)?
-            }
-            None => env.colors[0],
-        };
+        let color = crate::lb::target_color(&env, self.color, ctx.timeout).await?;
         let mut report = ctx.report();
         if self.enable {
             maintenance::enable(&c, color, &self.reason, self.deadline, &mut report).await?;

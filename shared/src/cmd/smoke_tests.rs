@@ -144,10 +144,7 @@ impl Tool for Args {
                 ),
             ));
         }
-        let color = match self.color {
-            Some(c) => c,
-            None => live_or_first(&env, ctx.timeout).await?,
-        };
+        let color = crate::lb::target_color(&env, self.color, ctx.timeout).await?;
         let mut report = ctx.report();
         if self.dry.dry_run {
             for g in &groups {
@@ -293,22 +290,5 @@ impl Tool for Args {
 fn push_all(r: &mut Report, checks: Vec<Check>) {
     for c in checks {
         r.push(c);
-    }
-}
-
-/// The live colour per HAProxy when load balancers are configured, else the first colour.
-async fn live_or_first(
-    env: &crate::config::Environment,
-    timeout: std::time::Duration,
-) -> Result<Color> {
-    let Some(lb) = env.load_balancers.first() else {
-        return Ok(env.colors[0]);
-    };
-    match crate::lb::live_color(lb, timeout).await? {
-        Some(c) => Ok(c),
-        None => Err(Error::Conflict(format!(
-            "load balancer {} has no single live colour; pass --color blue|green",
-            lb.name
-        ))),
     }
 }

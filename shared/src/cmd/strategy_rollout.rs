@@ -83,13 +83,7 @@ impl Tool for Args {
             ctx.cancel.clone(),
             self.dry.dry_run,
         );
-        let color = match self.color {
-            Some(col) => col,
-            None if !env.load_balancers.is_empty() => {
-                co::agreed(&co::live_colors(&c).await?).map_err(Error::Conflict)?
-            }
-            None => env.colors[0],
-        };
+        let color = crate::lb::target_color(&env, self.color, ctx.timeout).await?;
         let engines = c.clients(color, &[Role::TradingEngine]);
         if engines.is_empty() {
             return Err(Error::config(

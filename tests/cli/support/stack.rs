@@ -1,0 +1,81 @@
+//! A local stack (scripts/stack) of its own for one test: real HAProxy, trading_sim ×2,
+//! Prometheus, a database. Taken down when dropped.
+
+use std::collections::HashMap;
+
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub env: HashMap<String, String>,
+}
+
+impl Stack {
+    pub fn up() -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("bash")
+            .arg(super::repo_root().join("scripts/stack"))
+            .args(["up", "--dir", dir.path().join("s").to_str().unwrap()])
+            .env("DEPLOYKIT_BIN_DIR", super::bin_dir())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = std::fs::read_to_string(dir.path().join("s/stack.env"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Stack { dir, env }
+    }
+
+    pub fn url(&self, k: &str) -> String {
+        self.env[k].clone()
+    }
+
+    /// A binary with the stack's environment (config, URLs, token).
+    pub fn cmd(&self, tool: &str, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(super::bin(tool));
+        c.args(args)
+            .envs(self.env.clone())
+            .env("DEPLOYKIT_COLOR", "never");
+        c
+    }
+
+    /// Run `tool args --format json` off the async runtime: (exit code, stdout, stderr).
+    pub async fn run(&self, tool: &str, args: &[&str]) -> (i32, String, String) {
+        let mut cmd = self.cmd(tool, args);
+        cmd.args(["--format", "json"]);
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    /// The colour HAProxy answers from.
+    pub async fn live(&self) -> String {
+        let h: serde_json::Value = reqwest::get(format!("{}/health", self.url("HAPROXY_URL")))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        h["color"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(super::repo_root().join("scripts/stack"))
+            .args(["down", "--dir", self.dir.path().join("s").to_str().unwrap()])
+            .output();
+    }
+}
