@@ -220,6 +220,70 @@ pub struct Faults {
     pub crash: Option<bool>,
 }
 
+/// Counters from a service's `/metrics`, business routes only: probes, metrics, admin and
+/// fault-injection calls are not the traffic anyone judges. One parser for every tool that
+/// reads them (smoke_tests' error rate, cutover's watch, strategy_rollout's holds).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricTotals {
+    pub requests: f64,
+    pub errors: f64,
+    pub latency_sum: f64,
+    pub latency_count: f64,
+    pub fills: f64,
+    pub accepted: f64,
+    pub rejected: f64,
+}
+
+impl MetricTotals {
+    pub fn parse(text: &str) -> MetricTotals {
+        const NOT_BUSINESS: [&str; 5] = [
+            "route=\"/health\"",
+            "route=\"/metrics\"",
+            "route=\"/admin",
+            "route=\"/sim",
+            "route=\"unmatched\"",
+        ];
+        let mut t = MetricTotals::default();
+        for l in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !NOT_BUSINESS.iter().any(|r| l.contains(r)))
+        {
+            let v: f64 = l
+                .rsplit(' ')
+                .next()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0.0);
+            if l.starts_with("http_requests_total{") {
+                t.requests += v;
+            } else if l.starts_with("http_request_errors_total{") {
+                t.errors += v;
+            } else if l.starts_with("http_request_duration_seconds_sum{") {
+                t.latency_sum += v;
+            } else if l.starts_with("http_request_duration_seconds_count{") {
+                t.latency_count += v;
+            } else if l.starts_with("fills_total ") {
+                t.fills += v;
+            } else if l.starts_with("orders_total{status=\"accepted\"}") {
+                t.accepted += v;
+            } else if l.starts_with("orders_total{status=\"rejected\"}") {
+                t.rejected += v;
+            }
+        }
+        t
+    }
+
+    /// Sum another service's totals into these.
+    pub fn add(&mut self, o: &MetricTotals) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.latency_sum += o.latency_sum;
+        self.latency_count += o.latency_count;
+        self.fills += o.fills;
+        self.accepted += o.accepted;
+        self.rejected += o.rejected;
+    }
+}
+
 /// One service instance at `base` (e.g. `http://10.0.0.5:8080`).
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -254,6 +318,11 @@ impl Client {
             (200, body) => Ok(body),
             (status, body) => Err(HttpError::Status { url, status, body }),
         }
+    }
+
+    /// `/metrics` reduced to the business counters.
+    pub async fn metric_totals(&self) -> Result<MetricTotals, HttpError> {
+        Ok(MetricTotals::parse(&self.metrics().await?))
     }
 
     pub async fn place_order(&self, o: &OrderRequest) -> Result<Order, HttpError> {

@@ -5,7 +5,7 @@
 //! transaction away. Every step is journaled before and after it runs.
 
 use crate::config::{Color, Direction, Environment, MetricKind, MetricSpec, OnMissing, Role};
-use crate::contract::{Client, FeedSource};
+use crate::contract::{Client, FeedSource, MetricTotals as Totals};
 use crate::error::{Error, Result};
 use crate::http::Http;
 use crate::journal::{Entry, Journal};
@@ -155,69 +155,10 @@ pub async fn health(
 
 // ---------------------------------------------------------------- watch figures
 
-/// Request, error and latency totals of business routes from `/metrics` (counters).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Totals {
-    pub requests: f64,
-    pub errors: f64,
-    pub latency_sum: f64,
-    pub latency_count: f64,
-    pub fills: f64,
-    pub accepted: f64,
-    pub rejected: f64,
-}
-
-fn business(line: &str) -> bool {
-    ![
-        "route=\"/health\"",
-        "route=\"/metrics\"",
-        "route=\"/admin",
-        "route=\"/sim",
-        "route=\"unmatched\"",
-    ]
-    .iter()
-    .any(|r| line.contains(r))
-}
-
-pub fn parse_totals(text: &str) -> Totals {
-    let mut t = Totals::default();
-    for l in text.lines().filter(|l| !l.starts_with('#') && business(l)) {
-        let v: f64 = l
-            .rsplit(' ')
-            .next()
-            .and_then(|x| x.parse().ok())
-            .unwrap_or(0.0);
-        if l.starts_with("http_requests_total{") {
-            t.requests += v;
-        } else if l.starts_with("http_request_errors_total{") {
-            t.errors += v;
-        } else if l.starts_with("http_request_duration_seconds_sum{") {
-            t.latency_sum += v;
-        } else if l.starts_with("http_request_duration_seconds_count{") {
-            t.latency_count += v;
-        } else if l.starts_with("fills_total ") {
-            t.fills += v;
-        } else if l.starts_with("orders_total{status=\"accepted\"}") {
-            t.accepted += v;
-        } else if l.starts_with("orders_total{status=\"rejected\"}") {
-            t.rejected += v;
-        }
-    }
-    t
-}
-
 async fn totals(clients: &[Client]) -> std::result::Result<Totals, String> {
     let mut t = Totals::default();
     for c in clients {
-        let m = c.metrics().await.map_err(|e| e.to_string())?;
-        let x = parse_totals(&m);
-        t.requests += x.requests;
-        t.errors += x.errors;
-        t.latency_sum += x.latency_sum;
-        t.latency_count += x.latency_count;
-        t.fills += x.fills;
-        t.accepted += x.accepted;
-        t.rejected += x.rejected;
+        t.add(&c.metric_totals().await.map_err(|e| e.to_string())?);
     }
     Ok(t)
 }

@@ -198,31 +198,16 @@ async fn redis(addr: &str, timeout: Duration) -> Check {
     timed(start, c)
 }
 
-/// 5xx share of the requests each service served between two `/metrics` scrapes.
+/// 5xx and total business requests of each service, for the error rate between two scrapes.
 pub async fn scrape_counts(t: &Target) -> Vec<(String, Option<(f64, f64)>)> {
     join_all(t.all_urls().into_iter().map(|u| {
         let c = t.client(&u);
         async move {
-            let counts = c.metrics().await.ok().map(|m| {
-                (
-                    sum_metric(&m, "http_request_errors_total"),
-                    sum_metric(&m, "http_requests_total"),
-                )
-            });
+            let counts = c.metric_totals().await.ok().map(|t| (t.errors, t.requests));
             (u, counts)
         }
     }))
     .await
-}
-
-/// Sum every sample of a counter family in Prometheus text.
-pub fn sum_metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' '))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 pub fn error_rate_checks(
