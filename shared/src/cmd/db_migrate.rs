@@ -456,7 +456,98 @@ impl Args {
     }
 }
 
-/// up → fingerprint → rollback → must equal the fingerprint before → up → must equal again.
+/// One migration on the scratch database: up → rollback (must restore the schema before) →
+/// up (must equal the first up). `Ok(Err((why, hint)))` is a failed rehearsal.
+async fn round_trip(
+    c: &mut tokio_postgres::Client,
+    pid: i32,
+    monitor: &Arc<tokio_postgres::Client>,
+    m: &Migration,
+    limits: &run::Limits,
+) -> Result<std::result::Result<(), (String, Option<String>)>> {
+    let Some(down) = &m.down else {
+        return Ok(Err((
+            format!("{} has no rollback script", m.up.file_name()),
+            None,
+        )));
+    };
+    let fail = |what: &str, e: run::StepError| match e {
+        run::StepError::Db(e) => Err(e),
+        run::StepError::Sql(msg) | run::StepError::LockTimeout(msg) => {
+            Ok(Err((format!("{what} failed: {msg}"), None)))
+        }
+    };
+    let before = fingerprint::schema(c).await?;
+    if let Err(e) = run::step(
+        c,
+        pid,
+        monitor.clone(),
+        &m.up,
+        limits,
+        &run::record_apply(m),
+    )
+    .await
+    {
+        return fail("up", e);
+    }
+    let after_up = fingerprint::schema(c).await?;
+    let row = history::applied(c)
+        .await?
+        .into_iter()
+        .find(|a| a.version == m.version)
+        .expect("just applied");
+    if let Err(e) = run::step(
+        c,
+        pid,
+        monitor.clone(),
+        down,
+        limits,
+        &run::record_rollback(&row),
+    )
+    .await
+    {
+        return fail("rollback", e);
+    }
+    let after_down = fingerprint::schema(c).await?;
+    if after_down != before {
+        return Ok(Err((
+            format!(
+                "rollback does not restore the schema: {}",
+                fingerprint::diff(&before, &after_down)
+            ),
+            Some(format!(
+                "make {} undo everything {} does",
+                down.file_name(),
+                m.up.file_name()
+            )),
+        )));
+    }
+    if let Err(e) = run::step(
+        c,
+        pid,
+        monitor.clone(),
+        &m.up,
+        limits,
+        &run::record_apply(m),
+    )
+    .await
+    {
+        return fail("second up", e);
+    }
+    let again = fingerprint::schema(c).await?;
+    if again != after_up {
+        return Ok(Err((
+            format!(
+                "second up differs: {}",
+                fingerprint::diff(&after_up, &again)
+            ),
+            None,
+        )));
+    }
+    Ok(Ok(()))
+}
+
+/// Every migration's round trip on a scratch database, dropped afterwards.
 async fn rehearse(ctx: &Context, report: &mut Report, all: &[Migration]) -> Result<()> {
     let (admin, url) = connect(ctx).await?;
     let scratch = format!(
@@ -486,112 +577,21 @@ async fn rehearse(ctx: &Context, report: &mut Report, all: &[Migration]) -> Resu
         for m in all {
             let name = format!("V{} round trip", m.version);
             let start = Instant::now();
-            let Some(down) = &m.down else {
-                report.push(Check::fail(
-                    "rehearse",
-                    name,
-                    format!("{} has no rollback script", m.up.file_name()),
-                ));
-                return Ok(());
-            };
-            let before = fingerprint::schema(&c).await?;
-            let step = |e: run::StepError| match e {
-                run::StepError::Db(e) => e.to_string(),
-                run::StepError::Sql(m) | run::StepError::LockTimeout(m) => m,
-            };
-            if let Err(e) = run::step(
-                &mut c,
-                pid,
-                monitor.clone(),
-                &m.up,
-                &limits,
-                &run::record_apply(m),
-            )
-            .await
-            {
-                report.push(Check::fail(
-                    "rehearse",
-                    name,
-                    format!("up failed: {}", step(e)),
-                ));
-                return Ok(());
-            }
-            let after_up = fingerprint::schema(&c).await?;
-            let applied = history::applied(&c).await?;
-            let row = applied
-                .iter()
-                .find(|a| a.version == m.version)
-                .expect("just applied")
-                .clone();
-            if let Err(e) = run::step(
-                &mut c,
-                pid,
-                monitor.clone(),
-                down,
-                &limits,
-                &run::record_rollback(&row),
-            )
-            .await
-            {
-                report.push(Check::fail(
-                    "rehearse",
-                    name,
-                    format!("rollback failed: {}", step(e)),
-                ));
-                return Ok(());
-            }
-            let after_down = fingerprint::schema(&c).await?;
-            if after_down != before {
-                report.push(
-                    Check::fail(
-                        "rehearse",
-                        name,
-                        format!(
-                            "rollback does not restore the schema: {}",
-                            fingerprint::diff(&before, &after_down)
-                        ),
-                    )
-                    .hint(format!(
-                        "make {} undo everything {} does",
-                        down.file_name(),
-                        m.up.file_name()
-                    )),
-                );
-                return Ok(());
-            }
-            if let Err(e) = run::step(
-                &mut c,
-                pid,
-                monitor.clone(),
-                &m.up,
-                &limits,
-                &run::record_apply(m),
-            )
-            .await
-            {
-                report.push(Check::fail(
-                    "rehearse",
-                    name,
-                    format!("second up failed: {}", step(e)),
-                ));
-                return Ok(());
-            }
-            let again = fingerprint::schema(&c).await?;
-            report.push(
-                if again == after_up {
-                    Check::ok("rehearse", name).message("up → rollback → up leaves the same schema")
-                } else {
-                    Check::fail(
-                        "rehearse",
-                        name,
-                        format!(
-                            "second up differs: {}",
-                            fingerprint::diff(&after_up, &again)
-                        ),
-                    )
+            match round_trip(&mut c, pid, &monitor, m, &limits).await? {
+                Ok(()) => report.push(
+                    Check::ok("rehearse", name)
+                        .message("up → rollback → up leaves the same schema")
+                        .took(start.elapsed()),
+                ),
+                Err((why, hint)) => {
+                    let mut check = Check::fail("rehearse", name, why).took(start.elapsed());
+                    if let Some(h) = hint {
+                        check = check.hint(h);
+                    }
+                    report.push(check);
+                    return Ok(());
                 }
-                .took(start.elapsed()),
-            );
+            }
         }
         Ok::<_, Error>(())
     }
