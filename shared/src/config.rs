@@ -470,6 +470,11 @@ pub struct Environment {
     /// for `validate_config deploy`.
     #[serde(default)]
     pub config_files: BTreeMap<String, PathBuf>,
+    /// Command that restarts one service, for `validate_config --deploy` when the service cannot
+    /// reload its config (`POST /admin/config/reload` answers 404, 405 or 501). `{url}`,
+    /// `{color}` and `{role}` are replaced per service; e.g.
+    /// `["sudo", "systemctl", "restart", "trading-{role}@{color}"]`.
+    pub restart_command: Option<Vec<String>>,
 }
 
 /// How a metric is judged.

@@ -572,6 +572,12 @@ async fn admin_reload(State(st): S, headers: HeaderMap) -> Response {
     if let Some(r) = unauthorized(&st, &headers) {
         return r;
     }
+    if !st.cfg.reload_supported {
+        return err(
+            StatusCode::NOT_IMPLEMENTED,
+            "this service reads its config at start only; restart it to apply a new file",
+        );
+    }
     let Some(path) = st.cfg.risk_limits.clone() else {
         return err(
             StatusCode::UNPROCESSABLE_ENTITY,

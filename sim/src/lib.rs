@@ -56,6 +56,9 @@ pub struct SimConfig {
     pub admin_token: Option<String>,
     /// How often the market moves (every symbol ticks once per interval).
     pub tick_interval: Duration,
+    /// Whether `POST /admin/config/reload` works; `false` answers 501, like a service that
+    /// must be restarted to read its config.
+    pub reload_supported: bool,
 }
 
 impl Default for SimConfig {
@@ -68,6 +71,7 @@ impl Default for SimConfig {
             risk_limits: None,
             admin_token: None,
             tick_interval: Duration::from_millis(10),
+            reload_supported: true,
         }
     }
 }

@@ -32,6 +32,10 @@ struct Args {
     /// Variable holding the admin bearer token (never a flag: flags show in `ps`).
     #[arg(long, value_name = "VAR", default_value = "DEPLOYKIT_ADMIN_TOKEN")]
     admin_token_env: String,
+    /// Answer 501 to POST /admin/config/reload: limits are read at start only (a service that
+    /// must be restarted to pick up a new config).
+    #[arg(long)]
+    no_reload: bool,
     /// Runtime worker threads (1 = a single-threaded runtime: lowest latency on one pinned core).
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
             role: args.role,
             risk_limits: args.risk_limits,
             admin_token: std::env::var(&args.admin_token_env).ok().filter(|t| !t.is_empty()),
+            reload_supported: !args.no_reload,
             tick_interval: std::time::Duration::from_millis(args.tick_ms.max(1)),
         };
         let handle = match trading_sim::serve(cfg.clone()).await {

@@ -2,7 +2,7 @@
 //! whose read-back differs is restored (the live limits equal the old file afterwards).
 
 use crate::support::{
-    ADMIN_TOKEN, Run, check_message, checks_with, client, config, run_async, sim_with,
+    ADMIN_TOKEN, Run, check_message, checks_with, client, config, run_async, sibling_bin, sim_with,
 };
 use std::path::Path;
 
@@ -268,6 +268,130 @@ async fn a_deploy_whose_reload_fails_is_restored() {
         check_message(&r.stdout, "Reloaded and verified").contains("reload on"),
         "{}",
         r.stdout
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), GOOD);
+}
+
+/// A trading_sim process that reads its limits at start only (`--no-reload`), and the script
+/// that restarts it (stop, start again on the same port) — what `restart_command` points at.
+struct RestartableSim {
+    dir: std::path::PathBuf,
+    url: String,
+    script: String,
+}
+
+impl RestartableSim {
+    async fn start(dir: &Path, limits: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let script = write(
+            dir,
+            "restart.sh",
+            &format!(
+                "#!/bin/sh\nset -e\nd=$(dirname \"$0\")\nif [ -f \"$d/pid\" ]; then\n  p=$(cat \"$d/pid\"); kill \"$p\" 2>/dev/null || true\n  while kill -0 \"$p\" 2>/dev/null; do sleep 0.05; done\nfi\nDEPLOYKIT_ADMIN_TOKEN={ADMIN_TOKEN} nohup {} --listen 127.0.0.1:{port} --no-reload --risk-limits {limits} >>\"$d/sim.log\" 2>&1 &\necho $! > \"$d/pid\"\necho restarted >> \"$d/restarts\"\n",
+                sibling_bin("trading_sim").display()
+            ),
+        );
+        std::process::Command::new("chmod")
+            .args(["+x", &script])
+            .status()
+            .unwrap();
+        let sim = RestartableSim {
+            dir: dir.to_path_buf(),
+            url: format!("http://127.0.0.1:{port}"),
+            script,
+        };
+        assert!(
+            std::process::Command::new(&sim.script)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let c = client(&sim.url);
+        for _ in 0..100 {
+            if c.health().await.is_ok() {
+                return sim;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!(
+            "trading_sim did not start: {}",
+            std::fs::read_to_string(dir.join("sim.log")).unwrap_or_default()
+        );
+    }
+
+    fn restarts(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("restarts"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+}
+
+impl Drop for RestartableSim {
+    fn drop(&mut self) {
+        if let Ok(p) = std::fs::read_to_string(self.dir.join("pid")) {
+            let _ = std::process::Command::new("kill").arg(p.trim()).status();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_cannot_reload_is_restarted_and_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = write(dir.path(), "risk_limits_live.yaml", GOOD);
+    let sim = RestartableSim::start(dir.path(), &target).await;
+    let (_d, cfg) = config(&format!(
+        "[environments.local]\ncolors = [\"blue\"]\nrestart_command = [\"{}\", \"{{color}}\", \"{{role}}\"]\n[environments.local.services.blue]\nrisk-engine = [\"{u}\"]\ntrading-engine = [\"{u}\"]\n[environments.local.config_files]\nrisk-limits = \"{target}\"\n",
+        sim.script,
+        u = sim.url
+    ));
+    let new = write(
+        dir.path(),
+        "risk_limits.yaml",
+        &GOOD.replace("max_loss_per_day: 10000", "max_loss_per_day: 11000"),
+    );
+    let r = vc(&cfg, &[&new, "--deploy"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        check_message(&r.stdout, "Reloaded and verified").contains("1 restarted"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(sim.restarts(), 2, "started once, restarted once");
+    let live = client(&sim.url).limits().await.unwrap();
+    assert_eq!(live.default.unwrap().max_loss_per_day, 11000.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_cannot_reload_without_a_restart_command_keeps_the_old_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = write(dir.path(), "target_risk_limits.yaml", GOOD);
+    let s = sim_with(trading_sim::SimConfig {
+        risk_limits: Some(target.clone().into()),
+        admin_token: Some(ADMIN_TOKEN.into()),
+        reload_supported: false,
+        ..Default::default()
+    })
+    .await;
+    let (_d, cfg) = config(&format!(
+        "[environments.local]\ncolors = [\"blue\"]\n[environments.local.services.blue]\nrisk-engine = [\"{u}\"]\n[environments.local.config_files]\nrisk-limits = \"{target}\"\n",
+        u = s.url()
+    ));
+    let new = write(
+        dir.path(),
+        "risk_limits.yaml",
+        &GOOD.replace("max_loss_per_day: 10000", "max_loss_per_day: 11000"),
+    );
+    let r = vc(&cfg, &[&new, "--deploy"]).await;
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let m = check_message(&r.stdout, "Reloaded and verified");
+    assert!(
+        m.contains("cannot reload its config and environments.local.restart_command is not set"),
+        "{m}"
     );
     assert_eq!(std::fs::read_to_string(&target).unwrap(), GOOD);
 }

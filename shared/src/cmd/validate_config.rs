@@ -234,21 +234,26 @@ async fn deploy(
         })?;
     let token = env.admin_token()?;
     let http = crate::http::Http::new(env.timeouts.connect.0, ctx.timeout).with_token(token);
-    let mut urls: Vec<String> = env
-        .colors
-        .iter()
-        .flat_map(|c| {
-            [Role::RiskEngine, Role::TradingEngine]
-                .into_iter()
-                .flat_map(move |r| env.urls(*c, r).iter().map(|u| u.to_string()))
-        })
-        .collect();
-    urls.sort();
-    urls.dedup();
-    let clients: Vec<_> = urls
-        .iter()
-        .map(|u| crate::contract::Client::new(u, http.clone()))
-        .collect();
+    // Every service that enforces limits, once per URL (one process may serve several roles).
+    let mut targets: Vec<Target> = Vec::new();
+    for c in &env.colors {
+        for r in [Role::RiskEngine, Role::TradingEngine] {
+            for u in env.urls(*c, r) {
+                if !targets.iter().any(|t| t.client.base() == u.to_string()) {
+                    targets.push(Target {
+                        client: crate::contract::Client::new(&u.to_string(), http.clone()),
+                        color: c.as_str(),
+                        role: r.as_str(),
+                    });
+                }
+            }
+        }
+    }
+    let restart = Restart {
+        command: env.restart_command.as_deref(),
+        env_name: ctx.env_name.as_str(),
+        deadline: ctx.timeout,
+    };
     // 1. Back up the live copy.
     let backup = target.with_extension(format!(
         "bak-{}",
@@ -265,28 +270,31 @@ async fn deploy(
         file.display(),
         target.display()
     )));
-    // 3. Reload and 4. read back; any failure restores the backup.
+    // 3. Reload (or restart) and 4. read back; any failure restores the backup.
     let outcome: std::result::Result<String, String> = async {
-        for c in &clients {
-            c.reload_config()
-                .await
-                .map_err(|e| format!("reload on {}: {e}", c.base()))?;
+        let mut restarted = 0;
+        for t in &targets {
+            if restart.apply(t).await? == Applied::Restarted {
+                restarted += 1;
+            }
         }
-        for c in &clients {
-            let live = c
+        for t in &targets {
+            let live = t
+                .client
                 .limits()
                 .await
-                .map_err(|e| format!("read back from {}: {e}", c.base()))?;
+                .map_err(|e| format!("read back from {}: {e}", t.client.base()))?;
             if tc::from_live(&live).as_ref() != Some(new) {
                 return Err(format!(
                     "{} serves limits that differ from the file after reload",
-                    c.base()
+                    t.client.base()
                 ));
             }
         }
         Ok(format!(
-            "{} service(s) reloaded and serve the new limits",
-            clients.len()
+            "{} service(s) serve the new limits ({} reloaded, {restarted} restarted: no reload support)",
+            targets.len(),
+            targets.len() - restarted
         ))
     }
     .await;
@@ -294,10 +302,11 @@ async fn deploy(
         Ok(m) => report.push(Check::ok("deploy", "Reloaded and verified").message(m)),
         Err(why) => {
             std::fs::copy(&backup, &target).map_err(|e| Error::io("restore", &target, e))?;
-            let mut reloaded = 0;
-            for c in &clients {
-                if c.reload_config().await.is_ok() {
-                    reloaded += 1;
+            let mut applied = 0;
+            for t in &targets {
+                match restart.apply(t).await {
+                    Ok(_) => applied += 1,
+                    Err(e) => tracing::error!("restoring the old config: {e}"),
                 }
             }
             report.push(
@@ -305,9 +314,9 @@ async fn deploy(
                     "deploy",
                     "Reloaded and verified",
                     format!(
-                        "{why}; restored {} and reloaded {reloaded}/{} service(s)",
+                        "{why}; restored {} and re-applied it on {applied}/{} service(s)",
                         backup.display(),
-                        clients.len()
+                        targets.len()
                     ),
                 )
                 .hint("the old config is live again; fix the cause and deploy again"),
@@ -315,4 +324,96 @@ async fn deploy(
         }
     }
     Ok(())
+}
+
+/// One service that enforces risk limits.
+struct Target {
+    client: crate::contract::Client,
+    color: &'static str,
+    role: &'static str,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Applied {
+    Reloaded,
+    Restarted,
+}
+
+/// How the installed file reaches a service: reload through the admin API, or — only when the
+/// service says it cannot reload — the environment's restart command, then wait until healthy.
+struct Restart<'a> {
+    command: Option<&'a [String]>,
+    env_name: &'a str,
+    deadline: std::time::Duration,
+}
+
+impl Restart<'_> {
+    async fn apply(&self, t: &Target) -> std::result::Result<Applied, String> {
+        let base = t.client.base();
+        let e = match t.client.reload_config().await {
+            Ok(_) => return Ok(Applied::Reloaded),
+            Err(e) => e,
+        };
+        // 404/405/501: no reload endpoint; anything else is a real failure (a bad file, say).
+        if !matches!(e.status(), Some(404 | 405 | 501)) {
+            return Err(format!("reload on {base}: {e}"));
+        }
+        let Some(cmd) = self.command.filter(|c| !c.is_empty()) else {
+            return Err(format!(
+                "{base} cannot reload its config and environments.{}.restart_command is not set",
+                self.env_name
+            ));
+        };
+        let argv: Vec<String> = cmd
+            .iter()
+            .map(|a| {
+                a.replace("{url}", base)
+                    .replace("{color}", t.color)
+                    .replace("{role}", t.role)
+            })
+            .collect();
+        tracing::info!(
+            "{base} cannot reload its config: restarting it with `{}`",
+            argv[0]
+        );
+        let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+        let out = crate::process::run(&argv[0], &args, None, self.deadline)
+            .await
+            .map_err(|e| format!("restart of {base}: {e}"))?;
+        if !out.success {
+            return Err(format!(
+                "restart of {base} failed (exit {}): {}",
+                out.code.map_or("signal".into(), |c| c.to_string()),
+                out.combined().lines().last().unwrap_or("").trim()
+            ));
+        }
+        // Bounded wait for the restarted service, a progress line per second.
+        let started = std::time::Instant::now();
+        let mut last_log = started;
+        loop {
+            match t.client.health().await {
+                Ok(h) if h.ready && h.status == "ok" => return Ok(Applied::Restarted),
+                other => {
+                    if started.elapsed() >= self.deadline {
+                        let why = match other {
+                            Ok(h) => format!("status {} ready {}", h.status, h.ready),
+                            Err(e) => e.to_string(),
+                        };
+                        return Err(format!(
+                            "{base} not healthy {:.0}s after restart: {why}",
+                            self.deadline.as_secs_f64()
+                        ));
+                    }
+                }
+            }
+            if last_log.elapsed() >= std::time::Duration::from_secs(1) {
+                tracing::info!(
+                    "waiting for {base} to come back ({:.0}s)",
+                    started.elapsed().as_secs_f64()
+                );
+                last_log = std::time::Instant::now();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
 }
