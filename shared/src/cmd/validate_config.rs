@@ -241,7 +241,7 @@ async fn deploy(
             for u in env.urls(*c, r) {
                 if !targets.iter().any(|t| t.client.base() == u.to_string()) {
                     targets.push(Target {
-                        client: crate::contract::Client::new(&u.to_string(), http.clone()),
+                        client: crate::contract::Client::new(u.to_string(), http.clone()),
                         color: c.as_str(),
                         role: r.as_str(),
                     });
