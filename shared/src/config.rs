@@ -43,7 +43,17 @@ impl std::fmt::Display for EnvName {
 }
 
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Deserialize,
+    serde::Serialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Color {
@@ -256,6 +266,22 @@ impl<'de> Deserialize<'de> for Ratio {
     }
 }
 
+/// A finite amount ≥ 0 (e.g. a loss per minute in the account currency).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NonNegative(pub f64);
+
+impl<'de> Deserialize<'de> for NonNegative {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = f64::deserialize(d)?;
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(serde::de::Error::custom(format!(
+                "{v} is out of range: a finite amount ≥ 0"
+            )));
+        }
+        Ok(NonNegative(v))
+    }
+}
+
 /// A regular expression, compiled at load time so a bad pattern is a config error.
 #[derive(Debug, Clone)]
 pub struct Pattern(pub regex::Regex);
@@ -378,6 +404,10 @@ pub struct Thresholds {
     /// Alert (and roll back) on a latency spike above this.
     #[serde(default = "d_spike_pct")]
     pub alert_latency_spike_pct: Pct,
+    /// P&L trend during cutover watches and strategy holds: the active strategies may lose at
+    /// most this much per minute (the account currency).
+    #[serde(default = "d_strategy_loss")]
+    pub max_strategy_loss_per_min: NonNegative,
 }
 
 fn d_latency_pct() -> Pct {
@@ -389,6 +419,9 @@ fn d_error_ratio() -> Ratio {
 fn d_spike_pct() -> Pct {
     Pct(50.0)
 }
+fn d_strategy_loss() -> NonNegative {
+    NonNegative(100.0)
+}
 
 impl Default for Thresholds {
     fn default() -> Self {
@@ -396,6 +429,7 @@ impl Default for Thresholds {
             latency_increase_pct: d_latency_pct(),
             error_rate_max_ratio: d_error_ratio(),
             alert_latency_spike_pct: d_spike_pct(),
+            max_strategy_loss_per_min: d_strategy_loss(),
         }
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Contract version this client speaks; services report theirs in `/health`.
-pub const VERSION: &str = "1.1";
+pub const VERSION: &str = "1.2";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
@@ -218,6 +218,8 @@ pub struct Faults {
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy_loss_per_s: Option<f64>,
 }
 
 /// Counters from a service's `/metrics`, business routes only: probes, metrics, admin and
@@ -232,6 +234,8 @@ pub struct MetricTotals {
     pub fills: f64,
     pub accepted: f64,
     pub rejected: f64,
+    /// Sum of `trading_strategy_pnl` over every strategy.
+    pub strategy_pnl: f64,
 }
 
 impl MetricTotals {
@@ -267,6 +271,8 @@ impl MetricTotals {
                 t.accepted += v;
             } else if l.starts_with("orders_total{status=\"rejected\"}") {
                 t.rejected += v;
+            } else if l.starts_with("trading_strategy_pnl{") {
+                t.strategy_pnl += v;
             }
         }
         t
@@ -281,6 +287,7 @@ impl MetricTotals {
         self.fills += o.fills;
         self.accepted += o.accepted;
         self.rejected += o.rejected;
+        self.strategy_pnl += o.strategy_pnl;
     }
 }
 

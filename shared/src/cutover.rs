@@ -170,6 +170,9 @@ pub struct Figurer {
     last: Totals,
     latency: Vec<f64>,
     fill_rate: Vec<f64>,
+    /// Strategies' P&L lost per minute, per tick (negative when they earn).
+    strategy_loss: Vec<f64>,
+    last_at: Instant,
 }
 
 impl Figurer {
@@ -181,6 +184,8 @@ impl Figurer {
             last: t,
             latency: vec![],
             fill_rate: vec![],
+            strategy_loss: vec![],
+            last_at: Instant::now(),
         })
     }
     pub async fn sample(&mut self) -> std::result::Result<(), String> {
@@ -196,6 +201,12 @@ impl Figurer {
         if da > 0.0 {
             self.fill_rate.push((t.fills - self.last.fills) / da);
         }
+        let dt = self.last_at.elapsed().as_secs_f64();
+        if dt > 0.0 {
+            self.strategy_loss
+                .push(-(t.strategy_pnl - self.last.strategy_pnl) / dt * 60.0);
+        }
+        self.last_at = Instant::now();
         self.last = t;
         Ok(())
     }
@@ -221,6 +232,12 @@ impl Figurer {
             },
         );
         m.insert(
+            "strategy_loss_per_min".to_string(),
+            Figures::Series {
+                samples: self.strategy_loss.clone(),
+            },
+        );
+        m.insert(
             "risk_rejections".to_string(),
             Figures::Proportion {
                 events: self.last.rejected - self.first.rejected,
@@ -242,7 +259,8 @@ impl Figurer {
 
 /// The watch's metrics, judged by compare_metrics' judge: error rate (≤ ratio × baseline, and
 /// never above 1 %), mean latency (≤ the alert spike), fill rate (≥ −10 %) and risk rejections
-/// (risk alerts: ≤ 2× baseline, never above 5 % of orders).
+/// (risk alerts: ≤ 2× baseline, never above 5 % of orders) and the strategies' P&L trend (loss
+/// per minute ≤ `thresholds.max_strategy_loss_per_min`).
 pub fn watch_specs(env: &Environment) -> Vec<MetricSpec> {
     let t = &env.thresholds;
     let base = |name: &str, kind, direction, tol: f64, max: Option<f64>| MetricSpec {
@@ -288,6 +306,15 @@ pub fn watch_specs(env: &Environment) -> Vec<MetricSpec> {
             Direction::Lower,
             100.0,
             Some(0.05),
+        ),
+        // P&L trend: a strategy's P&L against a baseline near zero has no meaningful relative
+        // change, so only the absolute ceiling on the loss rate decides.
+        base(
+            "strategy_loss_per_min",
+            MetricKind::Series,
+            Direction::Lower,
+            f64::INFINITY,
+            Some(t.max_strategy_loss_per_min.0),
         ),
     ]
 }

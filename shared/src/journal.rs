@@ -126,14 +126,28 @@ impl Journal {
         Ok(())
     }
 
-    /// Every entry of the environment's latest run.
-    pub async fn last_run(&self, env_name: &str) -> Result<Vec<Entry>> {
-        let all: Vec<Entry> = match self {
+    /// Every entry of the environment's latest run of one of `actions` (cutover and rollback
+    /// share a history; strategy_rollout has its own).
+    pub async fn last_run(&self, env_name: &str, actions: &[&str]) -> Result<Vec<Entry>> {
+        let all = self.entries(env_name).await?;
+        let last = all
+            .iter()
+            .rev()
+            .find(|e| actions.contains(&e.action.as_str()))
+            .map(|e| e.run_id.clone());
+        Ok(all
+            .into_iter()
+            .filter(|e| Some(&e.run_id) == last.as_ref())
+            .collect())
+    }
+
+    /// Every entry of the environment, oldest first.
+    pub async fn entries(&self, env_name: &str) -> Result<Vec<Entry>> {
+        Ok(match self {
             Journal::Pg(c) => c
                 .query(
                     "SELECT run_id, environment, action, from_color, to_color, step, state, detail, at::text FROM deploy_journal
-                     WHERE environment = $1 AND run_id = (SELECT run_id FROM deploy_journal WHERE environment = $1 ORDER BY id DESC LIMIT 1)
-                     ORDER BY id",
+                     WHERE environment = $1 ORDER BY id",
                     &[&env_name],
                 )
                 .await
@@ -151,14 +165,13 @@ impl Journal {
                     at: r.get(8),
                 })
                 .collect(),
-            Journal::File { path, .. } => {
-                let text = std::fs::read_to_string(path).unwrap_or_default();
-                let entries: Vec<Entry> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).filter(|e: &Entry| e.environment == env_name).collect();
-                let last = entries.last().map(|e| e.run_id.clone());
-                entries.into_iter().filter(|e| Some(&e.run_id) == last.as_ref()).collect()
-            }
-        };
-        Ok(all)
+            Journal::File { path, .. } => std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .filter(|e: &Entry| e.environment == env_name)
+                .collect(),
+        })
     }
 
     pub fn release(self) {

@@ -245,6 +245,12 @@ fn missing(spec: &MetricSpec, rule: OnMissing, why: String) -> Verdict {
 }
 
 fn limit_text(spec: &MetricSpec) -> String {
+    // No relative limit: only the ceiling decides.
+    if spec.tolerance_pct.is_infinite()
+        && let Some(m) = spec.max
+    {
+        return format!("≤ {m}");
+    }
     let rel = match (spec.kind, spec.direction) {
         (MetricKind::Proportion, _) => {
             format!("≤ {:.2}× baseline", 1.0 + spec.tolerance_pct / 100.0)

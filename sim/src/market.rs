@@ -12,11 +12,16 @@ const HISTORY: usize = 100;
 pub async fn run(state: Arc<AppState>) {
     let mut interval = tokio::time::interval(state.cfg.tick_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last = Instant::now();
     loop {
         interval.tick().await;
+        let dt = last.elapsed().as_secs_f64();
+        last = Instant::now();
+        // Strategies trade on market data: a stale feed stops them too.
         if state.faults().stale_feed == Some(true) {
             continue;
         }
+        state.accrue_strategies(dt);
         let marks = {
             let mut rng = rand::rng();
             let mut market = lock(&state.market);

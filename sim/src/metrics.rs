@@ -34,6 +34,11 @@ pub struct FeedLabel {
     pub feed: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StrategyLabel {
+    pub strategy: String,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub latency: Family<RouteLabel, Histogram>,
@@ -47,6 +52,8 @@ pub struct Metrics {
     pub open_orders: Gauge,
     /// Set at scrape time: P&L of every account at current marks.
     pub pnl: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// P&L each trading strategy has made since the process started.
+    pub strategy_pnl: Family<StrategyLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub cpu_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     cpu_last: std::sync::Mutex<f64>,
     pub resident_bytes: Gauge,
@@ -68,6 +75,8 @@ impl Metrics {
         let inflight = Gauge::default();
         let open_orders = Gauge::default();
         let pnl = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let strategy_pnl =
+            Family::<StrategyLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let cpu_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
         let resident_bytes = Gauge::default();
         registry.register(
@@ -108,6 +117,11 @@ impl Metrics {
             "P&L of every account at current marks",
             pnl.clone(),
         );
+        registry.register(
+            "trading_strategy_pnl",
+            "P&L made by each trading strategy",
+            strategy_pnl.clone(),
+        );
         // Process metrics the way Prometheus client libraries name them (read from /proc).
         registry.register(
             "process_cpu_seconds",
@@ -131,6 +145,7 @@ impl Metrics {
             inflight,
             open_orders,
             pnl,
+            strategy_pnl,
             cpu_seconds,
             cpu_last: std::sync::Mutex::new(0.0),
             resident_bytes,

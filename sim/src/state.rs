@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
-pub const CONTRACT_VERSION: &str = "1.1";
+pub const CONTRACT_VERSION: &str = "1.2";
 
 /// Feeds and the symbols each carries.
 pub const FEEDS: &[(&str, &[(&str, f64)])] = &[
@@ -109,6 +109,10 @@ pub struct Faults {
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash: Option<bool>,
+    /// Active strategies lose this much per second at 100 % size (scaled by their size): a
+    /// strategy whose P&L trend turns bad once it trades at scale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy_loss_per_s: Option<f64>,
 }
 
 impl Faults {
@@ -122,7 +126,8 @@ impl Faults {
             stale_feed,
             risk_ignore_limits,
             version,
-            crash
+            crash,
+            strategy_loss_per_s
         );
     }
 }
@@ -389,18 +394,19 @@ pub enum OrderError {
 
 impl AppState {
     pub fn new(cfg: SimConfig, limits: RiskLimits, crash: CancellationToken) -> Arc<Self> {
-        let strategies = ["MM_EQ_001", "STAT_ARB_PAIRS_001", "MOMENTUM_ST_001"]
-            .into_iter()
-            .map(|s| {
-                (
-                    s.to_string(),
-                    Strategy {
-                        active: false,
-                        size_pct: 0,
-                    },
-                )
-            })
-            .collect();
+        let strategies: BTreeMap<String, Strategy> =
+            ["MM_EQ_001", "STAT_ARB_PAIRS_001", "MOMENTUM_ST_001"]
+                .into_iter()
+                .map(|s| {
+                    (
+                        s.to_string(),
+                        Strategy {
+                            active: false,
+                            size_pct: 0,
+                        },
+                    )
+                })
+                .collect();
         let metrics = Metrics::new();
         // Every label set exists from the start (at 0), so /metrics and rate() never depend on
         // whether the first tick or order has happened yet.
@@ -408,6 +414,13 @@ impl AppState {
             let _ = metrics.ticks.get_or_create(&crate::metrics::FeedLabel {
                 feed: feed.to_string(),
             });
+        }
+        for s in strategies.keys() {
+            let _ = metrics
+                .strategy_pnl
+                .get_or_create(&crate::metrics::StrategyLabel {
+                    strategy: s.clone(),
+                });
         }
         for s in ["accepted", "rejected"] {
             let _ = metrics
@@ -613,6 +626,30 @@ impl AppState {
     }
 
     /// Fill resting limit orders the market has crossed.
+    /// Active strategies trade: healthy, each earns about 1 per second at 100 % size (spread
+    /// capture, with noise); under `strategy_loss_per_s` each loses that much instead.
+    pub fn accrue_strategies(&self, dt_s: f64) {
+        let loss = self.faults().strategy_loss_per_s;
+        let admin = lock(&self.admin);
+        if !admin.trading_active {
+            return;
+        }
+        let mut rng = rand::rng();
+        for (name, st) in admin.strategies.iter().filter(|(_, s)| s.active) {
+            let scale = f64::from(st.size_pct) / 100.0;
+            let per_s = match loss {
+                Some(l) => -l,
+                None => 1.0 + rand::Rng::random_range(&mut rng, -0.5..0.5),
+            };
+            self.metrics
+                .strategy_pnl
+                .get_or_create(&crate::metrics::StrategyLabel {
+                    strategy: name.clone(),
+                })
+                .inc_by(per_s * scale * dt_s);
+        }
+    }
+
     pub fn match_resting(&self, marks: &HashMap<String, f64>) {
         let mut book = lock(&self.book);
         let crossed: Vec<(String, f64)> = book

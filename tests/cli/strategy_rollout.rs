@@ -247,3 +247,163 @@ async fn risk_rejections_rising_at_a_step_stop_the_rollout() {
         10
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strategy_losing_money_at_50_percent_is_set_back_to_10() {
+    let s = sim("blue", "1.0.0").await;
+    let dir = tempfile::tempdir().unwrap();
+    let stop = traffic(s.url());
+    let url = s.url();
+    // The strategy's P&L trend turns bad once it trades at 50 %: 40/s at full size is 1,200 per
+    // minute at 50 %, far over the default ceiling of 100 per minute.
+    let injector = tokio::spawn(async move {
+        let c = client(&url);
+        for _ in 0..1000 {
+            if c.admin_state().await.unwrap().strategies["MM_EQ_001"].size_pct == 50 {
+                c.set_faults(&Faults {
+                    strategy_loss_per_s: Some(40.0),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let r = rollout(
+        &s.url(),
+        dir.path(),
+        &["--strategy", "MM_EQ_001", "--hold", "2s"],
+    )
+    .await;
+    stop.cancel();
+    injector.abort();
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(checks_with(&r.stdout, "ok"), vec!["MM_EQ_001 at 10%"]);
+    let m = check_message(&r.stdout, "MM_EQ_001 at 50%");
+    assert!(
+        m.contains("strategy_loss_per_min") && m.contains("set back to 10%"),
+        "{m}"
+    );
+    assert_eq!(
+        client(&s.url()).admin_state().await.unwrap().strategies["MM_EQ_001"].size_pct,
+        10
+    );
+}
+
+/// The journal a rollout leaves when its process dies during the 50 % step.
+fn crashed_journal(dir: &std::path::Path) {
+    let line = |step: &str, state: &str, detail: &str| {
+        serde_json::json!({"run_id": "rollout-1", "environment": "local", "action": "strategy_rollout",
+            "from_color": "blue", "to_color": "blue", "step": step, "state": state, "detail": detail,
+            "at": "2026-11-26T06:00:00Z"})
+        .to_string()
+    };
+    let plan = r#"{"strategies":["MM_EQ_001","STAT_ARB_PAIRS_001"],"steps":[10,50,100],"hold_ms":300,"color":"blue"}"#;
+    let lines = [
+        line("plan", "started", plan),
+        line(
+            "MM_EQ_001 before",
+            "done",
+            r#"{"active":false,"size_pct":0}"#,
+        ),
+        line("MM_EQ_001 at 10%", "started", ""),
+        line("MM_EQ_001 at 10%", "done", ""),
+        line("MM_EQ_001 at 50%", "started", ""),
+    ];
+    std::fs::write(dir.join("journal-local.jsonl"), lines.join("\n") + "\n").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_rollout_resumes_where_it_stopped_and_can_be_reversed() {
+    let s = sim("blue", "1.0.0").await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&s.url());
+    // As the crashed run left it: MM_EQ_001 at 50 %; STAT_ARB_PAIRS_001 was at 30 % before.
+    for (name, pct) in [("MM_EQ_001", 50), ("STAT_ARB_PAIRS_001", 30)] {
+        c.set_strategy(
+            name,
+            &deploykit::contract::Strategy {
+                active: true,
+                size_pct: pct,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    crashed_journal(dir.path());
+    let stop = traffic(s.url());
+    let dry = rollout(&s.url(), dir.path(), &["--resume", "--dry-run"]).await;
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert_eq!(checks_with(&dry.stdout, "skip").len(), 6, "{}", dry.stdout);
+    assert!(check_message(&dry.stdout, "MM_EQ_001 at 10%").contains("done in the interrupted run"));
+
+    let r = rollout(&s.url(), dir.path(), &["--resume"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        checks_with(&r.stdout, "ok"),
+        vec![
+            "MM_EQ_001 at 50%",
+            "MM_EQ_001 at 100%",
+            "STAT_ARB_PAIRS_001 at 10%",
+            "STAT_ARB_PAIRS_001 at 50%",
+            "STAT_ARB_PAIRS_001 at 100%"
+        ],
+        "the finished 10 % step is not repeated"
+    );
+    let journal = std::fs::read_to_string(dir.path().join("journal-local.jsonl")).unwrap();
+    assert!(
+        journal.contains(r#""run_id":"rollout-1","environment":"local","action":"strategy_rollout","from_color":"blue","to_color":"blue","step":"finished","state":"finished""#),
+        "{journal}"
+    );
+    // Finished: nothing left to resume (usage error, exit 2).
+    let again = rollout(&s.url(), dir.path(), &["--resume"]).await;
+    assert_eq!(again.code, 2, "{}", again.stdout);
+    assert!(
+        again.stderr.contains("finished: nothing to resume"),
+        "{}",
+        again.stderr
+    );
+
+    // Reverse: every strategy back to its size before the rollout, last one first.
+    let r = rollout(&s.url(), dir.path(), &["--reverse"]).await;
+    stop.cancel();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        checks_with(&r.stdout, "ok"),
+        vec!["STAT_ARB_PAIRS_001 back to 30%", "MM_EQ_001 deactivated"]
+    );
+    let st = c.admin_state().await.unwrap();
+    assert!(!st.strategies["MM_EQ_001"].active);
+    assert_eq!(
+        (
+            st.strategies["STAT_ARB_PAIRS_001"].active,
+            st.strategies["STAT_ARB_PAIRS_001"].size_pct
+        ),
+        (true, 30)
+    );
+    let twice = rollout(&s.url(), dir.path(), &["--reverse"]).await;
+    assert_eq!(twice.code, 2);
+    assert!(
+        twice.stderr.contains("already reversed"),
+        "{}",
+        twice.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_without_an_interrupted_rollout_is_a_usage_error() {
+    let s = sim("blue", "1.0.0").await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = rollout(&s.url(), dir.path(), &["--resume"]).await;
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(r.stderr.contains("nothing to resume"), "{}", r.stderr);
+    let r = rollout(
+        &s.url(),
+        dir.path(),
+        &["--resume", "--strategy", "MM_EQ_001"],
+    )
+    .await;
+    assert_eq!(r.code, 2, "--resume takes its plan from the journal");
+}

@@ -11,6 +11,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The journal actions whose history `cutover rollback` and `--resume` read.
+const CUTOVER_ACTIONS: &[&str] = &["cutover", "rollback"];
+
 /// Blue-green cutover (replaces cutover_to_green.sh, rollback_to_blue.sh,
 /// warmup_green_environment.sh, verify_green_environment.sh, shutdown_blue_environment.sh).
 #[derive(Debug, clap::Parser)]
@@ -222,7 +225,9 @@ impl Tool for Args {
                     self.journal_dir.clone(),
                 )
                 .await?;
-                let last = journal.last_run(ctx.env_name.as_str()).await?;
+                let last = journal
+                    .last_run(ctx.env_name.as_str(), CUTOVER_ACTIONS)
+                    .await?;
                 let (good, bad) = match (to, last.first()) {
                     (Some(g), _) => (*g, g.other()),
                     (None, Some(e)) if e.action == "cutover" => {
@@ -445,7 +450,7 @@ async fn run(
     let mut done: Vec<String> = vec![];
     let mut run_id = format!("cutover-{}", co::now_ms());
     if resume {
-        let last = journal.last_run(&c.env_name).await?;
+        let last = journal.last_run(&c.env_name, CUTOVER_ACTIONS).await?;
         match last.first() {
             Some(e) if e.action == "cutover" && !last.iter().any(|x| x.state == "finished") => {
                 if e.to_color != to.as_str() {
