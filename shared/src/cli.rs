@@ -173,11 +173,10 @@ pub fn run_parsed<T: Tool>(args: T) -> u8 {
 /// later message, log line or report can print it, whichever code path leaks it.
 fn register_secrets(config: &Config) {
     for env in config.environments.values() {
-        let vars = env
-            .database
-            .iter()
-            .map(|d| d.url_env.as_str())
-            .chain([env.admin_token_env.as_str()]);
+        let vars = env.database.iter().map(|d| d.url_env.as_str()).chain([
+            env.admin_token_env.as_str(),
+            env.notify_webhook_env.as_str(),
+        ]);
         for var in vars {
             if let Ok(v) = std::env::var(var) {
                 crate::redact::register(&v);

@@ -3,8 +3,10 @@
 pub mod compare_metrics;
 pub mod cutover;
 pub mod db_migrate;
+pub mod generate_deployment_report;
 pub mod maintenance_mode;
 pub mod measure_latency;
+pub mod notify;
 pub mod smoke_tests;
 pub mod strategy_rollout;
 pub mod validate_config;

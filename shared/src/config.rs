@@ -462,6 +462,10 @@ impl Default for Timeouts {
 fn default_colors() -> Vec<Color> {
     vec![Color::Blue, Color::Green]
 }
+fn default_notify_webhook_env() -> String {
+    crate::env_vars::EnvVars::NOTIFY_WEBHOOK.into()
+}
+
 fn default_admin_token_env() -> String {
     crate::env_vars::EnvVars::ADMIN_TOKEN.into()
 }
@@ -479,6 +483,9 @@ pub struct Environment {
     /// Name of the variable holding the admin bearer token.
     #[serde(default = "default_admin_token_env")]
     pub admin_token_env: String,
+    /// Name of the variable holding the Slack-compatible webhook URL `notify` posts to.
+    #[serde(default = "default_notify_webhook_env")]
+    pub notify_webhook_env: String,
     #[serde(default)]
     pub load_balancers: Vec<LoadBalancer>,
     pub prometheus: Option<HttpUrl>,
@@ -920,6 +927,11 @@ impl Environment {
             .get(&color)
             .and_then(|r| r.get(&role))
             .map_or(&[], |v| v.as_slice())
+    }
+
+    /// The notification webhook URL from the variable the config names.
+    pub fn notify_webhook(&self) -> Result<Secret> {
+        read_secret_env(&self.notify_webhook_env, "notify_webhook_env")
     }
 
     /// The admin token from the variable the config names.

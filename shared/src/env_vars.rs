@@ -21,6 +21,8 @@ impl EnvVars {
     pub const DRY_RUN: &'static str = "DEPLOYKIT_DRY_RUN";
     /// Default name of the variable that holds the admin bearer token.
     pub const ADMIN_TOKEN: &'static str = "DEPLOYKIT_ADMIN_TOKEN";
+    /// Default name of the variable that holds the notification webhook URL (a secret).
+    pub const NOTIFY_WEBHOOK: &'static str = "DEPLOYKIT_NOTIFY_WEBHOOK";
     /// Forces colour on (`always`) or off (`never`) regardless of the terminal.
     pub const COLOR: &'static str = "DEPLOYKIT_COLOR";
 
@@ -35,6 +37,10 @@ impl EnvVars {
         (Self::LOG, "tracing filter directives, overriding -v/-q"),
         (Self::DRY_RUN, "print the plan without acting (--dry-run)"),
         (Self::ADMIN_TOKEN, "default admin bearer-token variable"),
+        (
+            Self::NOTIFY_WEBHOOK,
+            "default notification webhook URL variable (notify)",
+        ),
         (Self::COLOR, "always|never|auto colour on stdout"),
     ];
 }

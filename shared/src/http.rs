@@ -160,6 +160,26 @@ impl Http {
         decode(url, status, &text)
     }
 
+    /// POST a JSON body to a third party (a webhook): status and body, whatever they are.
+    /// Retried only when the connection failed, i.e. the request never reached it.
+    pub async fn post_json_text<B: Serialize>(
+        &self,
+        url: &str,
+        body: &B,
+    ) -> Result<(u16, String), HttpError> {
+        let mut attempt = 0;
+        loop {
+            match self.send(url, self.client.post(url).json(body)).await {
+                Err(e @ HttpError::Connect { .. }) if attempt < GET_RETRIES => {
+                    tracing::debug!("retrying POST after: {e}");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * (1 << attempt))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     pub async fn delete_json<T: DeserializeOwned>(
         &self,
         url: &str,

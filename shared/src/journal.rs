@@ -67,18 +67,7 @@ impl Journal {
             && let Ok(url) = env.database_url()
         {
             let c = crate::db::connect(&url, timeout).await?;
-            c.batch_execute(CREATE).await.map_err(db_err)?;
-            let got: bool = c
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&lock_key(env_name)])
-                .await
-                .map_err(db_err)?
-                .get(0);
-            if !got {
-                return Err(Error::Conflict(format!(
-                    "another cutover on {env_name} holds the lock (deploy_journal); wait for it or check `cutover status`"
-                )));
-            }
-            return Ok(Journal::Pg(c));
+            return Journal::open_pg(c, env_name).await;
         }
         std::fs::create_dir_all(&file_dir)
             .map_err(|e| Error::io("create journal directory", &file_dir, e))?;
@@ -99,12 +88,30 @@ impl Journal {
         }
     }
 
+    /// The PostgreSQL journal on an open connection: create the table if needed, take the lock.
+    pub async fn open_pg(c: tokio_postgres::Client, env_name: &str) -> Result<Journal> {
+        c.batch_execute(CREATE).await.map_err(db_err)?;
+        let got: bool = c
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&lock_key(env_name)])
+            .await
+            .map_err(db_err)?
+            .get(0);
+        if !got {
+            return Err(Error::Conflict(format!(
+                "another cutover on {env_name} holds the lock (deploy_journal); wait for it or check `cutover status`"
+            )));
+        }
+        Ok(Journal::Pg(c))
+    }
+
     pub async fn write(&self, e: &Entry) -> Result<()> {
         match self {
             Journal::Pg(c) => {
                 c.execute(
-                    "INSERT INTO deploy_journal (run_id, environment, action, from_color, to_color, step, state, detail) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
-                    &[&e.run_id, &e.environment, &e.action, &e.from_color, &e.to_color, &e.step, &e.state, &e.detail],
+                    // `at` empty (every tool): the database's clock; set: history being imported.
+                    "INSERT INTO deploy_journal (run_id, environment, action, from_color, to_color, step, state, detail, at)
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8, COALESCE(NULLIF($9, '')::timestamptz, clock_timestamp()))",
+                    &[&e.run_id, &e.environment, &e.action, &e.from_color, &e.to_color, &e.step, &e.state, &e.detail, &e.at],
                 )
                 .await
                 .map_err(db_err)?;
@@ -144,34 +151,38 @@ impl Journal {
     /// Every entry of the environment, oldest first.
     pub async fn entries(&self, env_name: &str) -> Result<Vec<Entry>> {
         Ok(match self {
-            Journal::Pg(c) => c
-                .query(
-                    "SELECT run_id, environment, action, from_color, to_color, step, state, detail, at::text FROM deploy_journal
-                     WHERE environment = $1 ORDER BY id",
-                    &[&env_name],
-                )
+            Journal::Pg(c) => pg_entries(c, env_name).await?,
+            Journal::File { path, .. } => file_entries(path, env_name),
+        })
+    }
+
+    /// Every entry of the environment without taking the lock (a report may read while a
+    /// cutover runs) and without creating anything: no journal yet means no entries.
+    pub async fn read(
+        env_name: &str,
+        env: &crate::config::Environment,
+        timeout: std::time::Duration,
+        file_dir: &std::path::Path,
+    ) -> Result<Vec<Entry>> {
+        if env.database.is_some()
+            && let Ok(url) = env.database_url()
+        {
+            let c = crate::db::connect(&url, timeout).await?;
+            let exists: bool = c
+                .query_one("SELECT to_regclass('deploy_journal') IS NOT NULL", &[])
                 .await
                 .map_err(db_err)?
-                .iter()
-                .map(|r| Entry {
-                    run_id: r.get(0),
-                    environment: r.get(1),
-                    action: r.get(2),
-                    from_color: r.get(3),
-                    to_color: r.get(4),
-                    step: r.get(5),
-                    state: r.get(6),
-                    detail: r.get(7),
-                    at: r.get(8),
-                })
-                .collect(),
-            Journal::File { path, .. } => std::fs::read_to_string(path)
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .filter(|e: &Entry| e.environment == env_name)
-                .collect(),
-        })
+                .get(0);
+            return if exists {
+                pg_entries(&c, env_name).await
+            } else {
+                Ok(vec![])
+            };
+        }
+        Ok(file_entries(
+            &file_dir.join(format!("journal-{env_name}.jsonl")),
+            env_name,
+        ))
     }
 
     pub fn release(self) {
@@ -180,4 +191,38 @@ impl Journal {
         }
         // The PG advisory lock goes with the session.
     }
+}
+
+async fn pg_entries(c: &tokio_postgres::Client, env_name: &str) -> Result<Vec<Entry>> {
+    // RFC 3339 in UTC, the same form the file journal writes.
+    Ok(c.query(
+        "SELECT run_id, environment, action, from_color, to_color, step, state, detail,
+                    to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
+             FROM deploy_journal WHERE environment = $1 ORDER BY id",
+        &[&env_name],
+    )
+    .await
+    .map_err(db_err)?
+    .iter()
+    .map(|r| Entry {
+        run_id: r.get(0),
+        environment: r.get(1),
+        action: r.get(2),
+        from_color: r.get(3),
+        to_color: r.get(4),
+        step: r.get(5),
+        state: r.get(6),
+        detail: r.get(7),
+        at: r.get(8),
+    })
+    .collect())
+}
+
+fn file_entries(path: &std::path::Path, env_name: &str) -> Vec<Entry> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|e: &Entry| e.environment == env_name)
+        .collect()
 }

@@ -8,6 +8,7 @@ pub mod contract;
 pub mod cutover;
 pub mod db;
 pub mod dbcheck;
+pub mod deploy_report;
 pub mod env_vars;
 pub mod error;
 pub mod exit;

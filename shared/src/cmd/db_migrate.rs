@@ -78,6 +78,20 @@ pub enum Command {
     Lint,
     /// On a scratch database: up → rollback → up for every migration; the schema must round-trip.
     Rehearse,
+    /// Weekly staging refresh: back up this environment's database, replace its schema and data
+    /// with the source environment's, anonymized per --rules (every column classified, or
+    /// nothing happens), in one transaction; then apply pending migrations and verify.
+    Refresh {
+        /// Environment whose database is copied (its `database.url_env` names the URL).
+        #[arg(long, value_enum, value_name = "ENV")]
+        source_environment: EnvName,
+        /// Rules file classifying every source column: keep, null, hash, fake[:email|:name|:phone].
+        #[arg(long, value_name = "FILE", default_value = "config/anonymize.toml")]
+        rules: PathBuf,
+        /// Skip the backup of the target; the reason goes in the report.
+        #[arg(long, value_name = "REASON")]
+        no_backup: Option<String>,
+    },
 }
 
 fn parse_version(s: &str) -> std::result::Result<Version, String> {
@@ -171,6 +185,21 @@ impl Tool for Args {
                 self.rollback(&ctx, &mut report, &all, to_version).await?;
             }
             Command::Rehearse => rehearse(&ctx, &mut report, &all).await?,
+            Command::Refresh {
+                source_environment,
+                rules,
+                no_backup,
+            } => {
+                self.refresh(
+                    &ctx,
+                    &mut report,
+                    &all,
+                    *source_environment,
+                    rules,
+                    no_backup.as_deref(),
+                )
+                .await?
+            }
         }
         Ok(report)
     }
@@ -299,6 +328,155 @@ fn verify(report: &mut Report, expected: Option<Version>, applied: &[history::Ap
 }
 
 impl Args {
+    async fn refresh(
+        &self,
+        ctx: &Context,
+        report: &mut Report,
+        all: &[Migration],
+        source_env: EnvName,
+        rules_path: &std::path::Path,
+        no_backup: Option<&str>,
+    ) -> Result<()> {
+        use migrate::refresh;
+        if ctx.env_name == EnvName::Production {
+            return Err(Error::Usage(
+                "refresh replaces the target's data: it never runs against production".into(),
+            ));
+        }
+        if source_env == ctx.env_name {
+            return Err(Error::Usage(format!(
+                "--source-environment {source_env} is the target itself: name the environment to copy from"
+            )));
+        }
+        let env = ctx.env()?;
+        let target = env.database_url()?;
+        let source = ctx.config.environment(source_env)?.database_url()?;
+        if source.expose() == target.expose() {
+            return Err(Error::Usage(format!(
+                "{source_env} and {} name the same database",
+                ctx.env_name
+            )));
+        }
+        let rules = refresh::Rules::load(rules_path)?;
+        let timeout = env.timeouts.connect.0.max(ctx.timeout);
+        // Classify before touching anything: an unclassified column stops the refresh here.
+        let tables = refresh::tables(&crate::db::connect(&source, timeout).await?).await?;
+        let (problems, warnings) = refresh::check_rules(&rules, &tables);
+        for w in warnings {
+            report.note(format!("rules: {w} (a pending migration may add it)"));
+        }
+        if !problems.is_empty() {
+            return Err(Error::config(
+                rules_path.display().to_string(),
+                format!(
+                    "{} problem(s), nothing was changed: {}",
+                    problems.len(),
+                    problems.join("; ")
+                ),
+            ));
+        }
+        let needs_key = rules
+            .tables
+            .values()
+            .any(|cols| cols.values().any(refresh::Rule::needs_key));
+        let key = match needs_key {
+            true => match std::env::var(&rules.hash_key_env) {
+                Ok(k) if k.len() >= 16 => {
+                    crate::redact::register(&k);
+                    Some(crate::redact::Secret::new(k))
+                }
+                _ => {
+                    return Err(Error::config(
+                        rules_path.display().to_string(),
+                        format!(
+                            "hash and fake rules need a key of at least 16 characters in ${}",
+                            rules.hash_key_env
+                        ),
+                    ));
+                }
+            },
+            false => None,
+        };
+        let rows_note = |t: &refresh::Table| {
+            let r = rules.tables.get(&(t.schema.clone(), t.name.clone()));
+            let anonymized = r.map_or(0, |r| {
+                r.values().filter(|x| **x != refresh::Rule::Keep).count()
+            });
+            format!("{} columns, {anonymized} anonymized", t.columns.len())
+        };
+        if self.dry.dry_run {
+            for t in &tables {
+                report.push(Check::skip(
+                    "refresh",
+                    t.label(),
+                    format!("dry run: would copy ({})", rows_note(t)),
+                ));
+            }
+            report.note("dry run: nothing changed");
+            return Ok(());
+        }
+        match no_backup {
+            Some(reason) => report.note(format!("backup skipped: {reason}")),
+            None => {
+                let start = Instant::now();
+                let b = backup::take(
+                    &target,
+                    &env.migrate.backups_dir,
+                    env.migrate.backup_timeout.0,
+                )
+                .await?;
+                report.push(backup_check(&b).took(start.elapsed()));
+            }
+        }
+        let start = Instant::now();
+        let copied = match refresh::refresh(
+            &source,
+            &target,
+            &rules,
+            key.as_ref(),
+            env.migrate.backup_timeout.0,
+            &ctx.cancel,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                report.push(
+                    Check::fail("refresh", "Anonymized data restored", e.to_string())
+                        .hint(format!("{} is unchanged (one transaction); fix the cause and run the refresh again", ctx.env_name))
+                        .took(start.elapsed()),
+                );
+                return Ok(());
+            }
+        };
+        let rows: u64 = copied.iter().map(|c| c.rows).sum();
+        let anonymized: usize = copied.iter().map(|c| c.anonymized_columns).sum();
+        report.push(
+            Check::ok("refresh", "Anonymized data restored")
+                .message(format!(
+                    "{} table(s), {rows} row(s) from {source_env}; {anonymized} column(s) anonymized; foreign keys re-validated",
+                    copied.len()
+                ))
+                .data(serde_json::to_value(&copied).unwrap_or_default())
+                .took(start.elapsed()),
+        );
+        self.migrate(
+            ctx,
+            report,
+            all,
+            None,
+            Some("the refresh took its own backup"),
+            false,
+            None,
+            None,
+        )
+        .await?;
+        let (client, _) = connect(ctx).await?;
+        let applied = history::applied(&client).await?;
+        verify(report, all.last().map(|m| m.version.clone()), &applied);
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn migrate(
         &self,

@@ -16,7 +16,7 @@ pub struct Backup {
 }
 
 /// Split a URL into (URL without password, password) so the password can travel by env.
-fn split_password(url: &str) -> (String, Option<String>) {
+pub(crate) fn split_password(url: &str) -> (String, Option<String>) {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let pw = u.password().map(|p| {

@@ -34,6 +34,10 @@ pub fn bin(name: &str) -> PathBuf {
         "cutover" => PathBuf::from(env!("CARGO_BIN_EXE_cutover")),
         "compare_metrics" => PathBuf::from(env!("CARGO_BIN_EXE_compare_metrics")),
         "db_migrate" => PathBuf::from(env!("CARGO_BIN_EXE_db_migrate")),
+        "notify" => PathBuf::from(env!("CARGO_BIN_EXE_notify")),
+        "generate_deployment_report" => {
+            PathBuf::from(env!("CARGO_BIN_EXE_generate_deployment_report"))
+        }
         other => sibling_bin(other),
     }
 }

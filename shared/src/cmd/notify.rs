@@ -1,0 +1,164 @@
+//! `notify`: tell the team what happened — a Slack-compatible webhook message built from the
+//! pipeline's own reports, failures first with what to do next.
+
+use crate::cli::{CommonArgs, Context, DryRunArgs, Tool};
+use crate::error::{Error, Result};
+use crate::report::{Check, Report};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Event {
+    Success,
+    Failure,
+    Info,
+}
+
+/// Post a notification to the environment's Slack-compatible webhook (Slack, Mattermost,
+/// Rocket.Chat): a title, an optional message and link, and every failed check (with its hint)
+/// of the deploykit JSON reports given. The webhook URL is a secret: it comes from the variable
+/// the config names (`notify_webhook_env`, default DEPLOYKIT_NOTIFY_WEBHOOK), never a flag.
+#[derive(Debug, clap::Parser)]
+#[command(name = "notify", version)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(flatten)]
+    pub dry: DryRunArgs,
+
+    /// What happened.
+    #[arg(long, value_enum, default_value_t = Event::Info)]
+    pub event: Event,
+
+    /// First line of the message, e.g. "production deploy of 3.2.2".
+    #[arg(long)]
+    pub title: String,
+
+    /// More text after the title.
+    #[arg(long)]
+    pub message: Option<String>,
+
+    /// deploykit JSON reports (`--format json` output) whose failed checks to list.
+    #[arg(long, value_name = "FILE")]
+    pub report: Vec<PathBuf>,
+
+    /// Every deploykit JSON report in this directory (other JSON files are skipped).
+    #[arg(long, value_name = "DIR")]
+    pub reports_dir: Option<PathBuf>,
+
+    /// A link for the details (e.g. the Jenkins build URL).
+    #[arg(long, value_name = "URL")]
+    pub link: Option<String>,
+}
+
+/// At most this many failed checks are listed; the rest are counted.
+const MAX_LISTED: usize = 10;
+
+/// The message text (Slack mrkdwn) for `args`' event, title, reports and link.
+pub fn text(args: &Args, environment: &str) -> Result<String> {
+    let icon = match args.event {
+        Event::Success => ":white_check_mark:",
+        Event::Failure => ":x:",
+        Event::Info => ":information_source:",
+    };
+    let mut out = format!("{icon} *{}* ({environment})", args.title);
+    if let Some(m) = &args.message {
+        out.push_str(&format!("\n{m}"));
+    }
+    let mut failed = vec![];
+    let mut reports: Vec<(PathBuf, bool)> = args.report.iter().map(|p| (p.clone(), true)).collect();
+    if let Some(dir) = &args.reports_dir {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io("read reports directory", dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        found.sort();
+        reports.extend(found.into_iter().map(|p| (p, false)));
+    }
+    for (path, named) in &reports {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("read report", path, e))?;
+        let v: serde_json::Value = match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(v) if v.get("tool").is_some() && v["checks"].is_array() => v,
+            // A named file must be a report; in a directory, other JSON (baselines) is skipped.
+            _ if !named => continue,
+            _ => {
+                return Err(Error::Usage(format!(
+                    "{} is not a deploykit JSON report: pass files written with --format json",
+                    path.display()
+                )));
+            }
+        };
+        let tool = v["tool"].as_str().unwrap_or("?").to_string();
+        for c in v["checks"].as_array().into_iter().flatten() {
+            if c["status"] == "fail" {
+                let mut line = format!(
+                    "• {tool}: {} — {}",
+                    c["name"].as_str().unwrap_or("?"),
+                    c["message"].as_str().unwrap_or("")
+                );
+                if let Some(h) = c["hint"].as_str() {
+                    line.push_str(&format!(" → {h}"));
+                }
+                failed.push(line);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        out.push_str(&format!("\n{} failed check(s):", failed.len()));
+        for l in failed.iter().take(MAX_LISTED) {
+            out.push_str(&format!("\n{l}"));
+        }
+        if failed.len() > MAX_LISTED {
+            out.push_str(&format!("\n… and {} more", failed.len() - MAX_LISTED));
+        }
+    }
+    if let Some(l) = &args.link {
+        out.push_str(&format!("\n<{l}|details>"));
+    }
+    // A secret that reached a report must not reach the channel either.
+    Ok(crate::redact::redact(&out))
+}
+
+impl Tool for Args {
+    const NAME: &'static str = "notify";
+
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+
+    async fn run(self, ctx: Context) -> Result<Report> {
+        let env = ctx.env()?.clone();
+        let body = serde_json::json!({ "text": text(&self, ctx.env_name.as_str())? });
+        let mut report = ctx.report();
+        if self.dry.dry_run {
+            report.push(Check::skip(
+                "notify",
+                "Notification sent",
+                format!("dry run: would POST to ${}: {body}", env.notify_webhook_env),
+            ));
+            return Ok(report);
+        }
+        let url = env.notify_webhook()?;
+        let http = crate::http::Http::new(env.timeouts.connect.0, ctx.timeout);
+        let (status, answer) = http
+            .post_json_text(url.expose(), &body)
+            .await
+            .map_err(|e| Error::unreachable("the notification webhook", e))?;
+        let answer: String = answer.chars().take(200).collect();
+        report.push(if (200..300).contains(&status) {
+            Check::ok("notify", "Notification sent").message(format!("HTTP {status}"))
+        } else {
+            Check::fail(
+                "notify",
+                "Notification sent",
+                format!("the webhook answered HTTP {status}: {answer}"),
+            )
+            .hint(format!(
+                "check the webhook URL in ${} (revoked or mistyped?)",
+                env.notify_webhook_env
+            ))
+        });
+        Ok(report)
+    }
+}
