@@ -2,7 +2,9 @@
 # Tell the team: EVENT (success|failure|info) and TITLE, with every failed check of the JSON
 # reports under $REPORTS. The webhook URL comes from DEPLOYKIT_NOTIFY_WEBHOOK (a credential).
 source "$(dirname "$0")/lib.sh"
+EVENT=${1:?usage: notify.sh success|failure|info TITLE}
+TITLE=${2:?usage: notify.sh success|failure|info TITLE}
 link=()
 [ -n "${BUILD_URL:-}" ] && link=(--link "$BUILD_URL")
-"$BIN/notify" -e "$ENVIRONMENT" --event "${1:?success|failure|info}" --title "${2:?title}" \
+"$BIN/notify" -e "$ENVIRONMENT" --event "$EVENT" --title "$TITLE" \
   --reports-dir "$REPORTS" "${link[@]}" --junit "$REPORTS/notify.xml"

@@ -51,6 +51,11 @@ fn value_of(var: &str) -> &'static str {
         "VERSION" => "1.1.0",
         "TO_VERSION" => "3.2.1",
         "WATCH" | "HOLD" => "5m",
+        "EVENT" => "success",
+        "SOURCE_ENVIRONMENT" => "production",
+        "ANONYMIZE_RULES" => "config/anonymize.toml",
+        "REPORT_SINCE" => "30days",
+        "TITLE" => "staging deploy of 1.1.0",
         "REPORTS" => "reports",
         "BIN" => "target/release",
         "LATENCY_BASELINE" => "baselines/staging-latency.json",
@@ -179,9 +184,25 @@ fn the_jenkinsfile_has_every_pipeline_of_the_guide() {
         "lock('env-production')",
         "hotfix/",
         "runStage('rollback.sh')",
+        "stage('Weekly staging refresh')",
+        "runStage('refresh.sh')",
+        "runStage('report.sh')",
+        "runStage(\"notify.sh failure",
+        "TimerTrigger",
         "junit",
     ] {
         assert!(j.contains(needle), "Jenkinsfile lacks {needle}");
+    }
+    // Every stage script the Jenkinsfile runs exists.
+    for c in regex::Regex::new(r#"runStage\(["']([a-z_]+\.sh)"#)
+        .unwrap()
+        .captures_iter(&j)
+    {
+        assert!(
+            repo_root().join("scripts/pipeline").join(&c[1]).is_file(),
+            "Jenkinsfile runs {} which does not exist",
+            &c[1]
+        );
     }
     // Every stage has a timeout; no secret is interpolated into an sh string.
     assert!(
@@ -191,4 +212,22 @@ fn the_jenkinsfile_has_every_pipeline_of_the_guide() {
         .unwrap()
         .is_match(&j)
     );
+}
+
+#[test]
+fn the_crontab_line_runs_the_refresh_stage_script_on_saturdays() {
+    let text = std::fs::read_to_string(repo_root().join("scripts/staging-refresh.cron")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+        .expect("a crontab entry");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    // minute hour day-of-month month day-of-week: Saturday early morning.
+    assert_eq!(&fields[2..5], &["*", "*", "6"], "{line}");
+    assert!(fields[1].parse::<u8>().unwrap() < 6, "{line}");
+    assert!(line.contains("bash scripts/pipeline/refresh.sh"), "{line}");
+    assert!(line.contains("ENVIRONMENT=staging"), "{line}");
+    // `%` ends a crontab command unless escaped.
+    assert!(!line.replace("\\%", "").contains('%'), "{line}");
+    assert!(repo_root().join("scripts/pipeline/refresh.sh").is_file());
 }
