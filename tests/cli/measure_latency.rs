@@ -108,7 +108,7 @@ async fn unchanged_target_passes_its_baseline_and_30_percent_slower_fails() {
         "--warmup",
         "500ms",
         "--percentiles",
-        "50,90",
+        "50,90,99.9",
     ];
     let mut a = common.to_vec();
     a.extend(["--save-baseline", base.to_str().unwrap()]);
@@ -145,6 +145,14 @@ async fn unchanged_target_passes_its_baseline_and_30_percent_slower_fails() {
     assert!(
         m.contains("baseline") && m.contains("current") && m.contains("%"),
         "{m}"
+    );
+    // 300 samples say nothing about p99.9 (the max): reported, never gated.
+    assert!(checks_with(&r.stdout, "skip").contains(&"risk p99.9 vs baseline".to_string()));
+    assert!(
+        check_message(&r.stdout, "risk p99.9 vs baseline")
+            .contains("not gated: p99.9 needs ≥ 10000 samples"),
+        "{}",
+        r.stdout
     );
     let svg = std::fs::read_to_string(dir.path().join("risk.svg")).unwrap();
     assert!(svg.contains("risk baseline") && svg.contains("risk current"));

@@ -381,6 +381,25 @@ impl Tool for Args {
             for (name, h) in &current {
                 let old = &b[name];
                 for p in &self.percentiles {
+                    // A percentile with fewer than 10 samples above it is one or two outliers,
+                    // not a distribution: it is reported, never gated (a healthy system must
+                    // not fail on noise).
+                    let need = (10.0 / (1.0 - p / 100.0) - 1e-6).ceil() as u64;
+                    let have = old.len().min(h.len());
+                    if have < need {
+                        report.push(Check::skip(
+                            "baseline",
+                            format!("{name} p{p} vs baseline"),
+                            format!(
+                                "not gated: p{p} needs ≥ {need} samples on both sides, have {} (baseline) and {} (current); baseline {} → current {}; measure longer or at a higher rate",
+                                old.len(),
+                                h.len(),
+                                ms(old.value_at_percentile(*p)),
+                                ms(h.value_at_percentile(*p))
+                            ),
+                        ));
+                        continue;
+                    }
                     let (o, n) = (old.value_at_percentile(*p), h.value_at_percentile(*p));
                     let delta = (n as f64 - o as f64) / (o.max(1) as f64) * 100.0;
                     let msg = format!(
