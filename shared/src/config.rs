@@ -566,6 +566,10 @@ pub struct MetricSpec {
     pub tolerance_pct: f64,
     /// Absolute ceiling the current value must stay under, whatever the baseline.
     pub max: Option<f64>,
+    /// A change smaller than this (in the metric's unit) is noise, whatever its percentage:
+    /// 0.1 ms → 0.16 ms is +60 % but no user notices.
+    #[serde(default)]
+    pub min_abs_delta: Option<f64>,
     #[serde(default = "d_min_samples")]
     pub min_samples: usize,
     #[serde(default)]

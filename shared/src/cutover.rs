@@ -272,6 +272,7 @@ pub fn watch_specs(env: &Environment) -> Vec<MetricSpec> {
         direction,
         tolerance_pct: tol,
         max,
+        min_abs_delta: None,
         min_samples: 4,
         // Too little traffic to judge is not a reason to roll back; health still is.
         on_empty: OnMissing::Inconclusive,
@@ -286,13 +287,18 @@ pub fn watch_specs(env: &Environment) -> Vec<MetricSpec> {
             (t.error_rate_max_ratio.0 - 1.0) * 100.0,
             Some(0.01),
         ),
-        base(
-            "mean_latency",
-            MetricKind::Series,
-            Direction::Lower,
-            t.alert_latency_spike_pct.0,
-            None,
-        ),
+        MetricSpec {
+            // Loopback and LAN latencies are fractions of a millisecond: below 1 ms of change a
+            // percentage is scheduling noise, not a regression anyone would roll back for.
+            min_abs_delta: Some(0.001),
+            ..base(
+                "mean_latency",
+                MetricKind::Series,
+                Direction::Lower,
+                t.alert_latency_spike_pct.0,
+                None,
+            )
+        },
         base(
             "fill_rate",
             MetricKind::Series,

@@ -29,6 +29,7 @@ pub fn default_specs(env: &Environment) -> Vec<MetricSpec> {
         direction,
         tolerance_pct: tol,
         max: None,
+        min_abs_delta: None,
         min_samples: 5,
         on_empty: OnMissing::Fail,
         on_nan: OnMissing::Fail,
@@ -364,10 +365,19 @@ fn judge_series(spec: &MetricSpec, b: &[f64], c: &[f64]) -> Verdict {
         Direction::Either => (delta.abs() > tol, 2.0 * (1.0 - normal_cdf(z.abs()))),
     };
     let ceiling = spec.max.filter(|m| mc > *m);
+    let below_floor = spec.min_abs_delta.filter(|f| (mc - mb).abs() <= *f);
     let (outcome, why) = if let Some(m) = ceiling {
         (
             Outcome::Fail,
             format!("current {mc:.4} is above the ceiling {m}"),
+        )
+    } else if let (true, Some(f)) = (bad_effect, below_floor) {
+        (
+            Outcome::Pass,
+            format!(
+                "median moved {delta:+.1}% but only {:.4} in absolute terms (noise floor {f})",
+                (mc - mb).abs()
+            ),
         )
     } else if bad_effect && p < ALPHA {
         (

@@ -71,6 +71,27 @@ pub async fn run(
     }
 }
 
+/// The binary Debian's `pg_wrapper` would run for `program` (psql, pg_dump, …), when that is
+/// unambiguous: one installed PostgreSQL version has it and no PGCLUSTER selects another.
+/// Running it directly skips the wrapper's Perl start-up (~24 ms of CPU per `psql --version`).
+pub fn resolve_pg_wrapper(program: &Path, lib_root: &Path) -> Option<std::path::PathBuf> {
+    let target = std::fs::canonicalize(program).ok()?;
+    if target.file_name()? != "pg_wrapper" || std::env::var_os("PGCLUSTER").is_some() {
+        return None;
+    }
+    let name = program.file_name()?;
+    let found: Vec<std::path::PathBuf> = std::fs::read_dir(lib_root)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin").join(name))
+        .filter(|p| is_executable(p))
+        .collect();
+    match found.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
 /// Is `program` an executable on PATH (or a path that exists)?
 pub fn which(program: &str) -> Option<std::path::PathBuf> {
     if program.contains('/') {
@@ -88,4 +109,38 @@ fn is_executable(p: &Path) -> bool {
     p.metadata()
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_pg_wrapper;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn exe(p: &std::path::Path) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn pg_wrapper_resolves_only_when_unambiguous() {
+        let d = tempfile::tempdir().unwrap();
+        let wrapper = d.path().join("share/pg_wrapper");
+        exe(&wrapper);
+        let bin = d.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(&wrapper, bin.join("psql")).unwrap();
+        let lib = d.path().join("lib");
+        exe(&lib.join("15/bin/psql"));
+        assert_eq!(
+            resolve_pg_wrapper(&bin.join("psql"), &lib),
+            Some(lib.join("15/bin/psql"))
+        );
+        // Two versions: the wrapper's choice depends on cluster config; leave it to the wrapper.
+        exe(&lib.join("16/bin/psql"));
+        assert_eq!(resolve_pg_wrapper(&bin.join("psql"), &lib), None);
+        // Not a wrapper: nothing to resolve.
+        exe(&bin.join("jq"));
+        assert_eq!(resolve_pg_wrapper(&bin.join("jq"), &lib), None);
+    }
 }

@@ -314,7 +314,10 @@ pub async fn tool_check(req: &ToolReq, timeout: Duration) -> Check {
         return Check::ok("tools", name).message(format!("{found} present"));
     }
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = match process::run(found, &argv, None, timeout).await {
+    let program = process::which(found)
+        .and_then(|p| process::resolve_pg_wrapper(&p, std::path::Path::new("/usr/lib/postgresql")))
+        .map_or_else(|| found.to_string(), |p| p.to_string_lossy().into_owned());
+    let out = match process::run(&program, &argv, None, timeout).await {
         Ok(o) => o,
         Err(e) => return proc_fail("tools", &name, &e, &install),
     };

@@ -17,6 +17,7 @@ fn spec(kind: MetricKind, direction: Direction, tol: f64) -> MetricSpec {
         direction,
         tolerance_pct: tol,
         max: None,
+        min_abs_delta: None,
         min_samples: 5,
         on_empty: OnMissing::Fail,
         on_nan: OnMissing::Fail,
@@ -520,4 +521,29 @@ async fn stopped_prometheus_is_exit_4_and_bad_input_is_clear() {
     )
     .await;
     assert_eq!(r.code, 2);
+}
+
+#[test]
+fn a_sub_millisecond_wobble_is_noise_but_a_real_spike_is_not() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut lat = spec(MetricKind::Series, Direction::Lower, 50.0);
+    // 0.10 ms → 0.16 ms: +60 % and significant, but 0.06 ms in absolute terms.
+    let (b, c) = (
+        normal(&mut rng, 20, 0.000_10, 0.000_005),
+        normal(&mut rng, 20, 0.000_16, 0.000_005),
+    );
+    assert_eq!(
+        judge(&lat, &series(b.clone()), &series(c.clone())).outcome,
+        Outcome::Fail
+    );
+    lat.min_abs_delta = Some(0.001);
+    let v = judge(&lat, &series(b.clone()), &series(c));
+    assert_eq!(v.outcome, Outcome::Pass, "{}", v.why);
+    assert!(v.why.contains("noise floor 0.001"), "{}", v.why);
+    // A 40 ms spike clears the floor and fails.
+    let spike = normal(&mut rng, 20, 0.040, 0.001);
+    assert_eq!(
+        judge(&lat, &series(b), &series(spike)).outcome,
+        Outcome::Fail
+    );
 }
