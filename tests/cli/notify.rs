@@ -5,12 +5,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A one-request-at-a-time HTTP receiver on loopback that answers `status` and keeps the bodies
 /// it got.
-struct Receiver {
-    url: String,
-    bodies: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+pub struct Receiver {
+    pub url: String,
+    pub bodies: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
 }
 
-async fn receiver(status: u16) -> Receiver {
+pub async fn receiver(status: u16) -> Receiver {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
         "http://{}/services/T000/B000/s3cr3t-webhook-token",

@@ -26,7 +26,25 @@ fn fixture() -> Fixture {
         backups.display()
     ));
     std::mem::forget(d);
-    // Production runs release 3.2.1 (3.2.2 is pending) and knows two clients.
+    seed_production(&prod, &cfg);
+    // Staging: its own deploy journal (kept) and a table production does not have (gone after).
+    staging.sql(
+        "CREATE TABLE deploy_journal (id bigserial PRIMARY KEY, run_id text NOT NULL);
+         INSERT INTO deploy_journal (run_id) VALUES ('staging-cutover-7');
+         CREATE TABLE stale_experiment (x int); INSERT INTO stale_experiment VALUES (1);",
+    );
+    Fixture {
+        prod,
+        staging,
+        _dir: dir,
+        cfg,
+        backups,
+    }
+}
+
+/// Production runs release 3.2.1 (3.2.2 is pending) and knows two clients. `cfg` has a `dev`
+/// environment whose database is production's.
+fn seed_production(prod: &TestDb, cfg: &std::path::Path) {
     let r = run(
         "db_migrate",
         &[
@@ -52,19 +70,6 @@ fn fixture() -> Fixture {
          INSERT INTO fills (order_id, qty, price) SELECT order_id, qty, 100 FROM orders WHERE status = 'filled';
          INSERT INTO positions (account_id, symbol, qty) VALUES ('ACC-1001', 'AAPL', 10), ('ACC-1002', 'MSFT', -5);",
     );
-    // Staging: its own deploy journal (kept) and a table production does not have (gone after).
-    staging.sql(
-        "CREATE TABLE deploy_journal (id bigserial PRIMARY KEY, run_id text NOT NULL);
-         INSERT INTO deploy_journal (run_id) VALUES ('staging-cutover-7');
-         CREATE TABLE stale_experiment (x int); INSERT INTO stale_experiment VALUES (1);",
-    );
-    Fixture {
-        prod,
-        staging,
-        _dir: dir,
-        cfg,
-        backups,
-    }
 }
 
 impl Fixture {
@@ -271,4 +276,116 @@ fn a_refresh_that_fails_midway_leaves_staging_as_it_was() {
     );
     assert_eq!(r.code, 2, "{}", r.all());
     assert!(r.stderr.contains("never runs against production"));
+}
+
+/// The stage script Jenkins' Saturday timer and the crontab run, end to end on a local stack:
+/// maintenance on → backup → anonymized refresh → maintenance off → smoke → notify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_weekly_refresh_script_runs_end_to_end_and_always_notifies() {
+    let stack = crate::support::stack::Stack::up();
+    let prod = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    // The stack's config plus a production environment whose database is `prod`.
+    let cfg = dir.path().join("deploy.toml");
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&stack.env["DEPLOYKIT_CONFIG"]).unwrap()
+            + "\n[environments.dev.database]\nurl_env = \"PROD_URL\"\n[environments.production.database]\nurl_env = \"PROD_URL\"\n",
+    )
+    .unwrap();
+    seed_production(&prod, &cfg);
+    let rx = crate::notify::receiver(200).await;
+    let run_script = |reports: &str| {
+        let mut c = std::process::Command::new("bash");
+        c.arg(repo_root().join("scripts/pipeline/refresh.sh"))
+            .current_dir(repo_root())
+            .envs(stack.env.clone())
+            .env("DEPLOYKIT_CONFIG", &cfg)
+            .env("ENVIRONMENT", "local")
+            .env("BIN", crate::support::bin_dir())
+            .env("REPORTS", dir.path().join(reports))
+            .env("PROD_URL", &prod.url)
+            .env("DEPLOYKIT_ANONYMIZE_KEY", KEY)
+            .env("DEPLOYKIT_NOTIFY_WEBHOOK", &rx.url)
+            .env("DEPLOYKIT_COLOR", "never");
+        c
+    };
+    let mut c = run_script("ok");
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(!all.contains(KEY) && !all.contains("s3cr3t-webhook-token"), "{all}");
+    let staging = TestDbRef(stack.env["DATABASE_URL"].clone());
+    assert_eq!(
+        staging.sql("SELECT count(*) FROM accounts WHERE account_id IN ('ACC-1001', 'ACC-1002')"),
+        "0"
+    );
+    assert_eq!(
+        staging.sql("SELECT count(*) FROM orders JOIN accounts USING (account_id)"),
+        "3"
+    );
+    let smoke: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("ok/refresh_smoke.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(smoke["outcome"], "pass", "{smoke}");
+    let sent = rx.bodies.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0].1.contains(":white_check_mark: *weekly staging refresh*"),
+        "{}",
+        sent[0].1
+    );
+
+    // An unclassified production column: nothing changes, maintenance is lifted again, and the
+    // team hears why.
+    prod.sql("ALTER TABLE accounts ADD COLUMN passport_no text");
+    let mut c = run_script("failed");
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let sent = rx.bodies.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent[1].1.contains(":x: *weekly staging refresh*")
+            && sent[1].1.contains("public.accounts.passport_no (text) is not classified"),
+        "{}",
+        sent[1].1
+    );
+    let (code, status, _) = stack.run("maintenance_mode", &["--status"]).await;
+    assert_eq!(code, 0, "{status}");
+    assert!(!status.contains("\"maintenance page on"), "{status}");
+    let h: serde_json::Value = reqwest::get(format!("{}/health", stack.url("BLUE_URL")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["status"], "ok", "maintenance lifted after the failed refresh: {h}");
+    assert_eq!(
+        staging.sql("SELECT count(*) FROM orders JOIN accounts USING (account_id)"),
+        "3",
+        "staging keeps last week's refresh"
+    );
+}
+
+/// SQL on a database this test does not own (the stack's).
+struct TestDbRef(String);
+
+impl TestDbRef {
+    fn sql(&self, sql: &str) -> String {
+        let out = std::process::Command::new("psql")
+            .args([self.0.as_str(), "-qAtXc", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
 }

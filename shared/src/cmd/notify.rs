@@ -90,6 +90,14 @@ pub fn text(args: &Args, environment: &str) -> Result<String> {
             }
         };
         let tool = v["tool"].as_str().unwrap_or("?").to_string();
+        // A run that stopped on an error (exit 2–5) has no failed check, only its error.
+        if let Some(m) = v["error"]["message"].as_str() {
+            let mut line = format!("• {tool}: {m}");
+            if let Some(h) = v["error"]["hint"].as_str() {
+                line.push_str(&format!(" → {h}"));
+            }
+            failed.push(line);
+        }
         for c in v["checks"].as_array().into_iter().flatten() {
             if c["status"] == "fail" {
                 let mut line = format!(
