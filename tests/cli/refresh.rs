@@ -320,7 +320,10 @@ async fn the_weekly_refresh_script_runs_end_to_end_and_always_notifies() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{all}");
-    assert!(!all.contains(KEY) && !all.contains("s3cr3t-webhook-token"), "{all}");
+    assert!(
+        !all.contains(KEY) && !all.contains("s3cr3t-webhook-token"),
+        "{all}"
+    );
     let staging = TestDbRef(stack.env["DATABASE_URL"].clone());
     assert_eq!(
         staging.sql("SELECT count(*) FROM accounts WHERE account_id IN ('ACC-1001', 'ACC-1002')"),
@@ -338,7 +341,9 @@ async fn the_weekly_refresh_script_runs_end_to_end_and_always_notifies() {
     let sent = rx.bodies.lock().unwrap().clone();
     assert_eq!(sent.len(), 1);
     assert!(
-        sent[0].1.contains(":white_check_mark: *weekly staging refresh*"),
+        sent[0]
+            .1
+            .contains(":white_check_mark: *weekly staging refresh*"),
         "{}",
         sent[0].1
     );
@@ -355,7 +360,9 @@ async fn the_weekly_refresh_script_runs_end_to_end_and_always_notifies() {
     assert_eq!(sent.len(), 2);
     assert!(
         sent[1].1.contains(":x: *weekly staging refresh*")
-            && sent[1].1.contains("public.accounts.passport_no (text) is not classified"),
+            && sent[1]
+                .1
+                .contains("public.accounts.passport_no (text) is not classified"),
         "{}",
         sent[1].1
     );
@@ -368,7 +375,10 @@ async fn the_weekly_refresh_script_runs_end_to_end_and_always_notifies() {
         .json()
         .await
         .unwrap();
-    assert_eq!(h["status"], "ok", "maintenance lifted after the failed refresh: {h}");
+    assert_eq!(
+        h["status"], "ok",
+        "maintenance lifted after the failed refresh: {h}"
+    );
     assert_eq!(
         staging.sql("SELECT count(*) FROM orders JOIN accounts USING (account_id)"),
         "3",
@@ -385,7 +395,11 @@ impl TestDbRef {
             .args([self.0.as_str(), "-qAtXc", sql])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }

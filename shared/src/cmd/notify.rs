@@ -79,7 +79,12 @@ pub fn text(args: &Args, environment: &str) -> Result<String> {
     for (path, named) in &reports {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io("read report", path, e))?;
         let v: serde_json::Value = match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(v) if v.get("tool").is_some() && v["checks"].is_array() => v,
+            Ok(v)
+                if v.get("tool").is_some()
+                    && (v["checks"].is_array() || v["error"].is_object()) =>
+            {
+                v
+            }
             // A named file must be a report; in a directory, other JSON (baselines) is skipped.
             _ if !named => continue,
             _ => {
