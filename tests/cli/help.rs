@@ -24,3 +24,25 @@ fn db_migrate_help() {
     let r = run("db_migrate", &["migrate", "--help"], &[("COLUMNS", "100")]);
     insta::assert_snapshot!("db_migrate_migrate_help", r.stdout);
 }
+
+/// Every other binary's help, one snapshot each.
+#[test]
+fn every_other_binarys_help() {
+    for tool in [
+        "measure_latency",
+        "compare_metrics",
+        "cutover",
+        "maintenance_mode",
+        "validate_config",
+        "strategy_rollout",
+        "generate_deployment_report",
+        "notify",
+    ] {
+        let r = run(tool, &["--help"], &[("COLUMNS", "100")]);
+        assert_eq!(r.code, 0, "{tool}");
+        insta::assert_snapshot!(format!("{tool}_help"), r.stdout);
+    }
+    let r = run("db_migrate", &["refresh", "--help"], &[("COLUMNS", "100")]);
+    assert_eq!(r.code, 0);
+    insta::assert_snapshot!("db_migrate_refresh_help", r.stdout);
+}
