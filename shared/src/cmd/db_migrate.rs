@@ -429,16 +429,20 @@ impl Args {
             }
         }
         let start = Instant::now();
-        let copied = match refresh::refresh(
-            &source,
-            &target,
-            &rules,
-            key.as_ref(),
-            env.migrate.backup_timeout.0,
-            &ctx.cancel,
+        // Bounded as a whole: dropping the unfinished refresh drops its transaction (rolled back).
+        let limit = env.migrate.backup_timeout.0;
+        let outcome = tokio::time::timeout(
+            limit,
+            refresh::refresh(&source, &target, &rules, key.as_ref(), limit, &ctx.cancel),
         )
         .await
-        {
+        .unwrap_or_else(|_| {
+            Err(Error::unreachable(
+                "PostgreSQL (refresh)",
+                format!("did not finish within {limit:?} (migrate.backup_timeout)"),
+            ))
+        });
+        let copied = match outcome {
             Ok(c) => c,
             Err(e) => {
                 report.push(
