@@ -623,11 +623,7 @@ pub async fn watch(
                 "watch {}s/{}s: {color} healthy; {}",
                 start.elapsed().as_secs(),
                 window.as_secs(),
-                verdicts
-                    .iter()
-                    .map(|v| format!("{} {:?}", v.metric, v.outcome))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                metrics::outcomes_line(&verdicts)
             );
             last_note = Instant::now();
         }

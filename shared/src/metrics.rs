@@ -266,6 +266,15 @@ fn limit_text(spec: &MetricSpec) -> String {
     }
 }
 
+/// `error_rate Pass, mean_latency Fail, …`: one progress line's worth of verdicts.
+pub fn outcomes_line(verdicts: &[Verdict]) -> String {
+    verdicts
+        .iter()
+        .map(|v| format!("{} {:?}", v.metric, v.outcome))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Judge one metric: the numbers and the decision.
 pub fn judge(spec: &MetricSpec, baseline: &Figures, current: &Figures) -> Verdict {
     match (baseline, current) {

@@ -56,6 +56,21 @@ fn traffic(url: String) -> tokio_util::sync::CancellationToken {
     stop
 }
 
+/// Inject `faults` as soon as MM_EQ_001 is set to 50 % (bounded: if the rollout never gets
+/// there, the test's assertions say why).
+fn at_50_percent(url: String, faults: Faults) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let c = client(&url);
+        for _ in 0..1000 {
+            if c.admin_state().await.unwrap().strategies["MM_EQ_001"].size_pct == 50 {
+                c.set_faults(&faults).await.unwrap();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steps_through_each_strategy_in_turn() {
     let s = sim("blue", "1.0.0").await;
@@ -106,24 +121,14 @@ async fn a_fault_at_the_50_percent_step_stops_there_and_restores_10() {
     let s = sim("blue", "1.0.0").await;
     let dir = tempfile::tempdir().unwrap();
     let stop = traffic(s.url());
-    let url = s.url();
     // Inject errors as soon as the 50 % step is set.
-    let injector = tokio::spawn(async move {
-        let c = client(&url);
-        // Bounded: if the rollout never reaches 50 %, the assertions below say why.
-        for _ in 0..1000 {
-            if c.admin_state().await.unwrap().strategies["MM_EQ_001"].size_pct == 50 {
-                c.set_faults(&Faults {
-                    error_rate: Some(0.3),
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
+    let injector = at_50_percent(
+        s.url(),
+        Faults {
+            error_rate: Some(0.3),
+            ..Default::default()
+        },
+    );
     let r = rollout(
         &s.url(),
         dir.path(),
@@ -253,24 +258,15 @@ async fn a_strategy_losing_money_at_50_percent_is_set_back_to_10() {
     let s = sim("blue", "1.0.0").await;
     let dir = tempfile::tempdir().unwrap();
     let stop = traffic(s.url());
-    let url = s.url();
     // The strategy's P&L trend turns bad once it trades at 50 %: 40/s at full size is 1,200 per
     // minute at 50 %, far over the default ceiling of 100 per minute.
-    let injector = tokio::spawn(async move {
-        let c = client(&url);
-        for _ in 0..1000 {
-            if c.admin_state().await.unwrap().strategies["MM_EQ_001"].size_pct == 50 {
-                c.set_faults(&Faults {
-                    strategy_loss_per_s: Some(40.0),
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
+    let injector = at_50_percent(
+        s.url(),
+        Faults {
+            strategy_loss_per_s: Some(40.0),
+            ..Default::default()
+        },
+    );
     let r = rollout(
         &s.url(),
         dir.path(),

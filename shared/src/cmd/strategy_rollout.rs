@@ -276,21 +276,25 @@ async fn interrupted(ctx: &Context, journal: &Journal) -> Result<(Plan, String, 
             return Err(Error::Usage(format!("the last rollout {run_id} {what}")));
         }
     }
-    let plan: Plan = last
-        .iter()
-        .find(|e| e.step == PLAN)
-        .and_then(|e| serde_json::from_str(&e.detail).ok())
-        .ok_or_else(|| {
-            Error::Conflict(format!(
-                "the journal of {run_id} has no readable plan; reverse it with --reverse"
-            ))
-        })?;
+    let plan = plan_of(&last, &run_id)?;
     let done = last
         .iter()
         .filter(|e| e.state == "done" && e.step.contains(" at "))
         .map(|e| e.step.clone())
         .collect();
     Ok((plan, run_id, done))
+}
+
+/// The plan a rollout journaled before its first step.
+fn plan_of(run: &[Entry], run_id: &str) -> Result<Plan> {
+    run.iter()
+        .find(|e| e.step == PLAN)
+        .and_then(|e| serde_json::from_str(&e.detail).ok())
+        .ok_or_else(|| {
+            Error::Conflict(format!(
+                "the journal of {run_id} has no readable plan: set the strategies by hand (POST /admin/strategies/NAME)"
+            ))
+        })
 }
 
 /// Put every strategy of the last rollout back as it was before, last strategy first.
@@ -311,16 +315,7 @@ async fn reverse(c: &Ctx, ctx: &Context, journal: &Journal, report: &mut Report)
             first.run_id
         )));
     }
-    let plan: Plan = last
-        .iter()
-        .find(|e| e.step == PLAN)
-        .and_then(|e| serde_json::from_str(&e.detail).ok())
-        .ok_or_else(|| {
-            Error::Conflict(format!(
-                "the journal of {} has no readable plan",
-                first.run_id
-            ))
-        })?;
+    let plan = plan_of(&last, &first.run_id)?;
     let engines = engines(c, plan.color, ctx)?;
     let befores: Vec<(String, Strategy)> = plan
         .strategies
@@ -517,11 +512,7 @@ impl Rollout<'_> {
                             "{step}: holding {}s/{}s, {}",
                             t.elapsed().as_secs(),
                             hold.as_secs(),
-                            verdicts
-                                .iter()
-                                .map(|v| format!("{} {:?}", v.metric, v.outcome))
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            metrics::outcomes_line(&verdicts)
                         );
                         last_note = Instant::now();
                     }
