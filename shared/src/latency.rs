@@ -124,6 +124,180 @@ struct ConnResult {
     first_error: Option<String>,
 }
 
+/// What one connection does: its share of the requests, its timing, its stop signals.
+struct ConnPlan {
+    c: u64,
+    conns: u64,
+    gap: Option<Duration>,
+    start: Instant,
+    end: Option<Instant>,
+    measure_from: Instant,
+    per_conn_requests: Option<u64>,
+    /// Open loop: requests over all connections, warm-up included.
+    total: Option<u64>,
+    timeout: Duration,
+    max_err: Option<f64>,
+    probe: Probe,
+    host: String,
+    addr: String,
+    stop: CancellationToken,
+}
+
+impl ConnResult {
+    fn new() -> ConnResult {
+        ConnResult {
+            corrected: histogram(),
+            naive: histogram(),
+            pacing: histogram(),
+            tick_age: histogram(),
+            errors: 0,
+            ok: 0,
+            first_error: None,
+        }
+    }
+}
+
+/// One connection's requests, closed loop or self-paced open loop.
+async fn conn_loop(mut sender: Sender, plan: ConnPlan) -> ConnResult {
+    let ConnPlan {
+        c,
+        conns,
+        gap,
+        start,
+        end,
+        measure_from,
+        per_conn_requests,
+        total,
+        timeout,
+        max_err,
+        probe,
+        host,
+        addr,
+        stop,
+    } = plan;
+    let mut r = ConnResult::new();
+    let mut i: u64 = 0;
+    let mut measured: u64 = 0;
+    loop {
+        if stop.is_cancelled() {
+            break;
+        }
+        let (n, intended) = if let Some(g) = gap {
+            let k = c + i * conns;
+            let t = start + g.mul_f64(k as f64);
+            if end.is_some_and(|e| t >= e) || total.is_some_and(|n| k >= n) {
+                break;
+            }
+            // Long waits on the runtime (cancellable); the last stretch precisely, on this
+            // connection's own thread.
+            if let Some(early) = t.checked_sub(Duration::from_millis(2))
+                && early > Instant::now()
+            {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(early.into()) => {}
+                    _ = stop.cancelled() => break,
+                }
+            }
+            wait_precisely(t);
+            (k, t)
+        } else {
+            let now = Instant::now();
+            if end.is_some_and(|e| now >= e) || per_conn_requests.is_some_and(|n| measured >= n) {
+                break;
+            }
+            if now < start {
+                tokio::time::sleep_until(start.into()).await;
+            }
+            (i * conns + c, Instant::now())
+        };
+        let sent = Instant::now();
+        let mut req = hyper::Request::builder()
+            .method(probe.method.clone())
+            .uri((probe.path)(n))
+            .header(hyper::header::HOST, host.as_str());
+        let body = match &probe.body {
+            Some(b) => {
+                req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+                Full::new(Bytes::from((b)(n)))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let req = req.body(body).expect("valid request");
+        let result = tokio::time::timeout(timeout, async {
+            sender.ready().await?;
+            let resp = sender.send_request(req).await?;
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            Ok::<_, hyper::Error>((status, bytes))
+        })
+        .await;
+        let done = Instant::now();
+        let recording = intended >= measure_from;
+        match result {
+            Ok(Ok((status, bytes))) if status.is_success() => {
+                if recording {
+                    let _ = r
+                        .corrected
+                        .record((done - intended).as_micros().max(1) as u64);
+                    let _ = r.naive.record((done - sent).as_micros().max(1) as u64);
+                    if gap.is_some() {
+                        let _ = r.pacing.record(
+                            sent.saturating_duration_since(intended).as_micros().max(1) as u64,
+                        );
+                    }
+                    if probe.tick_age
+                        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
+                        && let Some(p) = v
+                            .as_array()
+                            .and_then(|a| a.last())
+                            .and_then(|t| t["published_unix_ns"].as_u64())
+                    {
+                        let age = now_ns().saturating_sub(p as u128) / 1000;
+                        let _ = r.tick_age.record((age as u64).max(1));
+                    }
+                    r.ok += 1;
+                }
+            }
+            other => {
+                let msg = match other {
+                    Ok(Ok((status, bytes))) => format!(
+                        "HTTP {status}: {}",
+                        String::from_utf8_lossy(&bytes)
+                            .chars()
+                            .take(200)
+                            .collect::<String>()
+                    ),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no answer within {timeout:?}"),
+                };
+                if recording {
+                    r.errors += 1;
+                }
+                r.first_error.get_or_insert(msg);
+                // A broken connection is replaced, not retried on.
+                if sender.is_closed() {
+                    match connect(&addr, timeout).await {
+                        Ok(s) => sender = s,
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        if recording {
+            measured += 1;
+        }
+        if let Some(m) = max_err
+            && measured >= 20
+            && r.errors as f64 / measured as f64 > m
+        {
+            stop.cancel();
+            break;
+        }
+        i += 1;
+    }
+    r
+}
+
 /// Run `probe` under `load`. A progress line every 5 s on stderr.
 pub async fn measure(probe: &Probe, load: &Load, cancel: &CancellationToken) -> Result<Measured> {
     let (addr, host) = host_port(&probe.base)?;
@@ -138,163 +312,52 @@ pub async fn measure(probe: &Probe, load: &Load, cancel: &CancellationToken) -> 
         .map(|r| Duration::from_secs_f64(1.0 / r.max(0.001)));
     let stop = cancel.child_token();
     let mut set = tokio::task::JoinSet::new();
-    // Open loop: one pacing thread releases request k at start + k·gap to connection k % conns.
-    // A connection still busy with an earlier request sends late, and the latency still counts
-    // from the intended time (coordinated-omission correction).
-    let mut queues = vec![];
+    let warm = gap.map_or(0, |g| (load.warmup.as_secs_f64() / g.as_secs_f64()) as u64);
     for c in 0..conns {
-        let mut sender = connect(&addr, load.timeout).await?;
-        let (probe, host, stop, addr) = (probe.clone(), host.clone(), stop.clone(), addr.clone());
-        let timeout = load.timeout;
-        let max_err = load.max_error_ratio;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
+        // Connect here first, so an unreachable target fails the run before any load.
+        let sender = connect(&addr, load.timeout).await?;
+        let plan = ConnPlan {
+            c: c as u64,
+            conns: conns as u64,
+            gap,
+            start,
+            end,
+            measure_from,
+            per_conn_requests,
+            total: load.requests.map(|n| n + warm),
+            timeout: load.timeout,
+            max_err: load.max_error_ratio,
+            probe: probe.clone(),
+            host: host.clone(),
+            addr: addr.clone(),
+            stop: stop.clone(),
+        };
         if gap.is_some() {
-            queues.push(tx);
-        }
-        set.spawn(async move {
-            let mut r = ConnResult {
-                corrected: histogram(),
-                naive: histogram(),
-                pacing: histogram(),
-                tick_age: histogram(),
-                errors: 0,
-                ok: 0,
-                first_error: None,
-            };
-            let mut i: u64 = 0;
-            let mut measured: u64 = 0;
-            loop {
-                if stop.is_cancelled() {
-                    break;
-                }
-                let (n, intended) = if gap.is_some() {
-                    match rx.recv().await {
-                        Some(x) => x,
-                        None => break,
+            // Open loop: each connection paces itself on a thread of its own (a current-thread
+            // runtime that also drives its socket), so nothing has to wake another thread at
+            // send time. Request k = c + j·conns is due at start + k·gap; a connection still
+            // busy sends late and the latency still counts from the due time
+            // (coordinated-omission correction).
+            drop(sender);
+            set.spawn_blocking(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a current-thread runtime");
+                rt.block_on(async move {
+                    match connect(&plan.addr, plan.timeout).await {
+                        Ok(s) => conn_loop(s, plan).await,
+                        Err(e) => {
+                            let mut r = ConnResult::new();
+                            r.first_error = Some(e.to_string());
+                            r
+                        }
                     }
-                } else {
-                    let now = Instant::now();
-                    if end.is_some_and(|e| now >= e)
-                        || per_conn_requests.is_some_and(|n| measured >= n)
-                    {
-                        break;
-                    }
-                    if now < start {
-                        tokio::time::sleep_until(start.into()).await;
-                    }
-                    (i * conns as u64 + c as u64, Instant::now())
-                };
-                let sent = Instant::now();
-                let mut req = hyper::Request::builder()
-                    .method(probe.method.clone())
-                    .uri((probe.path)(n))
-                    .header(hyper::header::HOST, host.as_str());
-                let body = match &probe.body {
-                    Some(b) => {
-                        req = req.header(hyper::header::CONTENT_TYPE, "application/json");
-                        Full::new(Bytes::from((b)(n)))
-                    }
-                    None => Full::new(Bytes::new()),
-                };
-                let req = req.body(body).expect("valid request");
-                let result = tokio::time::timeout(timeout, async {
-                    sender.ready().await?;
-                    let resp = sender.send_request(req).await?;
-                    let status = resp.status();
-                    let bytes = resp.into_body().collect().await?.to_bytes();
-                    Ok::<_, hyper::Error>((status, bytes))
                 })
-                .await;
-                let done = Instant::now();
-                let recording = intended >= measure_from;
-                match result {
-                    Ok(Ok((status, bytes))) if status.is_success() => {
-                        if recording {
-                            let _ = r
-                                .corrected
-                                .record((done - intended).as_micros().max(1) as u64);
-                            let _ = r.naive.record((done - sent).as_micros().max(1) as u64);
-                            if gap.is_some() {
-                                let _ = r.pacing.record(
-                                    sent.saturating_duration_since(intended).as_micros().max(1)
-                                        as u64,
-                                );
-                            }
-                            if probe.tick_age
-                                && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
-                                && let Some(p) = v
-                                    .as_array()
-                                    .and_then(|a| a.last())
-                                    .and_then(|t| t["published_unix_ns"].as_u64())
-                            {
-                                let age = now_ns().saturating_sub(p as u128) / 1000;
-                                let _ = r.tick_age.record((age as u64).max(1));
-                            }
-                            r.ok += 1;
-                        }
-                    }
-                    other => {
-                        let msg = match other {
-                            Ok(Ok((status, bytes))) => format!(
-                                "HTTP {status}: {}",
-                                String::from_utf8_lossy(&bytes)
-                                    .chars()
-                                    .take(200)
-                                    .collect::<String>()
-                            ),
-                            Ok(Err(e)) => e.to_string(),
-                            Err(_) => format!("no answer within {timeout:?}"),
-                        };
-                        if recording {
-                            r.errors += 1;
-                        }
-                        r.first_error.get_or_insert(msg);
-                        // A broken connection is replaced, not retried on.
-                        if sender.is_closed() {
-                            match connect(&addr, timeout).await {
-                                Ok(s) => sender = s,
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                }
-                if recording {
-                    measured += 1;
-                }
-                if let Some(m) = max_err
-                    && measured >= 20
-                    && r.errors as f64 / measured as f64 > m
-                {
-                    stop.cancel();
-                    break;
-                }
-                i += 1;
-            }
-            r
-        });
-    }
-    if let Some(g) = gap {
-        let warm = (load.warmup.as_secs_f64() / g.as_secs_f64()) as u64;
-        let total = load.requests.map(|n| n + warm);
-        let stop2 = stop.clone();
-        std::thread::spawn(move || {
-            let mut k: u64 = 0;
-            loop {
-                let t = start + g.mul_f64(k as f64);
-                if stop2.is_cancelled()
-                    || end.is_some_and(|e| t >= e)
-                    || total.is_some_and(|n| k >= n)
-                {
-                    break;
-                }
-                wait_precisely(t);
-                if queues[(k % conns as u64) as usize].send((k, t)).is_err() {
-                    break;
-                }
-                k += 1;
-            }
-            // Dropping the senders ends the connection tasks once their queues are empty.
-        });
+            });
+        } else {
+            set.spawn(conn_loop(sender, plan));
+        }
     }
     let mut out = Measured {
         corrected: histogram(),
