@@ -332,32 +332,29 @@ pub async fn measure(probe: &Probe, load: &Load, cancel: &CancellationToken) -> 
             addr: addr.clone(),
             stop: stop.clone(),
         };
-        if gap.is_some() {
-            // Open loop: each connection paces itself on a thread of its own (a current-thread
-            // runtime that also drives its socket), so nothing has to wake another thread at
-            // send time. Request k = c + j·conns is due at start + k·gap; a connection still
-            // busy sends late and the latency still counts from the due time
-            // (coordinated-omission correction).
-            drop(sender);
-            set.spawn_blocking(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a current-thread runtime");
-                rt.block_on(async move {
-                    match connect(&plan.addr, plan.timeout).await {
-                        Ok(s) => conn_loop(s, plan).await,
-                        Err(e) => {
-                            let mut r = ConnResult::new();
-                            r.first_error = Some(e.to_string());
-                            r
-                        }
+        // Each connection runs on a thread of its own: a current-thread runtime that drives
+        // both its requests and its socket, so nothing has to wake another thread between "due"
+        // and "sent" (open loop: it paces itself; request k = c + j·conns is due at
+        // start + k·gap, a connection still busy sends late and the latency still counts from
+        // the due time — coordinated-omission correction) or between "answered" and "next"
+        // (closed loop).
+        drop(sender);
+        set.spawn_blocking(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime");
+            rt.block_on(async move {
+                match connect(&plan.addr, plan.timeout).await {
+                    Ok(s) => conn_loop(s, plan).await,
+                    Err(e) => {
+                        let mut r = ConnResult::new();
+                        r.first_error = Some(e.to_string());
+                        r
                     }
-                })
-            });
-        } else {
-            set.spawn(conn_loop(sender, plan));
-        }
+                }
+            })
+        });
     }
     let mut out = Measured {
         corrected: histogram(),
