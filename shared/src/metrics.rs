@@ -49,17 +49,21 @@ pub fn default_specs(env: &Environment) -> Vec<MetricSpec> {
             Direction::Lower,
             (t.error_rate_max_ratio.0 - 1.0) * 100.0,
         ),
-        spec(
-            "p99_latency",
-            MetricKind::Series,
-            Some(format!(
-                "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{{BUSINESS}}}[1m])))"
-            )),
-            None,
-            None,
-            Direction::Lower,
-            t.latency_increase_pct.0,
-        ),
+        MetricSpec {
+            // Below 1 ms of change a percentage of a sub-millisecond p99 is noise (decision 0008).
+            min_abs_delta: Some(0.001),
+            ..spec(
+                "p99_latency",
+                MetricKind::Series,
+                Some(format!(
+                    "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{{BUSINESS}}}[1m])))"
+                )),
+                None,
+                None,
+                Direction::Lower,
+                t.latency_increase_pct.0,
+            )
+        },
         spec(
             "throughput",
             MetricKind::Series,
