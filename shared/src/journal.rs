@@ -136,22 +136,28 @@ impl Journal {
     /// Every entry of the environment's latest run of one of `actions` (cutover and rollback
     /// share a history; strategy_rollout has its own).
     pub async fn last_run(&self, env_name: &str, actions: &[&str]) -> Result<Vec<Entry>> {
-        let all = self.entries(env_name).await?;
-        let last = all
-            .iter()
-            .rev()
-            .find(|e| actions.contains(&e.action.as_str()))
-            .map(|e| e.run_id.clone());
-        Ok(all
-            .into_iter()
-            .filter(|e| Some(&e.run_id) == last.as_ref())
-            .collect())
+        match self {
+            // The database picks the run: the journal grows with every deploy.
+            Journal::Pg(c) => pg_entries(c, env_name, Some(actions)).await,
+            Journal::File { path, .. } => {
+                let all = file_entries(path, env_name);
+                let last = all
+                    .iter()
+                    .rev()
+                    .find(|e| actions.contains(&e.action.as_str()))
+                    .map(|e| e.run_id.clone());
+                Ok(all
+                    .into_iter()
+                    .filter(|e| Some(&e.run_id) == last.as_ref())
+                    .collect())
+            }
+        }
     }
 
     /// Every entry of the environment, oldest first.
     pub async fn entries(&self, env_name: &str) -> Result<Vec<Entry>> {
         Ok(match self {
-            Journal::Pg(c) => pg_entries(c, env_name).await?,
+            Journal::Pg(c) => pg_entries(c, env_name, None).await?,
             Journal::File { path, .. } => file_entries(path, env_name),
         })
     }
@@ -174,7 +180,7 @@ impl Journal {
                 .map_err(db_err)?
                 .get(0);
             return if exists {
-                pg_entries(&c, env_name).await
+                pg_entries(&c, env_name, None).await
             } else {
                 Ok(vec![])
             };
@@ -193,13 +199,29 @@ impl Journal {
     }
 }
 
-async fn pg_entries(c: &tokio_postgres::Client, env_name: &str) -> Result<Vec<Entry>> {
+/// Every entry of the environment, or with `last_of` only the latest run that has an entry of
+/// one of those actions (all of that run's entries, whatever their action).
+async fn pg_entries(
+    c: &tokio_postgres::Client,
+    env_name: &str,
+    last_of: Option<&[&str]>,
+) -> Result<Vec<Entry>> {
+    let actions: Vec<String> = last_of
+        .unwrap_or_default()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
     // RFC 3339 in UTC, the same form the file journal writes.
     Ok(c.query(
         "SELECT run_id, environment, action, from_color, to_color, step, state, detail,
-                    to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
-             FROM deploy_journal WHERE environment = $1 ORDER BY id",
-        &[&env_name],
+                to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
+         FROM deploy_journal
+         WHERE environment = $1
+           AND (NOT $3 OR run_id = (SELECT run_id FROM deploy_journal
+                                    WHERE environment = $1 AND action = ANY($2)
+                                    ORDER BY id DESC LIMIT 1))
+         ORDER BY id",
+        &[&env_name, &actions, &last_of.is_some()],
     )
     .await
     .map_err(db_err)?
