@@ -313,9 +313,9 @@ pub async fn measure(probe: &Probe, load: &Load, cancel: &CancellationToken) -> 
     let stop = cancel.child_token();
     let mut set = tokio::task::JoinSet::new();
     let warm = gap.map_or(0, |g| (load.warmup.as_secs_f64() / g.as_secs_f64()) as u64);
+    // One connection here first, so an unreachable target fails the run before any load.
+    drop(connect(&addr, load.timeout).await?);
     for c in 0..conns {
-        // Connect here first, so an unreachable target fails the run before any load.
-        let sender = connect(&addr, load.timeout).await?;
         let plan = ConnPlan {
             c: c as u64,
             conns: conns as u64,
@@ -338,7 +338,6 @@ pub async fn measure(probe: &Probe, load: &Load, cancel: &CancellationToken) -> 
         // start + k·gap, a connection still busy sends late and the latency still counts from
         // the due time — coordinated-omission correction) or between "answered" and "next"
         // (closed loop).
-        drop(sender);
         set.spawn_blocking(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
