@@ -369,12 +369,7 @@ async fn the_weekly_refresh_script_runs_end_to_end_and_always_notifies() {
     let (code, status, _) = stack.run("maintenance_mode", &["--status"]).await;
     assert_eq!(code, 0, "{status}");
     assert!(!status.contains("\"maintenance page on"), "{status}");
-    let h: serde_json::Value = reqwest::get(format!("{}/health", stack.url("BLUE_URL")))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let h = stack.health("BLUE_URL").await;
     assert_eq!(
         h["status"], "ok",
         "maintenance lifted after the failed refresh: {h}"

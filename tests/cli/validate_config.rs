@@ -19,6 +19,15 @@ async fn vc(cfg: &Path, args: &[&str]) -> Run {
     .await
 }
 
+/// GOOD with the default daily loss limit raised 10 % (within the approval threshold).
+fn raised_default_loss(dir: &Path) -> String {
+    write(
+        dir,
+        "risk_limits.yaml",
+        &GOOD.replace("max_loss_per_day: 10000", "max_loss_per_day: 11000"),
+    )
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -179,11 +188,7 @@ async fn deploy_installs_reloads_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let live = write(dir.path(), "live_risk_limits.yaml", GOOD);
     let (s, _d, cfg) = deploy_fixture(Some(Path::new(&live)), Path::new(&live)).await;
-    let new = write(
-        dir.path(),
-        "risk_limits.yaml",
-        &GOOD.replace("max_loss_per_day: 10000", "max_loss_per_day: 11000"),
-    );
+    let new = raised_default_loss(dir.path());
     let r = vc(&cfg, &[&new, "--deploy"]).await;
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(
@@ -222,11 +227,7 @@ async fn a_deploy_whose_read_back_differs_is_restored() {
     let served = write(dir.path(), "served_risk_limits.yaml", GOOD);
     let target = write(dir.path(), "target_risk_limits.yaml", GOOD);
     let (s, _d, cfg) = deploy_fixture(Some(Path::new(&served)), Path::new(&target)).await;
-    let new = write(
-        dir.path(),
-        "risk_limits.yaml",
-        &GOOD.replace("max_loss_per_day: 10000", "max_loss_per_day: 11000"),
-    );
+    let new = raised_default_loss(dir.path());
     let r = vc(&cfg, &[&new, "--deploy"]).await;
     assert_eq!(r.code, 1, "{}", r.stdout);
     let m = check_message(&r.stdout, "Reloaded and verified");
@@ -257,11 +258,7 @@ async fn a_deploy_whose_reload_fails_is_restored() {
     let target = write(dir.path(), "target_risk_limits.yaml", GOOD);
     // A service without a limits file answers 422 to reload.
     let (_s, _d, cfg) = deploy_fixture(None, Path::new(&target)).await;
-    let new = write(
-        dir.path(),
-        "risk_limits.yaml",
-        &GOOD.replace("max_loss_per_day: 10000", "max_loss_per_day: 11000"),
-    );
+    let new = raised_default_loss(dir.path());
     let r = vc(&cfg, &[&new, "--deploy"]).await;
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(
@@ -349,11 +346,7 @@ async fn a_service_that_cannot_reload_is_restarted_and_verified() {
         sim.script,
         u = sim.url
     ));
-    let new = write(
-        dir.path(),
-        "risk_limits.yaml",
-        &GOOD.replace("max_loss_per_day: 10000", "max_loss_per_day: 11000"),
-    );
+    let new = raised_default_loss(dir.path());
     let r = vc(&cfg, &[&new, "--deploy"]).await;
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
@@ -381,11 +374,7 @@ async fn a_service_that_cannot_reload_without_a_restart_command_keeps_the_old_fi
         "[environments.local]\ncolors = [\"blue\"]\n[environments.local.services.blue]\nrisk-engine = [\"{u}\"]\n[environments.local.config_files]\nrisk-limits = \"{target}\"\n",
         u = s.url()
     ));
-    let new = write(
-        dir.path(),
-        "risk_limits.yaml",
-        &GOOD.replace("max_loss_per_day: 10000", "max_loss_per_day: 11000"),
-    );
+    let new = raised_default_loss(dir.path());
     let r = vc(&cfg, &[&new, "--deploy"]).await;
     assert_eq!(r.code, 1, "{}", r.stdout);
     let m = check_message(&r.stdout, "Reloaded and verified");

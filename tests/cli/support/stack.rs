@@ -59,15 +59,22 @@ impl Stack {
         )
     }
 
-    /// The colour HAProxy answers from.
-    pub async fn live(&self) -> String {
-        let h: serde_json::Value = reqwest::get(format!("{}/health", self.url("HAPROXY_URL")))
+    /// `GET /health` of the stack URL named `key` (HAPROXY_URL, BLUE_URL, …).
+    pub async fn health(&self, key: &str) -> serde_json::Value {
+        reqwest::get(format!("{}/health", self.url(key)))
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        h["color"].as_str().unwrap().to_string()
+            .unwrap()
+    }
+
+    /// The colour HAProxy answers from.
+    pub async fn live(&self) -> String {
+        self.health("HAPROXY_URL").await["color"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 }
 
