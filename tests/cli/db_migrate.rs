@@ -464,33 +464,60 @@ fn lint_flags_unsafe_ddl_and_missing_rollbacks() {
             ("V1__base_rollback.sql", "DROP TABLE big;"),
             (
                 "V2__unsafe.sql",
-                "CREATE INDEX big_id2 ON big (id);\nALTER TABLE big ADD COLUMN c int NOT NULL;\nALTER TABLE big ALTER COLUMN id TYPE bigint;\n",
+                "CREATE INDEX big_id2 ON big (id);\nALTER TABLE big ADD COLUMN c int NOT NULL;\nALTER TABLE big ALTER COLUMN id TYPE bigint;\n\
+                 ALTER TABLE big ADD CONSTRAINT big_fk FOREIGN KEY (id) REFERENCES other (id);\n\
+                 ALTER TABLE big ALTER COLUMN c SET NOT NULL;\nVACUUM FULL big;\nSET lock_timeout = 0;\n",
             ),
             (
                 "V3__safe.sql",
-                "-- deploykit: no-transaction\nCREATE INDEX CONCURRENTLY big_id3 ON big (id);\n",
+                "-- deploykit: no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS big_id3 ON big (id);\n",
             ),
+            // A statement the linter cannot read is a finding, never a pass; a no-transaction
+            // file that cannot be re-run after a partial failure is one too.
+            (
+                "V4__odd.sql",
+                "-- deploykit: no-transaction\nCREATE INDEX CONCURRENTLY big_id4 ON big (id);\nDELETE FROM big WHERE;\n",
+            ),
+            ("V4__odd_rollback.sql", "DROP INDEX big_id4;"),
             ("V3__safe_rollback.sql", "DROP INDEX big_id3;"),
         ],
         "",
     );
     let r = f.run(&["--format", "json", "lint"]);
     assert_eq!(r.code, 1);
-    assert_eq!(checks_with(&r.stdout, "fail"), vec!["V2__unsafe.sql"]);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let rules: Vec<String> = v["checks"][1]["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| format!("{}:{}", x["line"], x["rule"].as_str().unwrap()))
-        .collect();
     assert_eq!(
-        rules,
+        checks_with(&r.stdout, "fail"),
+        vec!["V2__unsafe.sql", "V4__odd.sql"]
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let rules = |i: usize| -> Vec<String> {
+        v["checks"][i]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| format!("{}:{}", x["line"], x["rule"].as_str().unwrap()))
+            .collect()
+    };
+    assert_eq!(
+        rules(1),
         vec![
-            "1:index-not-concurrent",
-            "2:not-null-without-default",
-            "3:column-type-rewrite",
-            "1:missing-rollback"
+            "1:require-concurrent-index-creation",
+            "1:missing-rollback",
+            "2:adding-required-field",
+            "3:changing-column-type",
+            "4:constraint-missing-not-valid",
+            "4:adding-foreign-key-constraint",
+            "5:adding-not-nullable-field",
+            "6:vacuum-full-or-cluster",
+            "7:timeout-override",
+        ]
+    );
+    assert_eq!(
+        rules(3),
+        vec![
+            "2:prefer-robust-stmts",
+            "3:unparsed",
+            "3:no-transaction-statement"
         ]
     );
     // The shipped migrations are clean.
