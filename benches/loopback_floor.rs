@@ -39,7 +39,10 @@ impl Conn {
             Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
             Err(e) => panic!("{e}"),
         }
-        let Some(h) = self.buf[..self.got].windows(4).position(|w| w == b"\r\n\r\n") else {
+        let Some(h) = self.buf[..self.got]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+        else {
             return false;
         };
         let head = String::from_utf8_lossy(&self.buf[..h]).to_ascii_lowercase();
@@ -52,7 +55,10 @@ impl Conn {
 }
 
 fn main() {
-    let a: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let a: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let secs = |s: &str| Duration::from_secs(s.parse().expect("seconds"));
     match a.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["closed", addr, d] => {
@@ -80,13 +86,13 @@ fn main() {
             let mut k = 0u64;
             while k < total {
                 let due = start + Duration::from_nanos((k as f64 * 1e9 / rate) as u64);
-                if Instant::now() >= due {
-                    if let Some(c) = cs.iter_mut().find(|c| !c.busy) {
-                        let sent = Instant::now();
-                        c.s.write_all(req.as_bytes()).unwrap();
-                        errs.push((sent - due).as_nanos() as u64 / 1000);
-                        (c.busy, c.got, k) = (true, 0, k + 1);
-                    }
+                if Instant::now() >= due
+                    && let Some(c) = cs.iter_mut().find(|c| !c.busy)
+                {
+                    let sent = Instant::now();
+                    c.s.write_all(req.as_bytes()).unwrap();
+                    errs.push((sent - due).as_nanos() as u64 / 1000);
+                    (c.busy, c.got, k) = (true, 0, k + 1);
                 }
                 for c in cs.iter_mut().filter(|c| c.busy) {
                     if c.poll() {
