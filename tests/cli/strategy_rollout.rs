@@ -56,19 +56,37 @@ fn traffic(url: String) -> tokio_util::sync::CancellationToken {
     stop
 }
 
-/// Inject `faults` as soon as MM_EQ_001 is set to 50 % (bounded: if the rollout never gets
-/// there, the test's assertions say why).
-fn at_50_percent(url: String, faults: Faults) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let c = client(&url);
-        for _ in 0..1000 {
-            if c.admin_state().await.unwrap().strategies["MM_EQ_001"].size_pct == 50 {
-                c.set_faults(&faults).await.unwrap();
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+/// Waits until MM_EQ_001 is set to 50 % (bounded: false if the rollout never gets there, and
+/// the test's assertions then say why).
+async fn reached_50_percent(url: &str) -> bool {
+    let c = client(url);
+    for _ in 0..1000 {
+        if c.admin_state().await.unwrap().strategies["MM_EQ_001"].size_pct == 50 {
+            return true;
         }
-    })
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// A rollout under steady traffic whose target gets `faults` as soon as the 50 % step is set.
+async fn rollout_with_faults_at_50_percent(
+    faults: Faults,
+    args: &[&str],
+) -> (trading_sim::SimHandle, Run) {
+    let s = sim("blue", "1.0.0").await;
+    let dir = tempfile::tempdir().unwrap();
+    let stop = traffic(s.url());
+    let url = s.url();
+    let injector = tokio::spawn(async move {
+        if reached_50_percent(&url).await {
+            client(&url).set_faults(&faults).await.unwrap();
+        }
+    });
+    let r = rollout(&s.url(), dir.path(), args).await;
+    stop.cancel();
+    injector.abort();
+    (s, r)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,20 +136,11 @@ async fn steps_through_each_strategy_in_turn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fault_at_the_50_percent_step_stops_there_and_restores_10() {
-    let s = sim("blue", "1.0.0").await;
-    let dir = tempfile::tempdir().unwrap();
-    let stop = traffic(s.url());
-    // Inject errors as soon as the 50 % step is set.
-    let injector = at_50_percent(
-        s.url(),
+    let (s, r) = rollout_with_faults_at_50_percent(
         Faults {
             error_rate: Some(0.3),
             ..Default::default()
         },
-    );
-    let r = rollout(
-        &s.url(),
-        dir.path(),
         &[
             "--strategy",
             "MM_EQ_001",
@@ -142,8 +151,6 @@ async fn a_fault_at_the_50_percent_step_stops_there_and_restores_10() {
         ],
     )
     .await;
-    stop.cancel();
-    injector.abort();
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(checks_with(&r.stdout, "ok"), vec!["MM_EQ_001 at 10%"]);
     assert_eq!(checks_with(&r.stdout, "fail"), vec!["MM_EQ_001 at 50%"]);
@@ -226,14 +233,8 @@ async fn risk_rejections_rising_at_a_step_stop_the_rollout() {
     let url = s.url();
     let ov2 = oversized.clone();
     let injector = tokio::spawn(async move {
-        let c = client(&url);
-        // Bounded: if the rollout never reaches 50 %, the assertions below say why.
-        for _ in 0..1000 {
-            if c.admin_state().await.unwrap().strategies["MM_EQ_001"].size_pct == 50 {
-                ov2.store(true, std::sync::atomic::Ordering::Relaxed);
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if reached_50_percent(&url).await {
+            ov2.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     });
     let r = rollout(
@@ -255,26 +256,16 @@ async fn risk_rejections_rising_at_a_step_stop_the_rollout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_strategy_losing_money_at_50_percent_is_set_back_to_10() {
-    let s = sim("blue", "1.0.0").await;
-    let dir = tempfile::tempdir().unwrap();
-    let stop = traffic(s.url());
     // The strategy's P&L trend turns bad once it trades at 50 %: 40/s at full size is 1,200 per
     // minute at 50 %, far over the default ceiling of 100 per minute.
-    let injector = at_50_percent(
-        s.url(),
+    let (s, r) = rollout_with_faults_at_50_percent(
         Faults {
             strategy_loss_per_s: Some(40.0),
             ..Default::default()
         },
-    );
-    let r = rollout(
-        &s.url(),
-        dir.path(),
         &["--strategy", "MM_EQ_001", "--hold", "2s"],
     )
     .await;
-    stop.cancel();
-    injector.abort();
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(checks_with(&r.stdout, "ok"), vec!["MM_EQ_001 at 10%"]);
     let m = check_message(&r.stdout, "MM_EQ_001 at 50%");
