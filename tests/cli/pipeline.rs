@@ -1,23 +1,9 @@
 //! The Jenkinsfile and scripts/pipeline/ against the binaries' own clap definitions: a renamed
 //! flag breaks this test, not a deploy.
 
-use crate::support::repo_root;
+use crate::support::{TOOLS, repo_root};
 use clap::Parser;
 use std::collections::BTreeMap;
-
-const TOOLS: &[&str] = &[
-    "verify_env",
-    "smoke_tests",
-    "db_migrate",
-    "measure_latency",
-    "compare_metrics",
-    "cutover",
-    "maintenance_mode",
-    "validate_config",
-    "strategy_rollout",
-    "generate_deployment_report",
-    "notify",
-];
 
 fn parses(tool: &str, args: &[String]) -> Result<(), String> {
     let argv: Vec<String> = std::iter::once(tool.to_string())

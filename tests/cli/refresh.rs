@@ -1,7 +1,7 @@
 //! db_migrate refresh: production → staging with every column classified, anonymized inside
 //! production's COPY, in one staging transaction, then migrations replayed and verified.
 
-use crate::support::{Run, TestDb, check_message, config, repo_root, run};
+use crate::support::{Run, TestDb, check_message, config, psql, repo_root, run};
 
 const KEY: &str = "refresh-test-key-0123456789";
 
@@ -324,13 +324,13 @@ async fn the_weekly_refresh_script_runs_end_to_end_and_always_notifies() {
         !all.contains(KEY) && !all.contains("s3cr3t-webhook-token"),
         "{all}"
     );
-    let staging = TestDbRef(stack.env["DATABASE_URL"].clone());
+    let staging = |sql: &str| psql(&stack.env["DATABASE_URL"], sql);
     assert_eq!(
-        staging.sql("SELECT count(*) FROM accounts WHERE account_id IN ('ACC-1001', 'ACC-1002')"),
+        staging("SELECT count(*) FROM accounts WHERE account_id IN ('ACC-1001', 'ACC-1002')"),
         "0"
     );
     assert_eq!(
-        staging.sql("SELECT count(*) FROM orders JOIN accounts USING (account_id)"),
+        staging("SELECT count(*) FROM orders JOIN accounts USING (account_id)"),
         "3"
     );
     let smoke: serde_json::Value = serde_json::from_str(
@@ -375,26 +375,8 @@ async fn the_weekly_refresh_script_runs_end_to_end_and_always_notifies() {
         "maintenance lifted after the failed refresh: {h}"
     );
     assert_eq!(
-        staging.sql("SELECT count(*) FROM orders JOIN accounts USING (account_id)"),
+        staging("SELECT count(*) FROM orders JOIN accounts USING (account_id)"),
         "3",
         "staging keeps last week's refresh"
     );
-}
-
-/// SQL on a database this test does not own (the stack's).
-struct TestDbRef(String);
-
-impl TestDbRef {
-    fn sql(&self, sql: &str) -> String {
-        let out = std::process::Command::new("psql")
-            .args([self.0.as_str(), "-qAtXc", sql])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
 }

@@ -22,6 +22,21 @@ impl Run {
     }
 }
 
+/// Every binary of the root package (each must also be in `bin` below).
+pub const TOOLS: &[&str] = &[
+    "verify_env",
+    "smoke_tests",
+    "db_migrate",
+    "measure_latency",
+    "compare_metrics",
+    "cutover",
+    "maintenance_mode",
+    "validate_config",
+    "strategy_rollout",
+    "generate_deployment_report",
+    "notify",
+];
+
 /// Path of a root-package binary.
 pub fn bin(name: &str) -> PathBuf {
     match name {
@@ -220,24 +235,23 @@ impl TestDb {
 
     /// Run SQL and return the first column of the output rows.
     pub fn sql(&self, sql: &str) -> String {
-        let out = Command::new("psql")
-            .args([
-                self.url.as_str(),
-                "-qAtX",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        psql(&self.url, sql)
     }
+}
+
+/// Run SQL on any database (also one a test does not own, like a stack's) and return the first
+/// column of the output rows; a failed statement fails the test.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([url, "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 impl Drop for TestDb {
