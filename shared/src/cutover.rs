@@ -13,6 +13,7 @@ use crate::lb;
 use crate::metrics::{self, Figures, Outcome};
 use crate::redact::Secret;
 use crate::report::{Check, Report};
+use crate::telemetry::Every;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -435,7 +436,7 @@ pub async fn drain(
 ) -> std::result::Result<(String, serde_json::Value), String> {
     let start = Instant::now();
     let clients = ctx.clients(color, &[Role::TradingEngine, Role::Oms]);
-    let mut last_note = Instant::now();
+    let mut note = Every::new(Duration::from_secs(5));
     loop {
         let mut sessions = 0;
         for l in &ctx.env.load_balancers {
@@ -492,11 +493,10 @@ pub async fn drain(
                 serde_json::json!({ "drain_done_unix_ms": now_ms(), "cancelled": cancelled, "forced": true }),
             ));
         }
-        if last_note.elapsed() >= Duration::from_secs(5) {
+        if note.due() {
             tracing::info!(
                 "draining {color}: {sessions} HAProxy session(s), {inflight} in flight, {open} open order(s)"
             );
-            last_note = Instant::now();
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
@@ -593,7 +593,15 @@ pub async fn watch(
     let mut fig = Figurer::start(ctx.all(color))
         .await
         .map_err(|e| format!("cannot read {color}'s metrics: {e}"))?;
-    let mut last_note = Instant::now();
+    // Jenkins (no terminal) gets a line every 4 s so that, with the tick on top, one comes at
+    // least every 5 s.
+    let mut note = Every::new(Duration::from_secs(
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            5
+        } else {
+            4
+        },
+    ));
     let mut verdicts = vec![];
     while start.elapsed() < window {
         tokio::select! {
@@ -615,17 +623,13 @@ pub async fn watch(
                 bad.why
             ));
         }
-        if last_note.elapsed() >= Duration::from_secs(5)
-            || !std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && last_note.elapsed() >= Duration::from_secs(4)
-        {
+        if note.due() {
             tracing::info!(
                 "watch {}s/{}s: {color} healthy; {}",
                 start.elapsed().as_secs(),
                 window.as_secs(),
                 metrics::outcomes_line(&verdicts)
             );
-            last_note = Instant::now();
         }
     }
     Ok((

@@ -4,6 +4,7 @@
 //! response) is kept beside the corrected one so the difference is visible.
 
 use crate::error::{Error, Result};
+use crate::telemetry::Every;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
@@ -365,7 +366,7 @@ pub async fn measure(probe: &Probe, load: &Load, cancel: &CancellationToken) -> 
         elapsed: Duration::ZERO,
         stopped_early: None,
     };
-    let mut last_note = Instant::now();
+    let mut note = Every::new(Duration::from_secs(5));
     loop {
         tokio::select! {
             joined = set.join_next() => match joined {
@@ -381,9 +382,8 @@ pub async fn measure(probe: &Probe, load: &Load, cancel: &CancellationToken) -> 
                 None => break,
             },
             _ = tokio::time::sleep(Duration::from_secs(5)) => {
-                if last_note.elapsed() >= Duration::from_secs(5) {
+                if note.due() {
                     tracing::info!("measuring {}: {}s elapsed", probe.name, start.elapsed().as_secs());
-                    last_note = Instant::now();
                 }
             }
         }

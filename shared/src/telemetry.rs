@@ -3,6 +3,7 @@
 use crate::config::LogFormat;
 use crate::env_vars::EnvVars;
 use std::io::Write;
+use std::time::{Duration, Instant};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -56,4 +57,29 @@ pub fn init(verbosity: i8, format: LogFormat) {
             .try_init(),
         LogFormat::Json => builder.json().with_ansi(false).try_init(),
     };
+}
+
+/// Paces a long wait's progress lines: one per `period` at most, so Jenkins logs show a line per
+/// step without a line per poll.
+pub struct Every {
+    period: Duration,
+    last: Instant,
+}
+
+impl Every {
+    pub fn new(period: Duration) -> Every {
+        Every {
+            period,
+            last: Instant::now(),
+        }
+    }
+
+    /// True once `period` has passed since the start or the last true (which restarts it).
+    pub fn due(&mut self) -> bool {
+        let due = self.last.elapsed() >= self.period;
+        if due {
+            self.last = Instant::now();
+        }
+        due
+    }
 }

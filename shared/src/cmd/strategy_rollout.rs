@@ -9,6 +9,7 @@ use crate::error::{Error, Result, Signal};
 use crate::journal::{Entry, Journal};
 use crate::metrics::{self, Outcome};
 use crate::report::{Check, Report};
+use crate::telemetry::Every;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -488,7 +489,7 @@ impl Rollout<'_> {
                     .await
                     .map_err(|e| Error::unreachable("trading services", e))?;
                 let mut failed = None;
-                let mut last_note = Instant::now();
+                let mut note = Every::new(Duration::from_secs(5));
                 let mut verdicts = vec![];
                 while t.elapsed() < hold {
                     tokio::select! {
@@ -507,14 +508,13 @@ impl Rollout<'_> {
                         failed = Some(format!("{}: {}", v.metric, v.why));
                         break;
                     }
-                    if last_note.elapsed() >= Duration::from_secs(5) {
+                    if note.due() {
                         tracing::info!(
                             "{step}: holding {}s/{}s, {}",
                             t.elapsed().as_secs(),
                             hold.as_secs(),
                             metrics::outcomes_line(&verdicts)
                         );
-                        last_note = Instant::now();
                     }
                 }
                 let Some(why) = failed else {

@@ -389,7 +389,7 @@ impl Restart<'_> {
         }
         // Bounded wait for the restarted service, a progress line per second.
         let started = std::time::Instant::now();
-        let mut last_log = started;
+        let mut note = crate::telemetry::Every::new(std::time::Duration::from_secs(1));
         loop {
             match t.client.health().await {
                 Ok(h) if h.ready && h.status == "ok" => return Ok(Applied::Restarted),
@@ -406,12 +406,11 @@ impl Restart<'_> {
                     }
                 }
             }
-            if last_log.elapsed() >= std::time::Duration::from_secs(1) {
+            if note.due() {
                 tracing::info!(
                     "waiting for {base} to come back ({:.0}s)",
                     started.elapsed().as_secs_f64()
                 );
-                last_log = std::time::Instant::now();
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }

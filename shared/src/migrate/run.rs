@@ -6,6 +6,7 @@ use super::history::{self, Applied};
 use super::{Migration, Script, Version, line_of, split_statements};
 use crate::error::{Error, Result};
 use crate::report::Check;
+use crate::telemetry::Every;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -38,7 +39,7 @@ pub async fn lock(
     cancel: &CancellationToken,
 ) -> Result<()> {
     let start = Instant::now();
-    let mut last_note = Instant::now();
+    let mut note = Every::new(Duration::from_secs(5));
     loop {
         let got: bool = c
             .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
@@ -70,12 +71,11 @@ pub async fn lock(
                 "the migration lock is still held by {who} after {wait:?}"
             )));
         }
-        if last_note.elapsed() >= Duration::from_secs(5) {
+        if note.due() {
             tracing::info!(
                 "waiting for the migration lock held by {who} ({}s so far)",
                 start.elapsed().as_secs()
             );
-            last_note = Instant::now();
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
