@@ -32,6 +32,21 @@ pub(crate) fn split_password(url: &str) -> (String, Option<String>) {
     }
 }
 
+/// `pg_dump` against `url`, the password by PGPASSWORD; stdin closed, stderr captured for the
+/// error, killed if the wait for it is dropped. The caller adds its options and stdout.
+pub(crate) fn pg_dump(url: &Secret) -> tokio::process::Command {
+    let (bare, password) = split_password(url.expose());
+    let mut cmd = tokio::process::Command::new("pg_dump");
+    cmd.arg(format!("--dbname={bare}"))
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if let Some(p) = password {
+        cmd.env("PGPASSWORD", p);
+    }
+    cmd
+}
+
 pub async fn take(url: &Secret, dir: &Path, timeout: Duration) -> Result<Backup> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create backups directory", dir, e))?;
     let name = format!(
@@ -39,18 +54,10 @@ pub async fn take(url: &Secret, dir: &Path, timeout: Duration) -> Result<Backup>
         chrono::Local::now().format("%Y%m%d_%H%M%S")
     );
     let path = dir.join(name);
-    let (bare, password) = split_password(url.expose());
-    let mut cmd = tokio::process::Command::new("pg_dump");
+    let mut cmd = pg_dump(url);
     cmd.args(["-Fc", "--no-owner", "-f"])
         .arg(&path)
-        .arg(format!("--dbname={bare}"))
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    if let Some(p) = password {
-        cmd.env("PGPASSWORD", p);
-    }
+        .stdout(std::process::Stdio::null());
     let child = cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::config(
             "pg_dump",

@@ -310,11 +310,6 @@ pub fn expression(rule: &Rule, c: &Column) -> std::result::Result<String, String
     })
 }
 
-/// Split a URL into (URL without password, password) so the password travels by env.
-fn pg_env(url: &Secret) -> (String, Option<String>) {
-    super::backup::split_password(url.expose())
-}
-
 /// `pg_dump --schema-only --section=SECTION` of the source's exported snapshot, as SQL the
 /// target's transaction can run (psql meta-commands dropped).
 async fn schema_sql(
@@ -323,8 +318,7 @@ async fn schema_sql(
     section: &str,
     timeout: Duration,
 ) -> Result<String> {
-    let (bare, password) = pg_env(source);
-    let mut cmd = tokio::process::Command::new("pg_dump");
+    let mut cmd = super::backup::pg_dump(source);
     cmd.args([
         "--schema-only",
         &format!("--section={section}"),
@@ -340,14 +334,7 @@ async fn schema_sql(
             &format!("{t}_id_seq"),
         ]);
     }
-    cmd.arg(format!("--dbname={bare}"))
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    if let Some(p) = password {
-        cmd.env("PGPASSWORD", p);
-    }
+    cmd.stdout(std::process::Stdio::piped());
     let child = cmd.spawn().map_err(|e| {
         Error::config(
             "pg_dump",
