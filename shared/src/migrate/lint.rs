@@ -67,8 +67,9 @@ pub fn lint(migrations: &[Migration]) -> Vec<Finding> {
                 format!("the linter cannot parse this ({e}): fix the statement, or split it so it can be checked"),
             ));
         }
+        let no_transaction = m.up.no_transaction();
         let mut linter = Linter::with_rules(&[], NOT_GATING);
-        linter.settings.assume_in_transaction = !m.up.no_transaction();
+        linter.settings.assume_in_transaction = !no_transaction;
         for v in linter.lint(&parse, sql) {
             let message = match &v.help {
                 Some(help) => format!("{} {help}", v.message),
@@ -108,7 +109,7 @@ pub fn lint(migrations: &[Migration]) -> Vec<Finding> {
                     "VACUUM FULL / CLUSTER rewrite the table under ACCESS EXCLUSIVE, blocking reads and writes; never in a deploy (use pg_repack out of band)".into(),
                 ));
             }
-            if m.up.no_transaction() && !code.to_uppercase().contains("CONCURRENTLY") {
+            if no_transaction && !code.to_uppercase().contains("CONCURRENTLY") {
                 out.push(finding(
                     line,
                     "no-transaction-statement",
