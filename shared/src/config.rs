@@ -408,6 +408,32 @@ pub struct Thresholds {
     /// most this much per minute (the account currency).
     #[serde(default = "d_strategy_loss")]
     pub max_strategy_loss_per_min: NonNegative,
+    /// Watches and holds: the new colour's mean latency may never exceed this, whatever the
+    /// baseline (the ceiling that still judges when the baseline window was idle).
+    #[serde(default = "d_max_mean_latency")]
+    pub max_mean_latency_ms: NonNegative,
+    /// Watches and holds: the new colour must carry at least this share of the business
+    /// traffic the old one carried (req/s, percent); less is a failure, not missing data.
+    #[serde(default = "d_min_traffic")]
+    pub min_traffic_pct: Pct,
+    /// Watches and holds: how much longer to watch while a fail-closed metric is still
+    /// inconclusive, before its `on_inconclusive` policy decides.
+    #[serde(default = "d_inconclusive_extend")]
+    pub inconclusive_extend: HumanDuration,
+    /// Per watch metric: `fail` (roll back) or `pass` when it never became conclusive. Unlisted
+    /// metrics: error_rate and throughput fail, the rest pass and are listed in the report.
+    #[serde(default)]
+    pub on_inconclusive: std::collections::BTreeMap<String, OnInconclusive>,
+}
+
+fn d_max_mean_latency() -> NonNegative {
+    NonNegative(100.0)
+}
+fn d_min_traffic() -> Pct {
+    Pct(50.0)
+}
+fn d_inconclusive_extend() -> HumanDuration {
+    HumanDuration(Duration::from_secs(120))
 }
 
 fn d_latency_pct() -> Pct {
@@ -430,6 +456,10 @@ impl Default for Thresholds {
             error_rate_max_ratio: d_error_ratio(),
             alert_latency_spike_pct: d_spike_pct(),
             max_strategy_loss_per_min: d_strategy_loss(),
+            max_mean_latency_ms: d_max_mean_latency(),
+            min_traffic_pct: d_min_traffic(),
+            inconclusive_extend: d_inconclusive_extend(),
+            on_inconclusive: Default::default(),
         }
     }
 }
@@ -566,6 +596,9 @@ pub struct MetricSpec {
     pub tolerance_pct: f64,
     /// Absolute ceiling the current value must stay under, whatever the baseline.
     pub max: Option<f64>,
+    /// Absolute floor the current value must stay above, whatever the baseline.
+    #[serde(default)]
+    pub min: Option<f64>,
     /// A change smaller than this (in the metric's unit) is noise, whatever its percentage:
     /// 0.1 ms → 0.16 ms is +60 % but no user notices.
     #[serde(default)]
@@ -578,6 +611,21 @@ pub struct MetricSpec {
     pub on_nan: OnMissing,
     #[serde(default)]
     pub on_error: OnMissing,
+    /// In a watch or hold: what a metric still inconclusive after the longest extension means.
+    #[serde(default)]
+    pub on_inconclusive: OnInconclusive,
+}
+
+/// What a metric that never became conclusive during a watch or hold means: `fail` (the watch
+/// fails, so cutover rolls back and a rollout step is set back; `rollback` says the same) or
+/// `pass` (accepted, and listed in the report as never conclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnInconclusive {
+    #[default]
+    #[serde(alias = "rollback")]
+    Fail,
+    Pass,
 }
 
 fn d_min_samples() -> usize {

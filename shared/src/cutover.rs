@@ -4,13 +4,12 @@
 //! judge against a snapshot taken just before the switch, and rollback is one prepared
 //! transaction away. Every step is journaled before and after it runs.
 
-use crate::config::{Color, Direction, Environment, MetricKind, MetricSpec, OnMissing, Role};
-use crate::contract::{Client, FeedSource, MetricTotals as Totals};
-use crate::error::{Error, Result};
+use crate::config::{Color, Environment, Role};
+use crate::contract::{Client, FeedSource};
+use crate::error::Result;
 use crate::http::Http;
 use crate::journal::{Entry, Journal};
 use crate::lb;
-use crate::metrics::{self, Figures, Outcome};
 use crate::redact::Secret;
 use crate::report::{Check, Report};
 use crate::telemetry::Every;
@@ -85,7 +84,7 @@ impl Ctx {
             .collect()
     }
 
-    fn all(&self, color: Color) -> Vec<Client> {
+    pub fn all(&self, color: Color) -> Vec<Client> {
         self.clients(color, &Role::ALL)
     }
 }
@@ -154,178 +153,6 @@ pub async fn health(
     }
 }
 
-// ---------------------------------------------------------------- watch figures
-
-async fn totals(clients: &[Client]) -> std::result::Result<Totals, String> {
-    let mut t = Totals::default();
-    for c in clients {
-        t.add(&c.metric_totals().await.map_err(|e| e.to_string())?);
-    }
-    Ok(t)
-}
-
-/// Samples one colour every `tick`: error proportion and per-tick mean latency.
-pub struct Figurer {
-    clients: Vec<Client>,
-    first: Totals,
-    last: Totals,
-    latency: Vec<f64>,
-    fill_rate: Vec<f64>,
-    /// Strategies' P&L lost per minute, per tick (negative when they earn).
-    strategy_loss: Vec<f64>,
-    last_at: Instant,
-}
-
-impl Figurer {
-    pub async fn start(clients: Vec<Client>) -> std::result::Result<Figurer, String> {
-        let t = totals(&clients).await?;
-        Ok(Figurer {
-            clients,
-            first: t,
-            last: t,
-            latency: vec![],
-            fill_rate: vec![],
-            strategy_loss: vec![],
-            last_at: Instant::now(),
-        })
-    }
-    pub async fn sample(&mut self) -> std::result::Result<(), String> {
-        let t = totals(&self.clients).await?;
-        let (dn, ds) = (
-            t.latency_count - self.last.latency_count,
-            t.latency_sum - self.last.latency_sum,
-        );
-        if dn > 0.0 {
-            self.latency.push(ds / dn);
-        }
-        let da = t.accepted - self.last.accepted;
-        if da > 0.0 {
-            self.fill_rate.push((t.fills - self.last.fills) / da);
-        }
-        let dt = self.last_at.elapsed().as_secs_f64();
-        if dt > 0.0 {
-            self.strategy_loss
-                .push(-(t.strategy_pnl - self.last.strategy_pnl) / dt * 60.0);
-        }
-        self.last_at = Instant::now();
-        self.last = t;
-        Ok(())
-    }
-    pub fn snapshot(&self) -> metrics::Snapshot {
-        let mut m = std::collections::BTreeMap::new();
-        m.insert(
-            "error_rate".to_string(),
-            Figures::Proportion {
-                events: self.last.errors - self.first.errors,
-                trials: self.last.requests - self.first.requests,
-            },
-        );
-        m.insert(
-            "mean_latency".to_string(),
-            Figures::Series {
-                samples: self.latency.clone(),
-            },
-        );
-        m.insert(
-            "fill_rate".to_string(),
-            Figures::Series {
-                samples: self.fill_rate.clone(),
-            },
-        );
-        m.insert(
-            "strategy_loss_per_min".to_string(),
-            Figures::Series {
-                samples: self.strategy_loss.clone(),
-            },
-        );
-        m.insert(
-            "risk_rejections".to_string(),
-            Figures::Proportion {
-                events: self.last.rejected - self.first.rejected,
-                trials: (self.last.accepted + self.last.rejected)
-                    - (self.first.accepted + self.first.rejected),
-            },
-        );
-        metrics::Snapshot {
-            format: 1,
-            window: metrics::Window {
-                start: 0.0,
-                end: 0.0,
-                step: 0.0,
-            },
-            metrics: m,
-        }
-    }
-}
-
-/// The watch's metrics, judged by compare_metrics' judge: error rate (≤ ratio × baseline, and
-/// never above 1 %), mean latency (≤ the alert spike), fill rate (≥ −10 %) and risk rejections
-/// (risk alerts: ≤ 2× baseline, never above 5 % of orders) and the strategies' P&L trend (loss
-/// per minute ≤ `thresholds.max_strategy_loss_per_min`).
-pub fn watch_specs(env: &Environment) -> Vec<MetricSpec> {
-    let t = &env.thresholds;
-    let base = |name: &str, kind, direction, tol: f64, max: Option<f64>| MetricSpec {
-        name: name.into(),
-        kind,
-        query: None,
-        events: None,
-        trials: None,
-        direction,
-        tolerance_pct: tol,
-        max,
-        min_abs_delta: None,
-        min_samples: 4,
-        // Too little traffic to judge is not a reason to roll back; health still is.
-        on_empty: OnMissing::Inconclusive,
-        on_nan: OnMissing::Inconclusive,
-        on_error: OnMissing::Fail,
-    };
-    vec![
-        base(
-            "error_rate",
-            MetricKind::Proportion,
-            Direction::Lower,
-            (t.error_rate_max_ratio.0 - 1.0) * 100.0,
-            Some(0.01),
-        ),
-        MetricSpec {
-            // Loopback and LAN latencies are fractions of a millisecond: below 1 ms of change a
-            // percentage is scheduling noise, not a regression anyone would roll back for.
-            min_abs_delta: Some(0.001),
-            ..base(
-                "mean_latency",
-                MetricKind::Series,
-                Direction::Lower,
-                t.alert_latency_spike_pct.0,
-                None,
-            )
-        },
-        base(
-            "fill_rate",
-            MetricKind::Series,
-            Direction::Higher,
-            10.0,
-            None,
-        ),
-        base(
-            "risk_rejections",
-            MetricKind::Proportion,
-            Direction::Lower,
-            100.0,
-            Some(0.05),
-        ),
-        // P&L trend: a strategy's P&L against a baseline near zero has no meaningful relative
-        // change, so only the absolute ceiling on the loss rate decides.
-        base(
-            "strategy_loss_per_min",
-            MetricKind::Series,
-            Direction::Lower,
-            f64::INFINITY,
-            Some(t.max_strategy_loss_per_min.0),
-        ),
-    ]
-}
-
 // ---------------------------------------------------------------- the steps
 
 pub struct Runner<'a> {
@@ -339,7 +166,7 @@ pub struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    async fn note(&self, step: &str, state: &str, detail: &str) -> Result<()> {
+    pub async fn note(&self, step: &str, state: &str, detail: &str) -> Result<()> {
         self.journal
             .write(&Entry {
                 run_id: self.run_id.clone(),
@@ -577,93 +404,6 @@ pub async fn activate(
         c.set_trading(true).await
     })
     .await
-}
-
-/// Watch `color` for `window`: health every tick and the metric judge against `baseline`.
-/// A progress line at least every 5 s. Err = the reason to roll back.
-pub async fn watch(
-    ctx: &Ctx,
-    color: Color,
-    baseline: &metrics::Snapshot,
-    window: Duration,
-    tick: Duration,
-) -> std::result::Result<(String, serde_json::Value), String> {
-    let specs = watch_specs(&ctx.env);
-    let start = Instant::now();
-    let mut fig = Figurer::start(ctx.all(color))
-        .await
-        .map_err(|e| format!("cannot read {color}'s metrics: {e}"))?;
-    // Jenkins (no terminal) gets a line every 4 s so that, with the tick on top, one comes at
-    // least every 5 s.
-    let mut note = Every::new(Duration::from_secs(
-        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            5
-        } else {
-            4
-        },
-    ));
-    let mut verdicts = vec![];
-    while start.elapsed() < window {
-        tokio::select! {
-            _ = tokio::time::sleep(tick) => {}
-            _ = ctx.cancel.cancelled() => return Err("interrupted during the watch".into()),
-        }
-        health(ctx, color, None)
-            .await
-            .map_err(|e| format!("{color} unhealthy during the watch: {e}"))?;
-        fig.sample()
-            .await
-            .map_err(|e| format!("cannot read {color}'s metrics: {e}"))?;
-        verdicts = metrics::judge_all(&specs, baseline, &fig.snapshot());
-        if let Some(bad) = verdicts.iter().find(|v| v.outcome == Outcome::Fail) {
-            return Err(format!(
-                "{} regressed after {} ms: {}",
-                bad.metric,
-                start.elapsed().as_millis(),
-                bad.why
-            ));
-        }
-        if note.due() {
-            tracing::info!(
-                "watch {}s/{}s: {color} healthy; {}",
-                start.elapsed().as_secs(),
-                window.as_secs(),
-                metrics::outcomes_line(&verdicts)
-            );
-        }
-    }
-    Ok((
-        format!(
-            "{color} healthy for {:?}; {}",
-            window,
-            verdicts
-                .iter()
-                .map(|v| format!("{}: {}", v.metric, v.why))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
-        serde_json::to_value(&verdicts).unwrap_or_default(),
-    ))
-}
-
-/// The baseline: `color` (still live) sampled for `window` just before the switch.
-pub async fn baseline(
-    ctx: &Ctx,
-    color: Color,
-    window: Duration,
-    tick: Duration,
-) -> Result<metrics::Snapshot> {
-    let mut fig = Figurer::start(ctx.all(color))
-        .await
-        .map_err(|e| Error::unreachable(format!("{color} services"), e))?;
-    let start = Instant::now();
-    while start.elapsed() < window {
-        tokio::time::sleep(tick).await;
-        fig.sample()
-            .await
-            .map_err(|e| Error::unreachable(format!("{color} services"), e))?;
-    }
-    Ok(fig.snapshot())
 }
 
 /// The rollback: stop trading on `bad` → traffic back to `good` (one prepared transaction per

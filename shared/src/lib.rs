@@ -26,5 +26,6 @@ pub mod smoke;
 pub mod telemetry;
 pub mod trading_config;
 pub mod verify;
+pub mod watch;
 
 pub use error::{Error, Result};

@@ -2,7 +2,7 @@
 //! every verdict. compare_metrics and cutover's watch both call [`judge`]; there is no second
 //! judge. NaN, empty and provider errors fail closed unless a metric's config says otherwise.
 
-use crate::config::{Direction, Environment, MetricKind, MetricSpec, OnMissing};
+use crate::config::{Direction, Environment, MetricKind, MetricSpec, OnInconclusive, OnMissing};
 use crate::error::{Error, Result};
 use crate::http::Http;
 use serde::{Deserialize, Serialize};
@@ -29,11 +29,13 @@ pub fn default_specs(env: &Environment) -> Vec<MetricSpec> {
         direction,
         tolerance_pct: tol,
         max: None,
+        min: None,
         min_abs_delta: None,
         min_samples: 5,
         on_empty: OnMissing::Fail,
         on_nan: OnMissing::Fail,
         on_error: OnMissing::Fail,
+        on_inconclusive: OnInconclusive::Fail,
     };
     vec![
         spec(
@@ -110,6 +112,8 @@ pub struct Window {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Figures {
     Series {
+        /// NaN (Prometheus' answer for an empty histogram) is written as `null`, read back as NaN.
+        #[serde(deserialize_with = "nan_from_null")]
         samples: Vec<f64>,
     },
     Proportion {
@@ -122,12 +126,60 @@ pub enum Figures {
     },
 }
 
+fn nan_from_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<f64>, D::Error> {
+    let v: Vec<Option<f64>> = Deserialize::deserialize(d)?;
+    Ok(v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+}
+
 /// Every metric's figures over one window: what `--save` writes and `--baseline FILE` reads.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Snapshot {
     pub format: u32,
     pub window: Window,
     pub metrics: BTreeMap<String, Figures>,
+}
+
+impl Snapshot {
+    /// Refuses what no window can hold: infinite samples, counts that are not finite, negative
+    /// counts, more events than trials, a window that ends before it starts.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let w = &self.window;
+        if !(w.start.is_finite() && w.end.is_finite() && w.step.is_finite())
+            || w.end < w.start
+            || w.step < 0.0
+        {
+            return Err(format!(
+                "window {} → {} step {} is impossible",
+                w.start, w.end, w.step
+            ));
+        }
+        for (name, f) in &self.metrics {
+            match f {
+                Figures::Series { samples } => {
+                    if let Some(x) = samples.iter().find(|x| x.is_infinite()) {
+                        return Err(format!("{name}: sample {x} is not a finite number"));
+                    }
+                }
+                Figures::Proportion { events, trials } => {
+                    if !(events.is_finite() && trials.is_finite()) {
+                        return Err(format!("{name}: counts must be finite numbers"));
+                    }
+                    if *events < 0.0 || *trials < 0.0 {
+                        return Err(format!(
+                            "{name}: negative counts ({events} events, {trials} trials)"
+                        ));
+                    }
+                    if events > trials {
+                        return Err(format!(
+                            "{name}: {events} events out of {trials} trials (events must be ≤ trials)"
+                        ));
+                    }
+                }
+                Figures::Error { .. } => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -223,7 +275,8 @@ pub fn median(v: &[f64]) -> f64 {
     } else if n % 2 == 1 {
         s[n / 2]
     } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
+        // Halves first: the sum of two values near f64::MAX overflows.
+        s[n / 2 - 1] / 2.0 + s[n / 2] / 2.0
     }
 }
 
@@ -250,11 +303,11 @@ fn missing(spec: &MetricSpec, rule: OnMissing, why: String) -> Verdict {
 }
 
 fn limit_text(spec: &MetricSpec) -> String {
-    // No relative limit: only the ceiling decides.
+    // No relative limit: only the absolute limits decide.
     if spec.tolerance_pct.is_infinite()
-        && let Some(m) = spec.max
+        && let Some(a) = absolute_limits(spec)
     {
-        return format!("≤ {m}");
+        return a;
     }
     let rel = match (spec.kind, spec.direction) {
         (MetricKind::Proportion, _) => {
@@ -264,8 +317,8 @@ fn limit_text(spec: &MetricSpec) -> String {
         (_, Direction::Higher) => format!("≥ −{}%", spec.tolerance_pct),
         (_, Direction::Either) => format!("±{}%", spec.tolerance_pct),
     };
-    match spec.max {
-        Some(m) => format!("{rel}, ≤ {m}"),
+    match absolute_limits(spec) {
+        Some(a) => format!("{rel}, {a}"),
         None => rel,
     }
 }
@@ -320,34 +373,34 @@ fn judge_series(spec: &MetricSpec, b: &[f64], c: &[f64]) -> Verdict {
         b.iter().copied().filter(|x| x.is_finite()).collect(),
         c.iter().copied().filter(|x| x.is_finite()).collect(),
     );
-    // A ceiling needs no baseline: a current value above it fails even when the baseline is
-    // empty (a fault is always caught).
-    if let Some(m) = spec.max
-        && cf.len() >= spec.min_samples.min(3)
-        && median(&cf) > m
-    {
-        let mut v = missing(
-            spec,
-            OnMissing::Fail,
-            format!("current {:.4} is above the ceiling {m}", median(&cf)),
-        );
-        v.current = Some(median(&cf));
+    let with_counts = |mut v: Verdict| {
+        v.n_baseline = bf.len();
         v.n_current = cf.len();
-        return v;
+        if !bf.is_empty() {
+            v.baseline = Some(median(&bf));
+        }
+        if !cf.is_empty() {
+            v.current = Some(median(&cf));
+        }
+        v
+    };
+    // Absolute limits need no baseline: they are judged on the current window alone, whatever
+    // the baseline holds (a fault is always caught, also after an idle baseline window).
+    if cf.len() >= spec.min_samples.min(3) {
+        let mc = median(&cf);
+        if let Some(why) = outside_limits(spec, mc) {
+            return with_counts(missing(spec, OnMissing::Fail, why));
+        }
     }
-    if nan(c) || nan(b) {
-        return missing(
+    if nan(c) {
+        return with_counts(missing(
             spec,
             spec.on_nan,
-            format!(
-                "only NaN samples ({} baseline, {} current)",
-                b.len(),
-                c.len()
-            ),
-        );
+            format!("only NaN samples in the current window ({})", c.len()),
+        ));
     }
-    if bf.len() < spec.min_samples || cf.len() < spec.min_samples {
-        let mut v = missing(
+    if cf.len() < spec.min_samples {
+        return with_counts(missing(
             spec,
             spec.on_empty,
             format!(
@@ -356,10 +409,27 @@ fn judge_series(spec: &MetricSpec, b: &[f64], c: &[f64]) -> Verdict {
                 cf.len(),
                 spec.min_samples
             ),
+        ));
+    }
+    if bf.len() < spec.min_samples {
+        // An idle or unreadable baseline falls back to the absolute limits, and says so.
+        let rule = if nan(b) { spec.on_nan } else { spec.on_empty };
+        let why = format!(
+            "baseline has {} usable samples (need {})",
+            bf.len(),
+            spec.min_samples
         );
-        v.n_baseline = bf.len();
-        v.n_current = cf.len();
-        return v;
+        return with_counts(match absolute_limits(spec) {
+            Some(lim) => Verdict {
+                outcome: Outcome::Pass,
+                why: format!(
+                    "{why}: judged by the absolute limit alone, current {} within {lim}",
+                    num(median(&cf))
+                ),
+                ..missing(spec, rule, String::new())
+            },
+            None => missing(spec, rule, format!("not enough data: {why}")),
+        });
     }
     let (mb, mc) = (median(&bf), median(&cf));
     let delta = if mb.abs() > f64::EPSILON {
@@ -369,6 +439,7 @@ fn judge_series(spec: &MetricSpec, b: &[f64], c: &[f64]) -> Verdict {
     } else {
         0.0
     };
+    let moved = moved_text(mb, mc, delta);
     let (_, z) = mann_whitney(&bf, &cf);
     let tol = spec.tolerance_pct;
     // Worse by more than the tolerance, and not by chance.
@@ -377,40 +448,32 @@ fn judge_series(spec: &MetricSpec, b: &[f64], c: &[f64]) -> Verdict {
         Direction::Higher => (delta < -tol, normal_cdf(z)),
         Direction::Either => (delta.abs() > tol, 2.0 * (1.0 - normal_cdf(z.abs()))),
     };
-    let ceiling = spec.max.filter(|m| mc > *m);
     let below_floor = spec.min_abs_delta.filter(|f| (mc - mb).abs() <= *f);
-    let (outcome, why) = if let Some(m) = ceiling {
-        (
-            Outcome::Fail,
-            format!("current {mc:.4} is above the ceiling {m}"),
-        )
-    } else if let (true, Some(f)) = (bad_effect, below_floor) {
+    let (outcome, why) = if let (true, Some(f)) = (bad_effect, below_floor) {
         (
             Outcome::Pass,
             format!(
-                "median moved {delta:+.1}% but only {:.4} in absolute terms (noise floor {f})",
-                (mc - mb).abs()
+                "median {moved} but only {} in absolute terms (noise floor {f})",
+                num((mc - mb).abs())
             ),
         )
     } else if bad_effect && p < ALPHA {
         (
             Outcome::Fail,
             format!(
-                "median moved {delta:+.1}% (limit {}), significant (Mann-Whitney p={p:.4})",
+                "median {moved} (limit {}), significant (Mann-Whitney p={p:.4})",
                 limit_text(spec)
             ),
         )
     } else if bad_effect {
         (
             Outcome::Pass,
-            format!(
-                "median moved {delta:+.1}% but the samples do not differ significantly (p={p:.3})"
-            ),
+            format!("median {moved} but the samples do not differ significantly (p={p:.3})"),
         )
     } else {
         (
             Outcome::Pass,
-            format!("median moved {delta:+.1}%, within {}", limit_text(spec)),
+            format!("median {moved}, within {}", limit_text(spec)),
         )
     };
     Verdict {
@@ -419,7 +482,7 @@ fn judge_series(spec: &MetricSpec, b: &[f64], c: &[f64]) -> Verdict {
         why,
         baseline: Some(mb),
         current: Some(mc),
-        delta_pct: Some(delta),
+        delta_pct: Some(delta).filter(|d| d.is_finite()),
         limit: limit_text(spec),
         n_baseline: bf.len(),
         n_current: cf.len(),
@@ -427,51 +490,180 @@ fn judge_series(spec: &MetricSpec, b: &[f64], c: &[f64]) -> Verdict {
     }
 }
 
+/// A number as a person reads it: 4 significant decimals, no exponent for ordinary values.
+fn num(x: f64) -> String {
+    if x != 0.0 && (x.abs() >= 1e9 || x.abs() < 1e-4) {
+        format!("{x:.3e}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+/// `moved from 0.0120 to 0.0150 (+25.0%)`, baseline first; a zero baseline reads "from 0".
+fn moved_text(b: f64, c: f64, delta: f64) -> String {
+    if delta.is_finite() {
+        format!("moved from {} to {} ({delta:+.1}%)", num(b), num(c))
+    } else {
+        format!("moved from 0 to {}", num(c))
+    }
+}
+
+/// The absolute limits of a spec as text, when it has any.
+fn absolute_limits(spec: &MetricSpec) -> Option<String> {
+    match (spec.min, spec.max) {
+        (None, None) => None,
+        (Some(lo), None) => Some(format!("≥ {lo}")),
+        (None, Some(hi)) => Some(format!("≤ {hi}")),
+        (Some(lo), Some(hi)) => Some(format!("{lo} … {hi}")),
+    }
+}
+
+/// Why `current` breaks an absolute limit of `spec`, if it does.
+fn outside_limits(spec: &MetricSpec, current: f64) -> Option<String> {
+    if let Some(m) = spec.max.filter(|m| current > *m) {
+        return Some(format!("current {} is above the ceiling {m}", num(current)));
+    }
+    if let Some(m) = spec.min.filter(|m| current < *m) {
+        return Some(format!("current {} is below the floor {m}", num(current)));
+    }
+    None
+}
+
+/// P(X ≥ k) for X ~ Binomial(n, p): how likely `k` events in `n` trials are if the true rate
+/// were `p`. Exact for small variances, normal approximation (with continuity) above.
+pub fn binomial_sf(k: f64, n: f64, p: f64) -> f64 {
+    let (k, n) = (k.round(), n.round());
+    if k <= 0.0 {
+        return 1.0;
+    }
+    if k > n || p <= 0.0 {
+        return 0.0;
+    }
+    if p >= 1.0 {
+        return 1.0;
+    }
+    let var = n * p * (1.0 - p);
+    if var > 25.0 {
+        return 1.0 - normal_cdf((k - 0.5 - n * p) / var.sqrt());
+    }
+    // Σ_{i<k} pmf(i), pmf built in log space so (1-p)^n does not underflow.
+    let (lp, lq) = (p.ln(), (1.0 - p).ln());
+    let mut log_pmf = n * lq;
+    let mut below = 0.0;
+    let mut i = 0.0;
+    while i < k {
+        below += log_pmf.exp();
+        log_pmf += ((n - i) / (i + 1.0)).ln() + lp - lq;
+        i += 1.0;
+    }
+    (1.0 - below).clamp(0.0, 1.0)
+}
+
 fn judge_proportion(spec: &MetricSpec, eb: f64, nb: f64, ec: f64, nc: f64) -> Verdict {
     if !(eb.is_finite() && nb.is_finite() && ec.is_finite() && nc.is_finite()) {
         return missing(spec, spec.on_nan, "NaN counts".into());
     }
-    if nb < 1.0 || nc < 1.0 {
+    if eb < 0.0 || nb < 0.0 || ec < 0.0 || nc < 0.0 || eb > nb + 0.5 || ec > nc + 0.5 {
         return missing(
             spec,
-            spec.on_empty,
-            format!("not enough data: {nb:.0} baseline and {nc:.0} current trials"),
+            spec.on_error,
+            format!(
+                "impossible counts: {eb:.0}/{nb:.0} baseline, {ec:.0}/{nc:.0} current (events must be 0 … trials)"
+            ),
         );
     }
-    let (rb, rc) = (eb / nb, ec / nc);
+    let counts = |mut v: Verdict| {
+        v.n_baseline = nb.round() as usize;
+        v.n_current = nc.round() as usize;
+        if nb >= 1.0 {
+            v.baseline = Some(eb / nb);
+        }
+        if nc >= 1.0 {
+            v.current = Some(ec / nc);
+        }
+        v
+    };
+    if nc < 1.0 {
+        return counts(missing(
+            spec,
+            spec.on_empty,
+            format!("not enough data: {eb:.0}/{nb:.0} baseline, no current trials"),
+        ));
+    }
+    let rc = ec / nc;
+    // The ceiling is judged on the current window alone, whatever the baseline holds; it fails
+    // once the excess is significant (a binomial test against the ceiling rate), so one stray
+    // error among the first few requests is not a rollback while 68 of 136 is.
+    let mut above_ceiling_unsure = None;
+    if let Some(m) = spec.max.filter(|m| rc > *m) {
+        let p = binomial_sf(ec, nc, m);
+        let text = format!(
+            "current rate {:.2}% ({ec:.0}/{nc:.0}) is above the ceiling {:.2}%",
+            rc * 100.0,
+            m * 100.0
+        );
+        if p < ALPHA {
+            let mut v = counts(missing(
+                spec,
+                OnMissing::Fail,
+                format!("{text} (binomial p={p:.2e})"),
+            ));
+            v.p_value = Some(p);
+            return v;
+        }
+        above_ceiling_unsure = Some(format!("{text}, not yet significantly (p={p:.3})"));
+    }
+    if nb < 1.0 || nc < spec.min_samples as f64 {
+        // An idle baseline (6 am) falls back to the absolute ceiling, and says so.
+        let why = if nb < 1.0 {
+            format!("baseline window had no trials ({eb:.0}/{nb:.0})")
+        } else {
+            format!("only {nc:.0} current trials (need {})", spec.min_samples)
+        };
+        let v = match (spec.max, above_ceiling_unsure) {
+            (_, Some(unsure)) => missing(spec, OnMissing::Inconclusive, format!("{why}; {unsure}")),
+            (Some(m), None) if nc >= spec.min_samples as f64 => Verdict {
+                outcome: Outcome::Pass,
+                why: format!(
+                    "{why}: judged by the ceiling alone, {ec:.0}/{nc:.0} = {:.2}% ≤ {:.2}%",
+                    rc * 100.0,
+                    m * 100.0
+                ),
+                ..missing(spec, OnMissing::Pass, String::new())
+            },
+            _ => missing(spec, spec.on_empty, format!("not enough data: {why}")),
+        };
+        return counts(v);
+    }
+    let rb = eb / nb;
     let pooled = (eb + ec) / (nb + nc);
     let se = (pooled * (1.0 - pooled) * (1.0 / nb + 1.0 / nc)).sqrt();
     let z = if se > 0.0 { (rc - rb) / se } else { 0.0 };
     let p = 1.0 - normal_cdf(z);
     let ratio = 1.0 + spec.tolerance_pct / 100.0;
     let delta = if rb > 0.0 {
-        (rc - rb) / rb * 100.0
+        Some((rc - rb) / rb * 100.0)
     } else if rc > 0.0 {
-        f64::INFINITY
+        None
     } else {
-        0.0
+        Some(0.0)
     };
-    let ceiling = spec.max.filter(|m| rc > *m);
-    let (outcome, why) = if let Some(m) = ceiling {
+    let from_to = format!(
+        "{eb:.0}/{nb:.0} ({:.2}%) → {ec:.0}/{nc:.0} ({:.2}%)",
+        rb * 100.0,
+        rc * 100.0
+    );
+    let (outcome, why) = if rc > rb * ratio && p < ALPHA / 2.0 {
         (
             Outcome::Fail,
             format!(
-                "current rate {:.4}% is above the ceiling {:.4}%",
-                rc * 100.0,
-                m * 100.0
-            ),
-        )
-    } else if rc > rb * ratio && p < ALPHA / 2.0 {
-        (
-            Outcome::Fail,
-            format!(
-                "{ec:.0}/{nc:.0} vs {eb:.0}/{nb:.0}: above {ratio:.2}× baseline, significant (two-proportion z={z:.2}, p={p:.4})"
+                "{from_to}: above {ratio:.2}× baseline, significant (two-proportion z={z:.2}, p={p:.4})"
             ),
         )
     } else {
         (
             Outcome::Pass,
-            format!("{ec:.0}/{nc:.0} vs {eb:.0}/{nb:.0} (z={z:.2}, p={p:.3})"),
+            format!("{from_to} (z={z:.2}, p={p:.3})"),
         )
     };
     Verdict {
@@ -480,10 +672,10 @@ fn judge_proportion(spec: &MetricSpec, eb: f64, nb: f64, ec: f64, nc: f64) -> Ve
         why,
         baseline: Some(rb),
         current: Some(rc),
-        delta_pct: Some(delta),
+        delta_pct: delta,
         limit: limit_text(spec),
-        n_baseline: nb as usize,
-        n_current: nc as usize,
+        n_baseline: nb.round() as usize,
+        n_current: nc.round() as usize,
         p_value: Some(p),
     }
 }

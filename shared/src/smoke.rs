@@ -224,7 +224,16 @@ pub fn error_rate_checks(
             let name = format!("Error rate during the run ({url})");
             let ratio = if total > 0.0 { errors / total } else { 0.0 };
             let data = serde_json::json!({"errors": errors, "requests": total, "ratio": ratio, "max_ratio": max_ratio});
-            Some(if ratio > max_ratio {
+            Some(if total < 1.0 {
+                // Nothing to judge is not "0 failed": say so instead of a green tick.
+                Check::warn(
+                    "health",
+                    name,
+                    "no request reached this service during the run: its error rate was not judged".to_string(),
+                )
+                .hint("check that the smoke checks route to it (config services list)")
+                .data(data)
+            } else if ratio > max_ratio {
                 Check::fail(
                     "health",
                     name,

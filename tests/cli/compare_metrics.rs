@@ -17,11 +17,13 @@ fn spec(kind: MetricKind, direction: Direction, tol: f64) -> MetricSpec {
         direction,
         tolerance_pct: tol,
         max: None,
+        min: None,
         min_abs_delta: None,
         min_samples: 5,
         on_empty: OnMissing::Fail,
         on_nan: OnMissing::Fail,
         on_error: OnMissing::Fail,
+        on_inconclusive: Default::default(),
     }
 }
 
@@ -84,6 +86,147 @@ fn regressions_fail() {
         &series(normal(&mut rng, 60, 0.80, 0.01)),
     );
     assert_eq!(v.outcome, Outcome::Fail, "fill-rate drop: {v:?}");
+}
+
+/// The 6 am cases: an idle baseline window never hides a breach of an absolute limit, and a
+/// healthy current window is judged by those limits (and says so) instead of "inconclusive".
+#[test]
+fn absolute_limits_are_judged_whatever_the_baseline_holds() {
+    let err = MetricSpec {
+        max: Some(0.01),
+        min_samples: 4,
+        on_empty: OnMissing::Inconclusive,
+        ..spec(MetricKind::Proportion, Direction::Lower, 100.0)
+    };
+    // The repro: 68 × 500 and 68 × 200 after an idle baseline.
+    let v = judge(&err, &prop(0.0, 0.0), &prop(68.0, 136.0));
+    assert_eq!(v.outcome, Outcome::Fail, "{v:?}");
+    assert!(v.why.contains("above the ceiling"), "{}", v.why);
+    // …and with a busy baseline, and with a baseline half the current traffic.
+    for b in [prop(0.0, 600.0), prop(0.0, 68.0)] {
+        assert_eq!(
+            judge(&err, &b, &prop(68.0, 136.0)).outcome,
+            Outcome::Fail
+        );
+    }
+    // Healthy twin: no errors after an idle baseline passes by the ceiling and says so.
+    let v = judge(&err, &prop(0.0, 0.0), &prop(0.0, 136.0));
+    assert_eq!(v.outcome, Outcome::Pass, "{v:?}");
+    assert!(v.why.contains("judged by the ceiling alone"), "{}", v.why);
+    // One stray error among a few requests is not yet significant: inconclusive, not a rollback.
+    assert_eq!(
+        judge(&err, &prop(0.0, 0.0), &prop(1.0, 5.0)).outcome,
+        Outcome::Inconclusive
+    );
+    // No current traffic at all is never a pass.
+    assert_eq!(
+        judge(&err, &prop(0.0, 600.0), &prop(0.0, 0.0)).outcome,
+        Outcome::Inconclusive
+    );
+    // A latency ceiling after an idle baseline, and its healthy twin.
+    let lat = MetricSpec {
+        max: Some(0.1),
+        min_samples: 4,
+        on_empty: OnMissing::Inconclusive,
+        ..spec(MetricKind::Series, Direction::Lower, 50.0)
+    };
+    assert_eq!(
+        judge(&lat, &series(vec![]), &series(vec![0.15; 8])).outcome,
+        Outcome::Fail
+    );
+    let v = judge(&lat, &series(vec![]), &series(vec![0.0004; 8]));
+    assert_eq!(v.outcome, Outcome::Pass, "{v:?}");
+    assert!(v.why.contains("absolute limit alone"), "{}", v.why);
+    // A floor, the same way.
+    let fill = MetricSpec {
+        min: Some(0.5),
+        min_samples: 4,
+        ..spec(MetricKind::Series, Direction::Higher, 10.0)
+    };
+    assert_eq!(
+        judge(&fill, &series(vec![]), &series(vec![0.1; 8])).outcome,
+        Outcome::Fail
+    );
+}
+
+/// Traffic falling to nothing after a switch is a failure, not missing data.
+#[test]
+fn throughput_collapse_fails_and_a_quiet_morning_passes() {
+    let tp = MetricSpec {
+        min_abs_delta: Some(1.0),
+        min_samples: 4,
+        ..spec(MetricKind::Series, Direction::Higher, 50.0)
+    };
+    let busy = series(vec![200.0, 198.0, 203.0, 201.0, 199.0, 202.0]);
+    let v = judge(&tp, &busy, &series(vec![0.0; 6]));
+    assert_eq!(v.outcome, Outcome::Fail, "{v:?}");
+    assert_eq!(
+        judge(&tp, &busy, &series(vec![201.0, 199.0, 197.0, 204.0, 200.0, 200.0])).outcome,
+        Outcome::Pass
+    );
+    // Idle before and after: nothing to lose.
+    assert_eq!(
+        judge(&tp, &series(vec![0.0; 6]), &series(vec![0.0; 6])).outcome,
+        Outcome::Pass
+    );
+    // A trickle before (0–1 req/s) and none after is below the noise floor.
+    assert_eq!(
+        judge(&tp, &series(vec![0.0, 1.0, 0.0, 1.0, 0.0, 1.0]), &series(vec![0.0; 6])).outcome,
+        Outcome::Pass
+    );
+}
+
+/// The verdict reads baseline → current, a zero baseline says "from 0", and the counts
+/// printed agree with the n shown.
+#[test]
+fn verdict_text_reads_baseline_then_current() {
+    let err = spec(MetricKind::Proportion, Direction::Lower, 100.0);
+    let v = judge(&err, &prop(1.0, 455.4), &prop(40.0, 574.6));
+    assert!(v.why.starts_with("1/455 "), "{}", v.why);
+    assert!(v.why.contains("→ 40/575"), "{}", v.why);
+    assert_eq!((v.n_baseline, v.n_current), (455, 575));
+    let lat = spec(MetricKind::Series, Direction::Lower, 10.0);
+    let v = judge(&lat, &series(vec![0.0; 6]), &series(vec![0.5; 6]));
+    assert!(v.why.contains("from 0 to"), "{}", v.why);
+    assert!(v.delta_pct.is_none() && !v.why.contains("inf"), "{v:?}");
+    let c = deploykit::cmd::compare_metrics::to_check(&v);
+    let m = c.message.unwrap_or_default();
+    assert!(m.contains("(from 0)"), "{m}");
+}
+
+/// Figures files hold what a window holds: NaN round-trips, the impossible is refused.
+#[test]
+fn figures_round_trip_and_impossible_numbers_are_refused() {
+    use deploykit::metrics::{Snapshot, Window};
+    let snap = |m: Vec<(&str, Figures)>| Snapshot {
+        format: 1,
+        window: Window {
+            start: 0.0,
+            end: 60.0,
+            step: 15.0,
+        },
+        metrics: m.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+    };
+    let s = snap(vec![("p99", series(vec![0.1, f64::NAN, 0.2]))]);
+    let back: Snapshot = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+    back.validate().unwrap();
+    match &back.metrics["p99"] {
+        Figures::Series { samples } => assert!(samples[1].is_nan() && samples[2] == 0.2),
+        f => panic!("{f:?}"),
+    }
+    for bad in [
+        snap(vec![("e", prop(-1.0, 10.0))]),
+        snap(vec![("e", prop(11.0, 10.0))]),
+        snap(vec![("e", prop(f64::NAN, 10.0))]),
+        snap(vec![("p", series(vec![f64::INFINITY]))]),
+    ] {
+        assert!(bad.validate().is_err(), "{bad:?}");
+    }
+    // A huge but finite baseline does not overflow the median into "NaN %".
+    let lat = spec(MetricKind::Series, Direction::Lower, 10.0);
+    let v = judge(&lat, &series(vec![1e308; 6]), &series(vec![1e308; 6]));
+    assert!(v.baseline.unwrap().is_finite(), "{v:?}");
+    assert_eq!(v.delta_pct, Some(0.0));
 }
 
 #[test]

@@ -97,6 +97,12 @@ fn resolve(spec: &str, duration: Duration, step: Duration, now: f64) -> Result<S
             ),
         ));
     }
+    snap.validate().map_err(|e| {
+        Error::config(
+            path.display().to_string(),
+            format!("{e}; re-create the file with compare_metrics --save"),
+        )
+    })?;
     Ok(Source::File(snap))
 }
 
@@ -204,13 +210,22 @@ fn fmt(x: Option<f64>) -> String {
     }
 }
 
+/// The relative change; a zero baseline has none ("from 0"), never `+inf%`.
+fn delta_text(v: &Verdict) -> String {
+    match (v.delta_pct, v.baseline, v.current) {
+        (Some(d), _, _) => format!("{d:+.1}%"),
+        (None, Some(b), Some(c)) if b == 0.0 && c != 0.0 => "from 0".into(),
+        _ => "—".into(),
+    }
+}
+
 /// One check per metric: the table row (baseline, current, delta, limit, verdict, why).
 pub fn to_check(v: &Verdict) -> Check {
     let msg = format!(
         "baseline {} → current {} ({}), limit {}; {} [n={}/{}]",
         fmt(v.baseline),
         fmt(v.current),
-        v.delta_pct.map_or("—".into(), |d| format!("{d:+.1}%")),
+        delta_text(v),
         v.limit,
         v.why,
         v.n_baseline,
@@ -253,7 +268,7 @@ fn html(verdicts: &[Verdict], b: &Snapshot, c: &Snapshot) -> String {
             esc(&v.metric),
             fmt(v.baseline),
             fmt(v.current),
-            v.delta_pct.map_or("—".into(), |d| format!("{d:+.1}%")),
+            delta_text(v),
             esc(&v.limit),
             v.outcome,
             esc(&v.why)

@@ -5,11 +5,16 @@ use crate::config::{Color, Role, parse_duration};
 use crate::cutover::{self as co, Ctx, Runner};
 use crate::error::{Error, Result};
 use crate::journal::Journal;
+use crate::metrics;
+use crate::watch;
 use crate::report::{Check, Report};
 use crate::smoke::{self, Group, Target};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// The journal step that keeps the baseline a run sampled before its switch (for `--resume`).
+const BASELINE_STEP: &str = "baseline";
 
 /// The journal actions whose history `cutover rollback` and `--resume` read.
 const CUTOVER_ACTIONS: &[&str] = &["cutover", "rollback"];
@@ -449,6 +454,8 @@ async fn run(
     let from = to.other();
     let mut done: Vec<String> = vec![];
     let mut run_id = format!("cutover-{}", co::now_ms());
+    // The baseline the interrupted run sampled from the old colour before its switch.
+    let mut saved_baseline: Option<metrics::Snapshot> = None;
     if resume {
         let last = journal.last_run(&c.env_name, CUTOVER_ACTIONS).await?;
         match last.first() {
@@ -460,6 +467,10 @@ async fn run(
                     )));
                 }
                 run_id = e.run_id.clone();
+                saved_baseline = last
+                    .iter()
+                    .find(|x| x.step == BASELINE_STEP && x.state == "done")
+                    .and_then(|x| serde_json::from_str(&x.detail).ok());
                 done = last
                     .iter()
                     .filter(|x| x.state == "done")
@@ -514,23 +525,39 @@ async fn run(
             return Ok(());
         }
     }
-    let base = co::baseline(
-        c,
-        from,
-        if switched_already {
-            Duration::ZERO
-        } else {
-            baseline_window
-        },
-        tick,
-    )
-    .await?;
+    // A resumed run judges against the baseline its first attempt sampled (journaled), never
+    // an empty one; a run that had not switched yet samples the still-live colour now.
+    let (base, base_from) = match saved_baseline {
+        Some(b) => (
+            b,
+            format!("baseline from the journal ({from}, sampled before the switch)"),
+        ),
+        None if switched_already => {
+            // The old colour no longer takes traffic: sampling it now would read idle. The
+            // watch then judges by the absolute limits alone, and says so.
+            tracing::warn!(
+                "no journaled baseline for {run_id}: the watch judges {to} by the absolute limits alone"
+            );
+            (
+                watch::baseline(vec![], Duration::ZERO, tick)
+                    .await
+                    .map_err(|e| Error::unreachable(format!("{from} services"), e))?,
+                "no baseline in the journal: absolute limits only".to_string(),
+            )
+        }
+        None => (
+            watch::baseline(c.all(from), baseline_window, tick)
+                .await
+                .map_err(|e| Error::unreachable(format!("{from} services"), e))?,
+            format!("baseline sampled from {from}"),
+        ),
+    };
     report.push(Check::ok("cutover", "prepare").message(format!(
-            "{to} healthy{}; baseline sampled from {from}; rollback prepared",
-            expect_version
-                .map(|v| format!(" at {v}"))
-                .unwrap_or_default()
-        )));
+        "{to} healthy{}; {base_from}; rollback prepared",
+        expect_version
+            .map(|v| format!(" at {v}"))
+            .unwrap_or_default()
+    )));
     let mut r = Runner {
         ctx: c,
         journal,
@@ -541,6 +568,14 @@ async fn run(
         report,
     };
     let is = |s: &str| done.iter().any(|d| d == s);
+    if !is(BASELINE_STEP) {
+        r.note(
+            BASELINE_STEP,
+            "done",
+            &serde_json::to_string(&base).expect("json"),
+        )
+        .await?;
+    }
     let mut ok = true;
     if !is("stop_new_orders") {
         ok = r
@@ -594,7 +629,15 @@ async fn run(
     if ok && !is("watch") {
         ok = r
             .step("watch", || async {
-                co::watch(c, to, &base, watch, tick).await
+                watch::observe(c, to, c.all(to), &base, watch, tick, "watch")
+                    .await
+                    .map(|w| {
+                        (
+                            format!("{to} healthy for {watch:?}; {}", w.summary()),
+                            serde_json::to_value(&w).unwrap_or_default(),
+                        )
+                    })
+                    .map_err(|e| e.to_string())
             })
             .await?;
     }

@@ -4,12 +4,11 @@
 use crate::cli::{CommonArgs, Context, DryRunArgs, Tool};
 use crate::config::{Color, Role, parse_duration};
 use crate::contract::{Client, Strategy};
-use crate::cutover::{self as co, Ctx, Figurer};
+use crate::cutover::{self as co, Ctx};
+use crate::watch::{self, Failed};
 use crate::error::{Error, Result, Signal};
 use crate::journal::{Entry, Journal};
-use crate::metrics::{self, Outcome};
 use crate::report::{Check, Report};
-use crate::telemetry::Every;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -428,8 +427,9 @@ impl Rollout<'_> {
         let (c, color) = (self.c, self.plan.color);
         let hold = Duration::from_millis(self.plan.hold_ms);
         // The judge's baseline: the colour before this run changes anything.
-        let base = co::baseline(c, color, baseline_window, self.tick).await?;
-        let specs = co::watch_specs(&c.env);
+        let base = watch::baseline(c.clients(color, &Role::ALL), baseline_window, self.tick)
+            .await
+            .map_err(|e| Error::unreachable("trading services", e))?;
         for s in &self.plan.strategies {
             let mut last_good: Option<u8> = self
                 .plan
@@ -485,54 +485,34 @@ impl Rollout<'_> {
                     },
                 )
                 .await?;
-                let mut fig = Figurer::start(c.clients(color, &Role::ALL))
-                    .await
-                    .map_err(|e| Error::unreachable("trading services", e))?;
-                let mut failed = None;
-                let mut note = Every::new(Duration::from_secs(5));
-                let mut verdicts = vec![];
-                while t.elapsed() < hold {
-                    tokio::select! {
-                        _ = tokio::time::sleep(self.tick) => {}
-                        _ = self.ctx.cancel.cancelled() => return Err(Error::Interrupted(Signal::Int)),
-                    }
-                    if let Err(e) = co::health(c, color, None).await {
-                        failed = Some(format!("unhealthy: {e}"));
-                        break;
-                    }
-                    fig.sample()
-                        .await
-                        .map_err(|e| Error::unreachable("trading services", e))?;
-                    verdicts = metrics::judge_all(&specs, &base, &fig.snapshot());
-                    if let Some(v) = verdicts.iter().find(|v| v.outcome == Outcome::Fail) {
-                        failed = Some(format!("{}: {}", v.metric, v.why));
-                        break;
-                    }
-                    if note.due() {
-                        tracing::info!(
-                            "{step}: holding {}s/{}s, {}",
-                            t.elapsed().as_secs(),
-                            hold.as_secs(),
-                            metrics::outcomes_line(&verdicts)
+                let held = watch::observe(
+                    c,
+                    color,
+                    c.clients(color, &Role::ALL),
+                    &base,
+                    hold,
+                    self.tick,
+                    &step,
+                )
+                .await;
+                let why = match held {
+                    Ok(w) => {
+                        self.note(&step, "done", String::new()).await?;
+                        report.push(
+                            Check::ok("rollout", step)
+                                .message(format!("held {hold:?}: {}", w.summary()))
+                                .data(serde_json::to_value(&w).unwrap_or_default())
+                                .took(t.elapsed()),
                         );
+                        last_good = Some(p);
+                        continue;
                     }
-                }
-                let Some(why) = failed else {
-                    self.note(&step, "done", String::new()).await?;
-                    report.push(
-                        Check::ok("rollout", step)
-                            .message(format!(
-                                "held {hold:?}: {}",
-                                verdicts
-                                    .iter()
-                                    .map(|v| v.why.clone())
-                                    .collect::<Vec<_>>()
-                                    .join("; ")
-                            ))
-                            .took(t.elapsed()),
-                    );
-                    last_good = Some(p);
-                    continue;
+                    Err(Failed::Interrupted) => return Err(Error::Interrupted(Signal::Int)),
+                    Err(Failed::Unreadable(e)) => {
+                        return Err(Error::unreachable("trading services", e));
+                    }
+                    Err(Failed::Unhealthy(e)) => format!("unhealthy: {e}"),
+                    Err(Failed::Regressed(e)) => e,
                 };
                 // Back to the last good size, or off if the first step failed.
                 let back = Strategy {
