@@ -142,7 +142,7 @@ pub fn watch_specs(env: &Environment) -> Vec<MetricSpec> {
         max,
         min: None,
         min_abs_delta: None,
-        min_samples: 4,
+        min_samples: MIN_SAMPLES,
         on_empty: OnMissing::Inconclusive,
         on_nan: OnMissing::Inconclusive,
         on_error: OnMissing::Fail,
@@ -211,6 +211,22 @@ pub fn watch_specs(env: &Environment) -> Vec<MetricSpec> {
         }
     }
     specs
+}
+
+/// Samples every watch metric needs before it can be judged against a baseline.
+pub const MIN_SAMPLES: usize = 4;
+
+/// A baseline window must hold enough ticks for the judge: a shorter one would make every
+/// relative check inconclusive and the watch fail closed, so it is refused before anything
+/// changes (exit 2).
+pub fn check_baseline_window(window: Duration, tick: Duration) -> crate::error::Result<()> {
+    let need = tick * MIN_SAMPLES as u32;
+    if window < need {
+        return Err(crate::error::Error::Usage(format!(
+            "--baseline-window {window:?} holds fewer than {MIN_SAMPLES} samples at --tick {tick:?}: use at least {need:?}"
+        )));
+    }
+    Ok(())
 }
 
 /// `color` sampled for `window` (the old colour just before a change): the watch's baseline.

@@ -389,6 +389,8 @@ async fn unreachable_haproxy_is_exit_4_and_nothing_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_mid_cutover_resumes_or_rolls_back_and_two_at_once_are_refused() {
     let st = Stack::up();
+    // Client traffic, as in production: the watch fails closed on a colour nobody uses.
+    let load = start_load(&st.url("HAPROXY_URL"), 20);
     // Kill -9 during the watch (after the switch).
     let mut child = st
         .cutover_cmd(&[
@@ -398,7 +400,7 @@ async fn killed_mid_cutover_resumes_or_rolls_back_and_two_at_once_are_refused() 
             "--watch",
             "30s",
             "--baseline-window",
-            "200ms",
+            "1s",
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -440,7 +442,7 @@ async fn killed_mid_cutover_resumes_or_rolls_back_and_two_at_once_are_refused() 
             "--watch",
             "30s",
             "--baseline-window",
-            "200ms",
+            "1s",
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -455,6 +457,7 @@ async fn killed_mid_cutover_resumes_or_rolls_back_and_two_at_once_are_refused() 
     let (code, v, _) = st.cutover(&["status"]).await;
     assert_eq!(code, 0);
     assert!(v.to_string().contains("blue is live"));
+    let _ = load.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,4 +474,181 @@ async fn dry_run_prints_the_runtime_api_commands_and_changes_nothing() {
     assert!(text.contains("/admin/feeds"));
     assert_eq!(st.live().await, "blue");
     let _ = Path::new("");
+}
+
+/// Spawns `cutover run --to green` with `args` (JSON on stdout), returning the child.
+fn spawn_cutover(st: &Stack, args: &[&str]) -> std::process::Child {
+    let mut a = vec!["run", "--to", "green", "--format", "json"];
+    a.extend_from_slice(args);
+    st.cutover_cmd(&a)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (bounded, 20 s) until HAProxy answers from `color`.
+async fn until_live(st: &Stack, color: &str) {
+    for _ in 0..400 {
+        if let Ok(r) = reqwest::get(format!("{}/health", st.url("HAPROXY_URL"))).await
+            && let Ok(v) = r.json::<serde_json::Value>().await
+            && v["color"] == color
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{color} never became live");
+}
+
+async fn finish(child: std::process::Child) -> (i32, serde_json::Value, String) {
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn check<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no checks in {v}"))
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {v}"))
+}
+
+/// The 6 am repro: blue idle during the baseline window, then ~10 req/s reach green, which
+/// fails half of them. The error-rate ceiling is judged without a baseline: rollback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn half_errors_after_an_idle_baseline_roll_back() {
+    let st = Stack::up();
+    client(&st.url("GREEN_URL"))
+        .set_faults(&deploykit::contract::Faults {
+            error_rate: Some(0.5),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let child = spawn_cutover(&st, &["--watch", "20s", "--baseline-window", "1s"]);
+    until_live(&st, "green").await;
+    let load = start_load(&st.url("HAPROXY_URL"), 10);
+    let (code, v, err) = finish(child).await;
+    let (samples, _) = load.finish().await;
+    assert_eq!(code, 1, "{v}\n{err}");
+    let watch = check(&v, "watch");
+    assert_eq!(watch["status"], "fail", "{v}");
+    assert!(
+        watch["message"].as_str().unwrap().contains("error_rate"),
+        "{watch}"
+    );
+    assert!(v["notes"].to_string().contains("rolled back automatically"), "{v}");
+    assert_eq!(st.live().await, "blue");
+    println!(
+        "idle baseline, green at 50 % errors: rolled back; {} client orders, {} failed",
+        samples.len(),
+        samples.iter().filter(|s| s.result.is_err()).count()
+    );
+}
+
+/// Green completes no business traffic after the switch (stalled): the loudest failure there
+/// is, not missing data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_new_colour_rolls_back() {
+    let st = Stack::up();
+    let load = start_load(&st.url("HAPROXY_URL"), 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let child = spawn_cutover(&st, &["--watch", "15s", "--baseline-window", "1500ms"]);
+    until_live(&st, "green").await;
+    let green = client(&st.url("GREEN_URL"));
+    green
+        .set_faults(&deploykit::contract::Faults {
+            stall_ms: Some(60_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Let go of the stall once blue is back, so the rollback's drain of green can finish.
+    until_live(&st, "blue").await;
+    green.clear_faults().await.unwrap();
+    let (code, v, err) = finish(child).await;
+    let _ = load.finish().await;
+    assert_eq!(code, 1, "{v}\n{err}");
+    let watch = check(&v, "watch");
+    assert_eq!(watch["status"], "fail", "{v}");
+    assert!(
+        watch["message"].as_str().unwrap().contains("throughput"),
+        "{watch}"
+    );
+    assert_eq!(st.live().await, "blue");
+}
+
+/// HAProxy dies during the watch: green completes no traffic, the rollback cannot reach the
+/// load balancer, and the run exits non-zero saying what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn haproxy_killed_during_the_watch_is_not_a_success() {
+    let st = Stack::up();
+    let load = start_load(&st.url("HAPROXY_URL"), 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let child = spawn_cutover(&st, &["--watch", "15s", "--baseline-window", "1500ms"]);
+    until_live(&st, "green").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = std::fs::read_to_string(st.dir.path().join("s/haproxy.pid")).unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    let (code, v, err) = finish(child).await;
+    let _ = load.finish().await;
+    assert_ne!(code, 0, "{v}\n{err}");
+    let text = format!("{v}{err}");
+    assert!(
+        text.contains("cutover rollback") || text.contains("HAProxy"),
+        "says what to do: {text}"
+    );
+    assert!(!text.contains("cutover complete"), "{text}");
+}
+
+/// Killed during the watch, resumed while green fails half its requests: the resumed watch
+/// judges against the baseline the first attempt journaled, and rolls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resumed_watch_judges_against_the_journaled_baseline() {
+    let st = Stack::up();
+    let load = start_load(&st.url("HAPROXY_URL"), 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut child = spawn_cutover(&st, &["--watch", "60s", "--baseline-window", "1500ms"]);
+    until_live(&st, "green").await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    client(&st.url("GREEN_URL"))
+        .set_faults(&deploykit::contract::Faults {
+            error_rate: Some(0.5),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (code, v, err) = st
+        .cutover(&["run", "--to", "green", "--resume", "--watch", "10s"])
+        .await;
+    let _ = load.finish().await;
+    assert_eq!(code, 1, "{v}\n{err}");
+    assert!(
+        check(&v, "prepare")["message"]
+            .as_str()
+            .unwrap()
+            .contains("baseline from the journal"),
+        "{v}"
+    );
+    assert!(
+        check(&v, "watch")["message"]
+            .as_str()
+            .unwrap()
+            .contains("error_rate"),
+        "{v}"
+    );
+    assert_eq!(st.live().await, "blue");
 }

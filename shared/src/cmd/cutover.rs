@@ -187,6 +187,9 @@ impl Tool for Args {
                 if token.is_none() && !self.dry.dry_run {
                     env.admin_token()?;
                 }
+                if !*resume {
+                    watch::check_baseline_window(*baseline_window, *tick)?;
+                }
                 if self.dry.dry_run {
                     plan_run(&c, to.other(), *to, &mut report);
                     return Ok(report);

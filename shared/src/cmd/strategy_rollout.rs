@@ -133,6 +133,9 @@ impl Tool for Args {
             hold_ms: self.hold.as_millis() as u64,
             color,
         };
+        if !self.reverse {
+            watch::check_baseline_window(self.baseline_window, self.tick)?;
+        }
         // A new rollout's dry run needs no journal (nor its lock).
         if self.dry.dry_run && !self.resume && !self.reverse {
             let color = crate::lb::target_color(&env, self.color, ctx.timeout).await?;
