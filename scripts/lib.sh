@@ -60,3 +60,19 @@ bin_dir() {
   (cd "$ROOT" && cargo build --release --workspace --bins --quiet) >&2 || die "cargo build failed"
   echo "$ROOT/target/release"
 }
+
+# pyvenv — the project's Python tools (pinned in scripts/requirements-test.txt) in $ROOT/.venv;
+# prints the venv's python. Installs only what is missing (a marker holds the pins' hash).
+pyvenv() {
+  local venv="$ROOT/.venv" req="$ROOT/scripts/requirements-test.txt" sum
+  sum=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv" >&2 || die "python3 -m venv failed: install python3-venv (apt-get install -y python3-venv)"
+  fi
+  if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$sum" ]; then
+    log "installing Python tools into .venv: $(tr '\n' ' ' < "$req")"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$req" >&2 || die "pip install -r $req failed"
+    echo "$sum" > "$venv/.pins"
+  fi
+  echo "$venv/bin/python"
+}

@@ -263,8 +263,10 @@ fn fail<T: Tool>(common: &CommonArgs, format: Format, e: &Error) -> u8 {
         });
         println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
     }
+    // Another output that could not be written (an --html path, a reports directory) still
+    // gets its JUnit case; only a JUnit path that itself failed is not retried.
     if let Some(path) = &common.junit
-        && !matches!(e, Error::Io { .. })
+        && !matches!(e, Error::Io { path: p, .. } if p == path)
     {
         let mut r = Report::new(T::NAME, common.environment.as_str());
         r.push(

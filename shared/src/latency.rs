@@ -398,6 +398,232 @@ pub async fn measure(probe: &Probe, load: &Load, cancel: &CancellationToken) -> 
     Ok(out)
 }
 
+// ---------------------------------------------------------------- A/B: candidate vs live
+
+/// Both colours measured in alternating slices of the same window (candidate, reference,
+/// reference, candidate, …), so whatever the machine does to one side it does to the other.
+pub struct Interleaved {
+    pub candidate: Measured,
+    pub reference: Measured,
+    /// Per slice pair: (candidate, reference) histograms, in time order.
+    pub pairs: Vec<(Histogram<u64>, Histogram<u64>)>,
+    /// Share of CPU time stolen by the hypervisor during the run (Linux /proc/stat), if known.
+    pub steal: Option<f64>,
+}
+
+/// CPU time counters of /proc/stat's `cpu` line: (steal, total), in ticks.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    Some((*v.get(7)?, v.iter().take(8).sum()))
+}
+
+fn merge(into: &mut Measured, m: &Measured) {
+    into.corrected.add(&m.corrected).ok();
+    into.naive.add(&m.naive).ok();
+    into.pacing.add(&m.pacing).ok();
+    into.tick_age.add(&m.tick_age).ok();
+    into.errors += m.errors;
+    into.elapsed += m.elapsed;
+    if into.first_error.is_none() {
+        into.first_error.clone_from(&m.first_error);
+    }
+    if into.stopped_early.is_none() {
+        into.stopped_early.clone_from(&m.stopped_early);
+    }
+}
+
+fn empty() -> Measured {
+    Measured {
+        corrected: histogram(),
+        naive: histogram(),
+        pacing: histogram(),
+        tick_age: histogram(),
+        errors: 0,
+        first_error: None,
+        elapsed: Duration::ZERO,
+        stopped_early: None,
+    }
+}
+
+/// `load.duration` per side, in `slice`-long turns after one warm-up of each side.
+pub async fn interleaved(
+    candidate: &Probe,
+    reference: &Probe,
+    load: &Load,
+    slice: Duration,
+    cancel: &CancellationToken,
+) -> Result<Interleaved> {
+    let total = load.duration.unwrap_or(Duration::from_secs(30));
+    let n = (total.as_secs_f64() / slice.as_secs_f64()).ceil().max(1.0) as usize;
+    let one = |warmup: Duration, duration: Duration| Load {
+        warmup,
+        duration: Some(duration),
+        requests: None,
+        ..*load
+    };
+    // Warm both (connections, caches) before the first counted slice; discarded.
+    for p in [candidate, reference] {
+        measure(p, &one(Duration::ZERO, load.warmup.max(slice)), cancel).await?;
+    }
+    let before = cpu_ticks();
+    let (mut c_all, mut r_all, mut pairs) = (empty(), empty(), vec![]);
+    let mut note = Every::new(Duration::from_secs(5));
+    for i in 0..n {
+        if cancel.is_cancelled() {
+            break;
+        }
+        // ABBA order: neither side always goes first after the other.
+        let (c, r) = if i % 2 == 0 {
+            let c = measure(candidate, &one(Duration::ZERO, slice), cancel).await?;
+            let r = measure(reference, &one(Duration::ZERO, slice), cancel).await?;
+            (c, r)
+        } else {
+            let r = measure(reference, &one(Duration::ZERO, slice), cancel).await?;
+            let c = measure(candidate, &one(Duration::ZERO, slice), cancel).await?;
+            (c, r)
+        };
+        merge(&mut c_all, &c);
+        merge(&mut r_all, &r);
+        pairs.push((c.corrected, r.corrected));
+        if note.due() {
+            tracing::info!(
+                "measuring {} against {}: slice pair {}/{n}",
+                candidate.name,
+                reference.base,
+                i + 1
+            );
+        }
+        if c_all.stopped_early.is_some() || r_all.stopped_early.is_some() {
+            break;
+        }
+    }
+    let steal = match (before, cpu_ticks()) {
+        (Some((s0, t0)), Some((s1, t1))) if t1 > t0 => {
+            Some(s1.saturating_sub(s0) as f64 / (t1 - t0) as f64)
+        }
+        _ => None,
+    };
+    Ok(Interleaved {
+        candidate: c_all,
+        reference: r_all,
+        pairs,
+        steal,
+    })
+}
+
+/// How one percentile of the candidate compares with the live colour's in the same window.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AbOutcome {
+    Pass,
+    Fail,
+    /// Too few samples above this percentile to call it a distribution: reported, not gated.
+    NotGated,
+    /// The machine stalled (hypervisor steal) while the candidate looked slower: a human decides.
+    Inconclusive,
+}
+
+#[derive(Debug, Clone)]
+pub struct AbVerdict {
+    pub outcome: AbOutcome,
+    pub why: String,
+    pub reference_us: u64,
+    pub candidate_us: u64,
+    pub delta_pct: f64,
+    /// Slice pairs in which the candidate was slower, of those that differed.
+    pub slower_pairs: (usize, usize),
+    pub p_value: f64,
+}
+
+/// Sign test over paired slices: the candidate fails a percentile only when it is worse by
+/// more than `threshold_pct` overall, by more than `floor_us` in absolute time (a
+/// sub-millisecond change on loopback is noise), and slower in significantly many slice pairs
+/// (one-sided p < 0.02) — a pause that hits one slice cannot make it fail. A stalled machine
+/// (`steal` above 10 %) turns a would-be failure into inconclusive, with the reason.
+pub fn ab_verdict(run: &Interleaved, p: f64, threshold_pct: f64, floor_us: u64) -> AbVerdict {
+    let (c, r) = (&run.candidate.corrected, &run.reference.corrected);
+    let (cv, rv) = (c.value_at_percentile(p), r.value_at_percentile(p));
+    let delta_pct = (cv as f64 - rv as f64) / (rv.max(1) as f64) * 100.0;
+    // Per pair, each side's percentile; only pairs with samples on both sides count.
+    let (mut slower, mut differ) = (0, 0);
+    for (pc, pr) in &run.pairs {
+        if pc.is_empty() || pr.is_empty() {
+            continue;
+        }
+        let (a, b) = (pc.value_at_percentile(p), pr.value_at_percentile(p));
+        if a != b {
+            differ += 1;
+            slower += (a > b) as usize;
+        }
+    }
+    let p_value = crate::metrics::binomial_sf(slower as f64, differ as f64, 0.5);
+    let need = (10.0 / (1.0 - p / 100.0) - 1e-6).ceil() as u64;
+    let mut v = AbVerdict {
+        outcome: AbOutcome::Pass,
+        why: String::new(),
+        reference_us: rv,
+        candidate_us: cv,
+        delta_pct,
+        slower_pairs: (slower, differ),
+        p_value,
+    };
+    let ms = |us: u64| format!("{:.3} ms", us as f64 / 1000.0);
+    let head = format!(
+        "live {} → candidate {} ({delta_pct:+.1}%), slower in {slower} of {differ} slice pairs (sign test p={p_value:.3})",
+        ms(rv),
+        ms(cv)
+    );
+    if c.len().min(r.len()) < need {
+        v.outcome = AbOutcome::NotGated;
+        v.why = format!(
+            "{head}; p{p} needs ≥ {need} samples per side, have {} and {}: measure longer or at a higher rate",
+            c.len(),
+            r.len()
+        );
+        return v;
+    }
+    let worse = delta_pct > threshold_pct;
+    let big = cv.saturating_sub(rv) > floor_us;
+    let consistent = p_value < 0.02;
+    (v.outcome, v.why) = match (worse, big, consistent) {
+        (true, true, true) => match run.steal.filter(|s| *s > 0.10) {
+            Some(s) => (
+                AbOutcome::Inconclusive,
+                format!(
+                    "{head}; but {:.0} % of CPU time was stolen by the hypervisor during the run: not judged",
+                    s * 100.0
+                ),
+            ),
+            None => (
+                AbOutcome::Fail,
+                format!(
+                    "{head}: above +{threshold_pct}% and the {} ms noise floor",
+                    floor_us as f64 / 1000.0
+                ),
+            ),
+        },
+        (true, false, _) => (
+            AbOutcome::Pass,
+            format!(
+                "{head}; within the {} ms noise floor",
+                floor_us as f64 / 1000.0
+            ),
+        ),
+        (true, true, false) => (
+            AbOutcome::Pass,
+            format!("{head}; not consistently slower: noise, not a regression"),
+        ),
+        (false, _, _) => (AbOutcome::Pass, format!("{head}; within +{threshold_pct}%")),
+    };
+    v
+}
+
 // ---------------------------------------------------------------- baselines and files
 
 #[derive(serde::Serialize, serde::Deserialize)]

@@ -239,16 +239,19 @@ pub async fn disable(
 
 pub async fn status(ctx: &Ctx, color: Color, report: &mut Report) -> Result<()> {
     let st = read(ctx, color).await?;
-    for (url, m) in &st.pages {
-        report.push(Check::ok("status", format!("web {url}")).message(match m {
-            Some(r) => format!("maintenance page ON: {r}"),
-            None => "serving normally".into(),
-        }));
-    }
-    for (url, acc, active) in &st.trading {
+    // Names stay the same from run to run (JUnit history); the URL goes into the message.
+    for (i, (url, m)) in st.pages.iter().enumerate() {
         report.push(
-            Check::ok("status", format!("trading {url}")).message(format!(
-                "{}; trading {}",
+            Check::ok("status", format!("web #{}", i + 1)).message(match m {
+                Some(r) => format!("{url}: maintenance page ON: {r}"),
+                None => format!("{url}: serving normally"),
+            }),
+        );
+    }
+    for (i, (url, acc, active)) in st.trading.iter().enumerate() {
+        report.push(
+            Check::ok("status", format!("trading #{}", i + 1)).message(format!(
+                "{url}: {}; trading {}",
                 if *acc {
                     "accepting orders"
                 } else {

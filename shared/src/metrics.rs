@@ -126,7 +126,9 @@ pub enum Figures {
     },
 }
 
-fn nan_from_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<f64>, D::Error> {
+fn nan_from_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<f64>, D::Error> {
     let v: Vec<Option<f64>> = Deserialize::deserialize(d)?;
     Ok(v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
 }
@@ -661,10 +663,7 @@ fn judge_proportion(spec: &MetricSpec, eb: f64, nb: f64, ec: f64, nc: f64) -> Ve
             ),
         )
     } else {
-        (
-            Outcome::Pass,
-            format!("{from_to} (z={z:.2}, p={p:.3})"),
-        )
+        (Outcome::Pass, format!("{from_to} (z={z:.2}, p={p:.3})"))
     };
     Verdict {
         metric: spec.name.clone(),

@@ -65,6 +65,20 @@ impl Target {
     fn first(&self, role: Role) -> Option<Client> {
         self.urls(role).first().map(|u| self.client(u))
     }
+    /// A name for a service that stays the same from run to run (JUnit keys test history by
+    /// name): its first role and its place in that role's list, e.g. `trading-engine #2`.
+    /// The URL (ports change between stacks) goes into the message.
+    pub fn label(&self, url: &str) -> String {
+        Role::ALL
+            .iter()
+            .find_map(|r| {
+                let urls = self.urls(*r);
+                urls.iter()
+                    .position(|u| u == url)
+                    .map(|i| format!("{r} #{}", i + 1))
+            })
+            .unwrap_or_else(|| "service".into())
+    }
     /// Every distinct service URL of the colour.
     pub fn all_urls(&self) -> Vec<String> {
         let set: BTreeSet<String> = Role::ALL.iter().flat_map(|r| self.urls(*r)).collect();
@@ -92,11 +106,12 @@ fn http_fail(group: &str, name: &str, e: &HttpError) -> Check {
 pub async fn health(t: &Target) -> Vec<Check> {
     let mut futs = vec![];
     for role in Role::ALL {
-        for url in t.urls(role) {
+        for (i, url) in t.urls(role).into_iter().enumerate() {
             let t = t.clone();
             futs.push(async move {
                 let start = Instant::now();
-                let name = format!("{role} healthy ({url})");
+                // Stable across runs (JUnit history); the URL goes into the message.
+                let name = format!("{role} #{} healthy", i + 1);
                 let c = match t.client(&url).health().await {
                     Err(e) => http_fail("health", &name, &e),
                     Ok(h) => {
@@ -117,9 +132,9 @@ pub async fn health(t: &Target) -> Vec<Check> {
                         }
                         problems.extend(h.details.iter().map(|d| format!("reports: {d}")));
                         if problems.is_empty() {
-                            Check::ok("health", name).message(format!("{} {} {}", h.service, h.version, h.color))
+                            Check::ok("health", name).message(format!("{url}: {} {} {}", h.service, h.version, h.color))
                         } else {
-                            Check::fail("health", name, problems.join("; "))
+                            Check::fail("health", name, format!("{url}: {}", problems.join("; ")))
                                 .hint("check the service's log; a wrong version means the deploy did not land")
                         }
                     }
@@ -211,6 +226,7 @@ pub async fn scrape_counts(t: &Target) -> Vec<(String, Option<(f64, f64)>)> {
 }
 
 pub fn error_rate_checks(
+    t: &Target,
     before: &[(String, Option<(f64, f64)>)],
     after: &[(String, Option<(f64, f64)>)],
     max_ratio: f64,
@@ -221,7 +237,7 @@ pub fn error_rate_checks(
             let b = before.iter().find(|(u, _)| u == url)?.1?;
             let a = (*a)?;
             let (errors, total) = (a.0 - b.0, a.1 - b.1);
-            let name = format!("Error rate during the run ({url})");
+            let name = format!("Error rate during the run ({})", t.label(url));
             let ratio = if total > 0.0 { errors / total } else { 0.0 };
             let data = serde_json::json!({"errors": errors, "requests": total, "ratio": ratio, "max_ratio": max_ratio});
             Some(if total < 1.0 {
@@ -229,7 +245,7 @@ pub fn error_rate_checks(
                 Check::warn(
                     "health",
                     name,
-                    "no request reached this service during the run: its error rate was not judged".to_string(),
+                    format!("no request reached {url} during the run: its error rate was not judged"),
                 )
                 .hint("check that the smoke checks route to it (config services list)")
                 .data(data)
@@ -237,12 +253,12 @@ pub fn error_rate_checks(
                 Check::fail(
                     "health",
                     name,
-                    format!("{errors} of {total} requests answered 5xx ({:.1} %, limit {:.1} %)", ratio * 100.0, max_ratio * 100.0),
+                    format!("{url}: {errors} of {total} requests answered 5xx ({:.1} %, limit {:.1} %)", ratio * 100.0, max_ratio * 100.0),
                 )
                 .hint("see the service's log and http_request_errors_total by route")
                 .data(data)
             } else {
-                Check::ok("health", name).message(format!("{errors} of {total} requests failed")).data(data)
+                Check::ok("health", name).message(format!("{url}: {errors} of {total} requests failed")).data(data)
             })
         })
         .collect()
@@ -494,13 +510,15 @@ pub async fn web(t: &Target) -> Vec<Check> {
             "no web service configured for this colour",
         )];
     }
-    join_all(urls.into_iter().map(|u| {
+    join_all(urls.into_iter().enumerate().map(|(i, u)| {
         let c = t.client(&u);
         async move {
             let start = Instant::now();
-            let name = format!("Web interface serves its page ({u})");
+            let name = format!("Web interface serves its page (web #{})", i + 1);
             let check = match c.web_page().await {
-                Ok((200, body)) if !body.trim().is_empty() => Check::ok("web", name),
+                Ok((200, body)) if !body.trim().is_empty() => {
+                    Check::ok("web", name).message(u.clone())
+                }
                 Ok((200, _)) => Check::fail("web", name, "HTTP 200 with an empty page"),
                 Ok((503, body)) if body.to_lowercase().contains("maintenance") => Check::warn(
                     "web",

@@ -104,10 +104,7 @@ fn absolute_limits_are_judged_whatever_the_baseline_holds() {
     assert!(v.why.contains("above the ceiling"), "{}", v.why);
     // …and with a busy baseline, and with a baseline half the current traffic.
     for b in [prop(0.0, 600.0), prop(0.0, 68.0)] {
-        assert_eq!(
-            judge(&err, &b, &prop(68.0, 136.0)).outcome,
-            Outcome::Fail
-        );
+        assert_eq!(judge(&err, &b, &prop(68.0, 136.0)).outcome, Outcome::Fail);
     }
     // Healthy twin: no errors after an idle baseline passes by the ceiling and says so.
     let v = judge(&err, &prop(0.0, 0.0), &prop(0.0, 136.0));
@@ -161,7 +158,12 @@ fn throughput_collapse_fails_and_a_quiet_morning_passes() {
     let v = judge(&tp, &busy, &series(vec![0.0; 6]));
     assert_eq!(v.outcome, Outcome::Fail, "{v:?}");
     assert_eq!(
-        judge(&tp, &busy, &series(vec![201.0, 199.0, 197.0, 204.0, 200.0, 200.0])).outcome,
+        judge(
+            &tp,
+            &busy,
+            &series(vec![201.0, 199.0, 197.0, 204.0, 200.0, 200.0])
+        )
+        .outcome,
         Outcome::Pass
     );
     // Idle before and after: nothing to lose.
@@ -171,7 +173,12 @@ fn throughput_collapse_fails_and_a_quiet_morning_passes() {
     );
     // A trickle before (0–1 req/s) and none after is below the noise floor.
     assert_eq!(
-        judge(&tp, &series(vec![0.0, 1.0, 0.0, 1.0, 0.0, 1.0]), &series(vec![0.0; 6])).outcome,
+        judge(
+            &tp,
+            &series(vec![0.0, 1.0, 0.0, 1.0, 0.0, 1.0]),
+            &series(vec![0.0; 6])
+        )
+        .outcome,
         Outcome::Pass
     );
 }

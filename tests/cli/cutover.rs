@@ -545,7 +545,10 @@ async fn half_errors_after_an_idle_baseline_roll_back() {
         watch["message"].as_str().unwrap().contains("error_rate"),
         "{watch}"
     );
-    assert!(v["notes"].to_string().contains("rolled back automatically"), "{v}");
+    assert!(
+        v["notes"].to_string().contains("rolled back automatically"),
+        "{v}"
+    );
     assert_eq!(st.live().await, "blue");
     println!(
         "idle baseline, green at 50 % errors: rolled back; {} client orders, {} failed",
@@ -566,7 +569,7 @@ async fn a_stalled_new_colour_rolls_back() {
     let green = client(&st.url("GREEN_URL"));
     green
         .set_faults(&deploykit::contract::Faults {
-            stall_ms: Some(60_000),
+            stall_ms: Some(8_000),
             ..Default::default()
         })
         .await

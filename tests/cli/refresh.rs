@@ -167,7 +167,7 @@ fn production_data_arrives_anonymized_with_joins_intact_and_migrations_replayed(
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert!(names.contains(&"Backup taken and verified"), "{names:?}");
-    assert!(names.contains(&"Schema version is 3.2.2"), "{names:?}");
+    assert!(names.contains(&"Schema version"), "{names:?}");
     assert!(std::fs::read_dir(&f.backups).unwrap().count() == 1);
     // Same key, same pseudonyms: a second refresh gives the same ids.
     let before = s.sql("SELECT string_agg(account_id, ',' ORDER BY account_id) FROM accounts");

@@ -98,9 +98,30 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
 
+    /// Judge `--color` against another colour measured in the same window, in alternating
+    /// slices (`live`: the colour HAProxy serves now): the gate that survives a busy machine.
+    #[arg(long, value_name = "live|blue|green", conflicts_with_all = ["baseline", "url"])]
+    pub against: Option<Against>,
+
+    /// Length of one A/B slice (with --against); at least 6 slice pairs must fit in --duration.
+    #[arg(long, value_parser = parse_duration, default_value = "500ms", value_name = "DURATION")]
+    pub slice: Duration,
+
+    /// A/B: a percentile moving less than this (milliseconds) is noise, whatever its percentage.
+    #[arg(long, default_value_t = 1.0, value_name = "MS")]
+    pub noise_floor_ms: f64,
+
     /// Write `<metric>.hgrm` and `<metric>.svg` (baseline and current) here for Jenkins to archive.
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Against {
+    /// The colour the load balancers serve now.
+    Live,
+    Blue,
+    Green,
 }
 
 fn ms(us: u64) -> String {
@@ -117,6 +138,25 @@ impl Tool for Args {
     async fn run(self, ctx: Context) -> Result<Report> {
         let env = ctx.env()?.clone();
         let color = self.color.unwrap_or(env.colors[0]);
+        let reference = match self.against {
+            None => None,
+            Some(Against::Blue) => Some(Color::Blue),
+            Some(Against::Green) => Some(Color::Green),
+            Some(Against::Live) => Some(crate::lb::target_color(&env, None, ctx.timeout).await?),
+        };
+        if let Some(r) = reference {
+            if r == color {
+                return Err(Error::Usage(format!(
+                    "--against resolves to {r}, the colour being measured: pass --color the new colour"
+                )));
+            }
+            if self.requests.is_some() || self.duration < self.slice * 6 {
+                return Err(Error::Usage(format!(
+                    "--against needs --duration ≥ 6 × --slice ({:?}) so the sign test can reach significance",
+                    self.slice * 6
+                )));
+            }
+        }
         let mut metrics = self.metrics.clone();
         metrics.sort();
         metrics.dedup();
@@ -189,7 +229,7 @@ impl Tool for Args {
             max_error_ratio: if self.production { Some(0.01) } else { None },
             timeout: ctx.timeout,
         };
-        let base_for = |role: Role| -> Result<String> {
+        let base_on = |color: Color, role: Role| -> Result<String> {
             if let Some(u) = &self.url {
                 return Ok(u.trim_end_matches('/').to_string());
             }
@@ -203,6 +243,7 @@ impl Tool for Args {
                     )
                 })
         };
+        let base_for = |role: Role| base_on(color, role);
         let run_id = format!("{:x}", chrono::Utc::now().timestamp_millis());
         let sym = env.smoke.symbol.clone();
         let mut current = BTreeMap::new();
@@ -278,7 +319,53 @@ impl Tool for Args {
                 rate.map_or("max rate".into(), |r| format!("{r}/s")),
                 self.connections
             );
-            let res = latency::measure(&probe, &load, &ctx.cancel).await;
+            let mut ab_checks = vec![];
+            let res = match reference {
+                None => latency::measure(&probe, &load, &ctx.cancel).await,
+                Some(rc) => {
+                    let role = match m {
+                        Metric::Order | Metric::Health => Role::TradingEngine,
+                        Metric::Marketdata => Role::Marketdata,
+                        Metric::Risk => Role::RiskEngine,
+                    };
+                    let other = latency::Probe {
+                        base: base_on(rc, role)?,
+                        ..probe.clone()
+                    };
+                    match latency::interleaved(&probe, &other, &load, self.slice, &ctx.cancel).await
+                    {
+                        Ok(run) => {
+                            for p in &self.percentiles {
+                                let v = latency::ab_verdict(
+                                    &run,
+                                    *p,
+                                    self.threshold_pct,
+                                    (self.noise_floor_ms * 1000.0) as u64,
+                                );
+                                let name = format!("{} p{p} vs live", m.name());
+                                let data = serde_json::json!({
+                                    "reference_color": rc.as_str(), "reference_us": v.reference_us,
+                                    "candidate_us": v.candidate_us, "delta_pct": v.delta_pct,
+                                    "slower_pairs": v.slower_pairs.0, "differing_pairs": v.slower_pairs.1,
+                                    "p_value": v.p_value, "steal": run.steal,
+                                });
+                                let why = format!("{color} vs {rc}: {}", v.why);
+                                ab_checks.push(match v.outcome {
+                                    latency::AbOutcome::Pass => Check::ok("baseline", name).message(why),
+                                    latency::AbOutcome::Fail => Check::fail("baseline", name, why)
+                                        .hint("latency regressed against the live colour: hold the deploy"),
+                                    latency::AbOutcome::NotGated => Check::skip("baseline", name, format!("not gated: {why}")),
+                                    latency::AbOutcome::Inconclusive => Check::warn("baseline", name, why)
+                                        .hint("not judged: a human decides, or measure again"),
+                                }
+                                .data(data));
+                            }
+                            Ok(run.candidate)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
             if *m == Metric::Order {
                 // Leave the test account flat whatever happened.
                 let t = crate::smoke::Target {
@@ -300,6 +387,14 @@ impl Tool for Args {
                     );
                 }
                 report.push(crate::smoke::cleanup(&t, &crate::smoke::Created::default()).await);
+                if let Some(rc) = reference {
+                    let r = crate::smoke::Target {
+                        color: rc,
+                        run_id: format!("lat-clean-{run_id}-{rc}"),
+                        ..t
+                    };
+                    report.push(crate::smoke::cleanup(&r, &crate::smoke::Created::default()).await);
+                }
             }
             let res = res?;
             let h = &res.corrected;
@@ -356,6 +451,15 @@ impl Tool for Args {
                 Check::ok("latency", m.name()).message(msg)
             };
             report.push(check.data(data));
+            let inconclusive = ab_checks
+                .iter()
+                .any(|c| c.status == crate::report::Status::Warn);
+            for c in ab_checks {
+                report.push(c);
+            }
+            if inconclusive {
+                report.set_inconclusive();
+            }
             if let Some(s) = &res.stopped_early {
                 report.note(format!("{}: {s}", m.name()));
             }

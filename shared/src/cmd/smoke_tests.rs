@@ -279,7 +279,7 @@ impl Tool for Args {
             let after = smoke::scrape_counts(t).await;
             push_all(
                 &mut report,
-                smoke::error_rate_checks(&before, &after, t.env.smoke.max_error_ratio),
+                smoke::error_rate_checks(t, &before, &after, t.env.smoke.max_error_ratio),
             );
         }
         report.note(format!("tested the {color} colour"));

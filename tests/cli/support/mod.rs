@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod junit;
 pub mod stack;
 
 use std::path::{Path, PathBuf};
@@ -99,8 +100,24 @@ pub fn run_in(name: &str, args: &[&str], envs: &[(&str, &str)], cwd: Option<&Pat
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
+    // Every run writes JUnit (unless the test asked for its own file), checked after the run.
+    let junit_dir = tempfile::tempdir().unwrap();
+    let junit = junit_dir.path().join("junit.xml");
+    // --help and --version print and exit: no run, no report.
+    let own = args.contains(&"--junit")
+        || envs.iter().any(|(k, _)| *k == "DEPLOYKIT_JUNIT")
+        || args
+            .iter()
+            .any(|a| ["--help", "-h", "--version", "-V", "help"].contains(a));
+    if !own && TOOLS.contains(&name) {
+        cmd.env("DEPLOYKIT_JUNIT", &junit);
+    }
     let t = Instant::now();
     let out = cmd.output().expect("spawn binary");
+    let code = out.status.code().unwrap_or(-1);
+    if !own && TOOLS.contains(&name) && code != -1 {
+        junit::verify(name, code, &junit);
+    }
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

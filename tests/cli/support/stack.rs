@@ -49,11 +49,21 @@ impl Stack {
     pub async fn run(&self, tool: &str, args: &[&str]) -> (i32, String, String) {
         let mut cmd = self.cmd(tool, args);
         cmd.args(["--format", "json"]);
+        let junit_dir = tempfile::tempdir().unwrap();
+        let junit = junit_dir.path().join("junit.xml");
+        let own = args.contains(&"--junit");
+        if !own {
+            cmd.env("DEPLOYKIT_JUNIT", &junit);
+        }
         let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
             .await
             .unwrap();
+        let code = out.status.code().unwrap_or(-1);
+        if !own && code != -1 {
+            super::junit::verify(tool, code, &junit);
+        }
         (
-            out.status.code().unwrap_or(-1),
+            code,
             String::from_utf8_lossy(&out.stdout).to_string(),
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
