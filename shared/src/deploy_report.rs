@@ -317,38 +317,46 @@ impl Run {
     }
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+impl Run {
+    /// Why the run did not simply succeed: the first failed stage and what it said (a
+    /// rollback's reason is the failed stage of the run it undid), else the run's own detail.
+    pub fn why(&self) -> Option<String> {
+        if self.outcome == Outcome::Succeeded {
+            return None;
+        }
+        self.stages
+            .iter()
+            .find(|s| s.state == "failed")
+            .map(|s| format!("{} failed: {}", s.step, s.detail))
+            .or_else(|| (!self.detail.is_empty()).then(|| self.detail.clone()))
+    }
 }
 
-/// A small self-contained HTML page: the DORA figures, then one table row per run.
+/// A self-contained page: the DORA figures, then one row per run with why it failed or rolled
+/// back.
 pub fn html(environment: &str, runs: &[Run], dora: &Dora) -> String {
-    let mut rows = String::new();
-    for r in runs.iter().rev() {
-        let color = match r.outcome {
-            Outcome::Succeeded => "#1a7f37",
-            Outcome::Interrupted | Outcome::Reversed => "#9a6700",
-            _ => "#cf222e",
-        };
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td style=\"color:{color}\">{}</td><td>{}</td><td>{}</td></tr>\n",
-            esc(&r.run_id),
-            esc(&r.kind),
-            r.started.format("%Y-%m-%d %H:%M:%SZ"),
-            r.outcome.text(),
-            r.duration_ms.map(secs).unwrap_or_else(|| "?".into()),
-            esc(&r.stages_text()),
-        ));
-    }
-    format!(
-        "<!doctype html><meta charset=\"utf-8\"><title>Deployments — {env}</title>\
-<style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}</style>\
-<h1>Deployments — {env}</h1><p>{}</p>\
-<table><tr><th>run</th><th>kind</th><th>started</th><th>outcome</th><th>took</th><th>stages</th></tr>\n{rows}</table>\n",
-        esc(&dora.summary()),
-        env = esc(environment),
-    )
+    use maud::html;
+    let body = html! {
+        h1 { "Deployments — " (environment) }
+        p { (dora.summary()) }
+        table {
+            tr { th { "run" } th { "kind" } th { "started" } th { "outcome" } th { "took" } th { "why" } th { "stages" } }
+            @for r in runs.iter().rev() {
+                tr {
+                    td { (r.run_id) }
+                    td { (r.kind) }
+                    td { (r.started.format("%Y-%m-%d %H:%M:%SZ").to_string()) }
+                    td class=(match r.outcome {
+                        Outcome::Succeeded => "ok",
+                        Outcome::Interrupted | Outcome::Reversed => "warn",
+                        _ => "bad",
+                    }) { (r.outcome.text()) }
+                    td { (r.duration_ms.map(secs).unwrap_or_else(|| "?".into())) }
+                    td { (r.why().unwrap_or_default()) }
+                    td { (r.stages_text()) }
+                }
+            }
+        }
+    };
+    crate::html::page(&format!("Deployments — {environment}"), body)
 }

@@ -683,59 +683,58 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
 }
 
 /// Latency by percentile on a log-scaled 1/(1-p) axis, one line per (label, histogram).
+/// Latency by percentile (x: 0 % … 99.999 % on a log-of-tail scale), one curve per histogram,
+/// with y-axis ticks and gridlines in ms. A curve stops where its samples stop: beyond the
+/// percentile its sample count can resolve (1 − q < 1/n) it would only repeat the maximum.
 pub fn svg(title: &str, series: &[(String, &Histogram<u64>)]) -> String {
-    let (w, h, pad) = (640.0, 360.0, 50.0);
+    use crate::html::{nice_ticks, short};
+    use maud::html;
+    let (w, h, left, right, top, bottom) = (640.0, 360.0, 64.0, 20.0, 40.0, 44.0);
     let xmax: f64 = 5.0; // up to 99.999 %
+    let reach = |n: u64| (n.max(1) as f64).log10().min(xmax);
     let ymax = series
         .iter()
-        .map(|(_, s)| s.value_at_quantile(0.99999) as f64 / 1000.0)
-        .fold(0.001, f64::max)
-        * 1.1;
-    let colors = ["#888888", "#0969da", "#cf222e", "#1a7f37"];
-    let mut lines = String::new();
-    for (k, (label, hist)) in series.iter().enumerate() {
-        let pts: Vec<String> = (0..=100)
+        .map(|(_, s)| s.value_at_quantile(1.0 - 10f64.powf(-reach(s.len()))) as f64 / 1000.0)
+        .fold(0.001, f64::max);
+    let ticks = nice_ticks(0.0, ymax, 5);
+    let ytop = *ticks.last().unwrap_or(&ymax);
+    let x = |v: f64| left + v / xmax * (w - left - right);
+    let y = |ms: f64| h - bottom - ms / ytop * (h - top - bottom);
+    let colors = ["#6e7781", "#0969da", "#cf222e", "#1a7f37"];
+    let curve = |hist: &Histogram<u64>| -> String {
+        let end = reach(hist.len());
+        let steps = (end / xmax * 100.0).ceil().max(1.0) as usize;
+        (0..=steps)
             .map(|i| {
-                let x = xmax * i as f64 / 100.0;
-                let q = 1.0 - 10f64.powf(-x);
-                let y = hist.value_at_quantile(q) as f64 / 1000.0;
-                format!(
-                    "{:.1},{:.1}",
-                    pad + x / xmax * (w - 2.0 * pad),
-                    h - pad - y / ymax * (h - 2.0 * pad)
-                )
+                let xv = end * i as f64 / steps as f64;
+                let q = 1.0 - 10f64.powf(-xv);
+                format!("{:.1},{:.1}", x(xv), y(hist.value_at_quantile(q) as f64 / 1000.0))
             })
-            .collect();
-        lines.push_str(&format!(
-            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>",
-            colors[k % 4],
-            pts.join(" ")
-        ));
-        lines.push_str(&format!(
-            "<text x=\"{}\" y=\"{}\" fill=\"{}\" font-size=\"12\">{label}</text>",
-            pad + 10.0,
-            pad + 15.0 * (k as f64 + 1.0),
-            colors[k % 4]
-        ));
-    }
-    let mut axis = String::new();
-    for (i, lbl) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
-        .iter()
-        .enumerate()
-    {
-        let x = pad + i as f64 / xmax * (w - 2.0 * pad);
-        axis.push_str(&format!(
-            "<text x=\"{x:.0}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{lbl}</text>",
-            h - pad + 15.0
-        ));
-    }
-    format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\"><rect width=\"100%\" height=\"100%\" fill=\"white\"/>\
-<text x=\"{pad}\" y=\"20\" font-size=\"14\">{title}</text><text x=\"10\" y=\"{}\" font-size=\"11\">ms (max {ymax:.2})</text>\
-<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>{axis}{lines}</svg>\n",
-        pad - 10.0,
-        h - pad,
-        w - pad,
-        h - pad
-    )
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let markup = html! {
+        svg xmlns="http://www.w3.org/2000/svg" width=(w) height=(h) font-family="sans-serif" font-size="11" {
+            rect width="100%" height="100%" fill="white" {}
+            text x=(left) y="20" font-size="14" { (title) }
+            @for t in &ticks {
+                line x1=(left) x2=(w - right) y1=(y(*t)) y2=(y(*t)) stroke="#e5e5e5" {}
+                text x=(left - 6.0) y=(y(*t) + 4.0) text-anchor="end" { (short(*t)) " ms" }
+            }
+            line x1=(left) x2=(left) y1=(top) y2=(h - bottom) stroke="#555" {}
+            line x1=(left) x2=(w - right) y1=(h - bottom) y2=(h - bottom) stroke="#555" {}
+            @for (i, lbl) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"].iter().enumerate() {
+                line x1=(x(i as f64)) x2=(x(i as f64)) y1=(top) y2=(h - bottom) stroke="#f0f0f0" {}
+                text x=(x(i as f64)) y=(h - bottom + 15.0) text-anchor="middle" { (lbl) }
+            }
+            text x=((left + w - right) / 2.0) y=(h - 8.0) text-anchor="middle" { "percentile" }
+            @for (k, (label, hist)) in series.iter().enumerate() {
+                polyline fill="none" stroke=(colors[k % 4]) stroke-width="2" points=(curve(hist)) {}
+                text x=(left + 10.0) y=(top + 14.0 * (k as f64 + 1.0)) fill=(colors[k % 4]) font-size="12" {
+                    (label) " (n=" (hist.len()) ")"
+                }
+            }
+        }
+    };
+    crate::redact::redact(&markup.into_string()) + "\n"
 }

@@ -12,6 +12,7 @@ pub mod deploy_report;
 pub mod env_vars;
 pub mod error;
 pub mod exit;
+pub mod html;
 pub mod http;
 pub mod journal;
 pub mod latency;

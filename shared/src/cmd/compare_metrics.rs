@@ -1,7 +1,7 @@
 //! `compare_metrics`: judge a current window against a baseline from Prometheus.
 
 use crate::cli::{CommonArgs, Context, Tool};
-use crate::config::parse_duration;
+use crate::config::{MetricSpec, parse_duration};
 use crate::error::{Error, Result};
 use crate::metrics::{self, Figures, Outcome, Prometheus, Snapshot, Verdict, Window};
 use crate::report::{Check, Report};
@@ -171,7 +171,7 @@ impl Tool for Args {
         }
         let verdicts = metrics::judge_all(&specs, &b, &c);
         if let Some(path) = &self.html {
-            std::fs::write(path, html(&verdicts, &b, &c))
+            std::fs::write(path, html(ctx.env_name.as_str(), &specs, &verdicts, &b, &c))
                 .map_err(|e| Error::io("write HTML report", path, e))?;
         }
         let mut report = ctx.report();
@@ -243,84 +243,70 @@ pub fn to_check(v: &Verdict) -> Check {
     }
 }
 
-/// A self-contained page: the verdict table and a small line chart per series metric.
-fn html(verdicts: &[Verdict], b: &Snapshot, c: &Snapshot) -> String {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
+/// The page a person reads: environment and overall verdict first, then the verdict table,
+/// then per series metric a chart of both windows (each on its own time axis, one value axis in
+/// the metric's unit, the absolute limit as a dashed line).
+fn html(environment: &str, specs: &[MetricSpec], verdicts: &[Verdict], b: &Snapshot, c: &Snapshot) -> String {
+    use crate::html::{Panel, Unit, chart, page};
+    use maud::html;
+    let overall = if verdicts.iter().any(|v| v.outcome == Outcome::Fail) {
+        ("FAIL", "fail")
+    } else if verdicts.iter().any(|v| v.outcome == Outcome::Inconclusive) {
+        ("INCONCLUSIVE", "inconclusive")
+    } else {
+        ("PASS", "pass")
     };
-    let mut rows = String::new();
-    for v in verdicts {
-        let color = match v.outcome {
-            Outcome::Pass => "#1a7f37",
-            Outcome::Fail => "#cf222e",
-            Outcome::Inconclusive => "#9a6700",
-        };
-        let chart = match (b.metrics.get(&v.metric), c.metrics.get(&v.metric)) {
-            (Some(Figures::Series { samples: bs }), Some(Figures::Series { samples: cs })) => {
-                svg(bs, cs)
-            }
-            _ => String::new(),
-        };
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"color:{color};font-weight:bold\">{:?}</td><td>{}</td><td>{chart}</td></tr>\n",
-            esc(&v.metric),
-            fmt(v.baseline),
-            fmt(v.current),
-            delta_text(v),
-            esc(&v.limit),
-            v.outcome,
-            esc(&v.why)
-        ));
-    }
-    format!(
-        "<!doctype html><meta charset=\"utf-8\"><title>compare_metrics</title>\
-<style>body{{font-family:sans-serif}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:middle}}</style>\
-<h1>compare_metrics</h1><p>baseline {} · current {} · <span style=\"color:#888\">grey: baseline</span>, <span style=\"color:#0969da\">blue: current</span></p>\
-<table><tr><th>metric</th><th>baseline</th><th>current</th><th>delta</th><th>limit</th><th>verdict</th><th>why</th><th>window</th></tr>\n{rows}</table>\n",
-        describe(&b.window),
-        describe(&c.window)
-    )
-}
-
-fn svg(b: &[f64], c: &[f64]) -> String {
-    let (w, h) = (240.0, 60.0);
-    let all: Vec<f64> = b
-        .iter()
-        .chain(c)
-        .copied()
-        .filter(|x| x.is_finite())
-        .collect();
-    if all.is_empty() {
-        return String::new();
-    }
-    let (lo, hi) = all
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(l, h), x| (l.min(*x), h.max(*x)));
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    let line = |v: &[f64], color: &str| {
-        let n = v.len().max(2) as f64 - 1.0;
-        let pts: Vec<String> = v
-            .iter()
+    let points = |w: &Window, s: &[f64]| -> Vec<(f64, f64)> {
+        s.iter()
             .enumerate()
-            .filter(|(_, y)| y.is_finite())
-            .map(|(i, y)| {
-                format!(
-                    "{:.1},{:.1}",
-                    i as f64 / n * w,
-                    h - (y - lo) / span * (h - 4.0) - 2.0
-                )
-            })
-            .collect();
-        format!(
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>",
-            pts.join(" ")
-        )
+            .map(|(i, v)| (w.start + i as f64 * w.step, *v))
+            .collect()
     };
-    format!(
-        "<svg width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">{}{}</svg>",
-        line(b, "#888"),
-        line(c, "#0969da")
-    )
+    let unit_of = |v: &Verdict| {
+        let proportion = specs
+            .iter()
+            .find(|s| s.name == v.metric)
+            .is_some_and(|s| s.kind == crate::config::MetricKind::Proportion);
+        Unit::of(&v.metric, proportion)
+    };
+    let value = |u: Unit, x: Option<f64>| x.map_or("—".to_string(), |x| u.fmt(x));
+    let body = html! {
+        h1 { "compare_metrics — " (environment) }
+        p { span class={"verdict " (overall.1)} { (overall.0) } }
+        p { "baseline " (describe(&b.window)) " · current " (describe(&c.window)) " · " (verdicts.len()) " metrics" }
+        table {
+            tr { th { "metric" } th { "baseline" } th { "current" } th { "change" } th { "limit" } th { "verdict" } th { "why" } }
+            @for v in verdicts {
+                @let u = unit_of(v);
+                tr {
+                    td { (v.metric) }
+                    td { (value(u, v.baseline)) }
+                    td { (value(u, v.current)) }
+                    td { (delta_text(v)) }
+                    td { (v.limit) }
+                    td class=(match v.outcome { Outcome::Pass => "ok", Outcome::Fail => "bad", Outcome::Inconclusive => "warn" }) {
+                        (format!("{:?}", v.outcome))
+                    }
+                    td { (v.why) }
+                }
+            }
+        }
+        @for v in verdicts {
+            @if let (Some(Figures::Series { samples: bs }), Some(Figures::Series { samples: cs })) = (b.metrics.get(&v.metric), c.metrics.get(&v.metric)) {
+                @let spec = specs.iter().find(|s| s.name == v.metric);
+                section {
+                    h2 { (v.metric) }
+                    (chart(
+                        &[
+                            Panel { title: "baseline".into(), t0: b.window.start, t1: b.window.end, points: points(&b.window, bs), color: "#6e7781" },
+                            Panel { title: "current".into(), t0: c.window.start, t1: c.window.end, points: points(&c.window, cs), color: "#0969da" },
+                        ],
+                        unit_of(v),
+                        spec.and_then(|s| s.max).map(|m| (m, "limit")),
+                    ))
+                }
+            }
+        }
+    };
+    page(&format!("compare_metrics — {environment}"), body)
 }
