@@ -15,9 +15,14 @@ samples = root / "target" / "junit-samples"
 schema = xmlschema.XMLSchema(str(root / "tests/cli/fixtures/junit-xunit.xsd"))
 tools = sys.argv[2].split(",")
 modes = ["pass", "fail", "could-not-run"]
+# A report of past runs has no check that can fail: its runs are listed (failed ones as
+# warnings), so it has no "fail" mode to sample.
+no_such_mode = {("generate_deployment_report", "fail")}
 bad = 0
 for tool in tools:
     for mode in modes:
+        if (tool, mode) in no_such_mode:
+            continue
         f = samples / f"{tool}.{mode}.xml"
         if not f.exists():
             print(f"MISSING {tool} {mode}: no test ran it in this mode")
@@ -39,7 +44,7 @@ for tool in tools:
             print(f"REJECTED {f.name}: declares {total}, junitparser reads {(len(cases), failed, skipped)}")
             bad += 1
             continue
-        if (mode == "fail") != (failed > 0):
+        if (mode in ("fail", "could-not-run")) != (failed > 0):
             print(f"REJECTED {f.name}: mode {mode} but {failed} failures")
             bad += 1
             continue

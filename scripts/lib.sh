@@ -66,8 +66,16 @@ bin_dir() {
 pyvenv() {
   local venv="$ROOT/.venv" req="$ROOT/scripts/requirements-test.txt" sum
   sum=$(sha256sum "$req" | cut -d' ' -f1)
-  if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv" >&2 || die "python3 -m venv failed: install python3-venv (apt-get install -y python3-venv)"
+  if [ ! -x "$venv/bin/python" ] && ! python3 -m venv "$venv" >&2; then
+    # Debian's python3 needs its venv module as a package of its own.
+    rm -rf "$venv"
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null \
+        || die "apt-get install python3-venv failed"
+      python3 -m venv "$venv" >&2 || die "python3 -m venv failed"
+    else
+      die "python3 -m venv failed; run: sudo apt-get install -y python3-venv"
+    fi
   fi
   if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$sum" ]; then
     log "installing Python tools into .venv: $(tr '\n' ' ' < "$req")"

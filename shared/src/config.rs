@@ -408,6 +408,13 @@ pub struct Thresholds {
     /// most this much per minute (the account currency).
     #[serde(default = "d_strategy_loss")]
     pub max_strategy_loss_per_min: NonNegative,
+    /// Error rate ceiling (percent of business requests), whatever the baseline: the watch,
+    /// holds and compare_metrics' default `error_rate`.
+    #[serde(default = "d_max_error_rate")]
+    pub max_error_rate_pct: Pct,
+    /// compare_metrics' default `p99_latency` may never exceed this, whatever the baseline.
+    #[serde(default = "d_max_p99")]
+    pub max_p99_latency_ms: NonNegative,
     /// Watches and holds: the new colour's mean latency may never exceed this, whatever the
     /// baseline (the ceiling that still judges when the baseline window was idle).
     #[serde(default = "d_max_mean_latency")]
@@ -416,6 +423,10 @@ pub struct Thresholds {
     /// traffic the old one carried (req/s, percent); less is a failure, not missing data.
     #[serde(default = "d_min_traffic")]
     pub min_traffic_pct: Pct,
+    /// Watches and holds: the fill rate (fills per accepted order, 0…1) may never fall below
+    /// this, whatever the baseline; unset, fill rate is judged against the baseline only.
+    #[serde(default)]
+    pub min_fill_rate: Option<NonNegative>,
     /// Watches and holds: how much longer to watch while a fail-closed metric is still
     /// inconclusive, before its `on_inconclusive` policy decides.
     #[serde(default = "d_inconclusive_extend")]
@@ -426,6 +437,12 @@ pub struct Thresholds {
     pub on_inconclusive: std::collections::BTreeMap<String, OnInconclusive>,
 }
 
+fn d_max_error_rate() -> Pct {
+    Pct(1.0)
+}
+fn d_max_p99() -> NonNegative {
+    NonNegative(250.0)
+}
 fn d_max_mean_latency() -> NonNegative {
     NonNegative(100.0)
 }
@@ -456,8 +473,11 @@ impl Default for Thresholds {
             error_rate_max_ratio: d_error_ratio(),
             alert_latency_spike_pct: d_spike_pct(),
             max_strategy_loss_per_min: d_strategy_loss(),
+            max_error_rate_pct: d_max_error_rate(),
+            max_p99_latency_ms: d_max_p99(),
             max_mean_latency_ms: d_max_mean_latency(),
             min_traffic_pct: d_min_traffic(),
+            min_fill_rate: None,
             inconclusive_extend: d_inconclusive_extend(),
             on_inconclusive: Default::default(),
         }

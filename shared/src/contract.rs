@@ -220,6 +220,10 @@ pub struct Faults {
     pub crash: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy_loss_per_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_ratio: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_reject_rate: Option<f64>,
 }
 
 /// Counters from a service's `/metrics`, business routes only: probes, metrics, admin and
@@ -236,6 +240,8 @@ pub struct MetricTotals {
     pub rejected: f64,
     /// Sum of `trading_strategy_pnl` over every strategy.
     pub strategy_pnl: f64,
+    /// Business requests being served now (`inflight_requests`, a gauge).
+    pub inflight: f64,
 }
 
 impl MetricTotals {
@@ -273,6 +279,8 @@ impl MetricTotals {
                 t.rejected += v;
             } else if l.starts_with("trading_strategy_pnl{") {
                 t.strategy_pnl += v;
+            } else if l.starts_with("inflight_requests ") {
+                t.inflight += v;
             }
         }
         t
@@ -288,6 +296,7 @@ impl MetricTotals {
         self.accepted += o.accepted;
         self.rejected += o.rejected;
         self.strategy_pnl += o.strategy_pnl;
+        self.inflight += o.inflight;
     }
 }
 

@@ -60,7 +60,7 @@ pub fn short(v: f64) -> String {
         "0".into()
     } else if a >= 100.0 {
         format!("{v:.0}")
-    } else if a >= 10.0 {
+    } else if a >= 1.0 {
         format!("{v:.1}")
     } else if a >= 0.1 {
         format!("{v:.2}")
@@ -114,12 +114,17 @@ pub fn chart(panels: &[Panel], unit: Unit, limit: Option<(f64, &str)>) -> Markup
         .chain(limit.map(|(l, _)| unit.scale(l)))
         .filter(|v| v.is_finite());
     let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v)));
-    let (lo, hi) = if lo > hi { (0.0, 1.0) } else { (lo.min(0.0), hi) };
+    let (lo, hi) = if lo > hi {
+        (0.0, 1.0)
+    } else {
+        (lo.min(0.0), hi)
+    };
     let ticks = nice_ticks(lo, hi, 4);
     let (ylo, yhi) = (ticks[0], *ticks.last().unwrap_or(&1.0));
     let span = if yhi > ylo { yhi - ylo } else { 1.0 };
     let y = |v: f64| top + (1.0 - (v - ylo) / span) * (h - top - bottom);
-    let pw = (w - left - 10.0 - gap * (panels.len().saturating_sub(1)) as f64) / panels.len().max(1) as f64;
+    let pw = (w - left - 10.0 - gap * (panels.len().saturating_sub(1)) as f64)
+        / panels.len().max(1) as f64;
     html! {
         svg xmlns="http://www.w3.org/2000/svg" width=(w) height=(h) viewBox={"0 0 " (w) " " (h)}
             font-family="sans-serif" font-size="11" role="img" {

@@ -708,7 +708,11 @@ pub fn svg(title: &str, series: &[(String, &Histogram<u64>)]) -> String {
             .map(|i| {
                 let xv = end * i as f64 / steps as f64;
                 let q = 1.0 - 10f64.powf(-xv);
-                format!("{:.1},{:.1}", x(xv), y(hist.value_at_quantile(q) as f64 / 1000.0))
+                format!(
+                    "{:.1},{:.1}",
+                    x(xv),
+                    y(hist.value_at_quantile(q) as f64 / 1000.0)
+                )
             })
             .collect::<Vec<_>>()
             .join(" ")

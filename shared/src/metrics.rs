@@ -38,22 +38,27 @@ pub fn default_specs(env: &Environment) -> Vec<MetricSpec> {
         on_inconclusive: OnInconclusive::Fail,
     };
     vec![
-        spec(
-            "error_rate",
-            MetricKind::Proportion,
-            None,
-            Some(format!(
-                "sum(increase(http_request_errors_total{{{BUSINESS}}}[$__range])) or vector(0)"
-            )),
-            Some(format!(
-                "sum(increase(http_requests_total{{{BUSINESS}}}[$__range]))"
-            )),
-            Direction::Lower,
-            (t.error_rate_max_ratio.0 - 1.0) * 100.0,
-        ),
+        MetricSpec {
+            // Judged without a baseline too: an idle baseline window never hides errors.
+            max: Some(t.max_error_rate_pct.0 / 100.0),
+            ..spec(
+                "error_rate",
+                MetricKind::Proportion,
+                None,
+                Some(format!(
+                    "sum(increase(http_request_errors_total{{{BUSINESS}}}[$__range])) or vector(0)"
+                )),
+                Some(format!(
+                    "sum(increase(http_requests_total{{{BUSINESS}}}[$__range]))"
+                )),
+                Direction::Lower,
+                (t.error_rate_max_ratio.0 - 1.0) * 100.0,
+            )
+        },
         MetricSpec {
             // Below 1 ms of change a percentage of a sub-millisecond p99 is noise (decision 0008).
             min_abs_delta: Some(0.001),
+            max: Some(t.max_p99_latency_ms.0 / 1000.0),
             ..spec(
                 "p99_latency",
                 MetricKind::Series,
@@ -66,34 +71,38 @@ pub fn default_specs(env: &Environment) -> Vec<MetricSpec> {
                 t.latency_increase_pct.0,
             )
         },
+        // More traffic or volume than the baseline is not a regression; a drop is.
         spec(
             "throughput",
             MetricKind::Series,
             Some(format!("sum(rate(http_requests_total{{{BUSINESS}}}[1m]))")),
             None,
             None,
-            Direction::Either,
+            Direction::Higher,
             20.0,
         ),
-        spec(
-            "fill_rate",
-            MetricKind::Series,
-            Some(
-                r#"sum(rate(fills_total[1m])) / sum(rate(orders_total{status="accepted"}[1m]))"#
-                    .into(),
-            ),
-            None,
-            None,
-            Direction::Higher,
-            10.0,
-        ),
+        MetricSpec {
+            min: t.min_fill_rate.map(|m| m.0),
+            ..spec(
+                "fill_rate",
+                MetricKind::Series,
+                Some(
+                    r#"sum(rate(fills_total[1m])) / sum(rate(orders_total{status="accepted"}[1m]))"#
+                        .into(),
+                ),
+                None,
+                None,
+                Direction::Higher,
+                10.0,
+            )
+        },
         spec(
             "trading_volume",
             MetricKind::Series,
             Some("sum(rate(traded_quantity_total[1m]))".into()),
             None,
             None,
-            Direction::Either,
+            Direction::Higher,
             30.0,
         ),
     ]
@@ -430,7 +439,17 @@ fn judge_series(spec: &MetricSpec, b: &[f64], c: &[f64]) -> Verdict {
                 ),
                 ..missing(spec, rule, String::new())
             },
-            None => missing(spec, rule, format!("not enough data: {why}")),
+            // Nothing to compare with and no absolute limit: a human decides (never a pass,
+            // never a regression of the current window).
+            None => missing(
+                spec,
+                if rule == OnMissing::Pass {
+                    rule
+                } else {
+                    OnMissing::Inconclusive
+                },
+                format!("not enough data: {why}, and no absolute limit to judge by"),
+            ),
         });
     }
     let (mb, mc) = (median(&bf), median(&cf));
@@ -633,6 +652,15 @@ fn judge_proportion(spec: &MetricSpec, eb: f64, nb: f64, ec: f64, nc: f64) -> Ve
                 ),
                 ..missing(spec, OnMissing::Pass, String::new())
             },
+            _ if nb < 1.0 && spec.max.is_none() => missing(
+                spec,
+                if spec.on_empty == OnMissing::Pass {
+                    OnMissing::Pass
+                } else {
+                    OnMissing::Inconclusive
+                },
+                format!("not enough data: {why}, and no ceiling to judge by"),
+            ),
             _ => missing(spec, spec.on_empty, format!("not enough data: {why}")),
         };
         return counts(v);

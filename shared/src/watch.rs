@@ -37,6 +37,8 @@ pub struct Figurer {
     fill_rate: Vec<f64>,
     /// Strategies' P&L lost per minute, per tick (negative when they earn).
     strategy_loss: Vec<f64>,
+    /// Consecutive ticks with requests in flight and none completed, and the in-flight count.
+    stalled: (usize, f64),
     last_at: Instant,
 }
 
@@ -51,6 +53,7 @@ impl Figurer {
             throughput: vec![],
             fill_rate: vec![],
             strategy_loss: vec![],
+            stalled: (0, 0.0),
             last_at: Instant::now(),
         })
     }
@@ -76,9 +79,20 @@ impl Figurer {
             self.strategy_loss
                 .push(-(t.strategy_pnl - self.last.strategy_pnl) / dt * 60.0);
         }
+        // Requests arrive (in flight) but none completes: a stall, whatever the baseline held.
+        self.stalled = if t.inflight > 0.0 && t.requests <= self.last.requests {
+            (self.stalled.0 + 1, t.inflight)
+        } else {
+            (0, 0.0)
+        };
         self.last_at = Instant::now();
         self.last = t;
         Ok(())
+    }
+
+    /// `(ticks, in flight)` when requests have been stuck for `MIN_SAMPLES` ticks in a row.
+    pub fn stalled(&self) -> Option<(usize, f64)> {
+        (self.stalled.0 >= MIN_SAMPLES).then_some(self.stalled)
     }
 
     pub fn snapshot(&self) -> metrics::Snapshot {
@@ -157,7 +171,7 @@ pub fn watch_specs(env: &Environment) -> Vec<MetricSpec> {
             MetricKind::Proportion,
             Direction::Lower,
             (t.error_rate_max_ratio.0 - 1.0) * 100.0,
-            Some(0.01),
+            Some(t.max_error_rate_pct.0 / 100.0),
         ),
         MetricSpec {
             min_abs_delta: Some(1.0),
@@ -181,13 +195,16 @@ pub fn watch_specs(env: &Environment) -> Vec<MetricSpec> {
                 Some(t.max_mean_latency_ms.0 / 1000.0),
             )
         },
-        base(
-            "fill_rate",
-            MetricKind::Series,
-            Direction::Higher,
-            10.0,
-            None,
-        ),
+        MetricSpec {
+            min: t.min_fill_rate.map(|m| m.0),
+            ..base(
+                "fill_rate",
+                MetricKind::Series,
+                Direction::Higher,
+                10.0,
+                None,
+            )
+        },
         base(
             "risk_rejections",
             MetricKind::Proportion,
@@ -369,6 +386,14 @@ pub async fn observe(
             .await
             .map_err(|e| Failed::Unreadable(format!("cannot read {color}'s metrics: {e}")))?;
         verdicts = metrics::judge_all(&specs, baseline, &fig.snapshot());
+        if let Some((ticks, inflight)) = fig.stalled()
+            && let Some(v) = verdicts.iter_mut().find(|v| v.metric == "throughput")
+        {
+            v.outcome = Outcome::Fail;
+            v.why = format!(
+                "{inflight:.0} request(s) in flight and none completed for {ticks} ticks: stalled"
+            );
+        }
         if let Some(bad) = verdicts.iter().find(|v| v.outcome == Outcome::Fail) {
             return Err(Failed::Regressed(format!(
                 "{} regressed after {} ms: {}",

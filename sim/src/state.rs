@@ -113,6 +113,12 @@ pub struct Faults {
     /// strategy whose P&L trend turns bad once it trades at scale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy_loss_per_s: Option<f64>,
+    /// Only this share of marketable orders fills (the rest rest unfilled): a fill-rate drop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_ratio: Option<f64>,
+    /// The risk engine rejects this share of otherwise allowed orders: a burst of risk alerts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_reject_rate: Option<f64>,
 }
 
 impl Faults {
@@ -127,7 +133,9 @@ impl Faults {
             risk_ignore_limits,
             version,
             crash,
-            strategy_loss_per_s
+            strategy_loss_per_s,
+            fill_ratio,
+            risk_reject_rate
         );
     }
 }
@@ -502,6 +510,11 @@ impl AppState {
         if !self.limits_enforced() {
             return Ok(());
         }
+        if let Some(r) = self.faults().risk_reject_rate.filter(|r| *r > 0.0)
+            && rand::Rng::random_bool(&mut rand::rng(), r.min(1.0))
+        {
+            return Err("injected fault: risk_reject_rate".into());
+        }
         let limits = self.limits.read().unwrap_or_else(|e| e.into_inner());
         let Some(limit) = limits.for_order(&o.account, o.strategy.as_deref()) else {
             return Err(format!(
@@ -600,8 +613,12 @@ impl AppState {
             _ => false,
         };
         let rejected = order.status == OrderStatus::Rejected;
+        let fills = match self.faults().fill_ratio {
+            Some(r) if r < 1.0 => rand::Rng::random_bool(&mut rand::rng(), r.clamp(0.0, 1.0)),
+            _ => true,
+        };
         book.orders.insert(id.clone(), order);
-        if !rejected && crosses {
+        if !rejected && crosses && fills {
             book.fill(&id, mark, &self.metrics);
         }
         self.metrics.open_orders.set(book.open_orders() as i64);

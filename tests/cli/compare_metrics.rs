@@ -697,3 +697,122 @@ fn a_sub_millisecond_wobble_is_noise_but_a_real_spike_is_not() {
         Outcome::Fail
     );
 }
+
+/// docs/compare_metrics.md's default-metric table names exactly the code's default set.
+#[test]
+fn the_docs_default_table_is_the_code_default_set() {
+    let doc = std::fs::read_to_string(crate::support::repo_root().join("docs/compare_metrics.md"))
+        .unwrap();
+    let table = doc
+        .split("Default metrics for the service contract")
+        .nth(1)
+        .unwrap();
+    let documented: Vec<String> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("| name"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.split('|').nth(1).unwrap().trim().to_string())
+        .collect();
+    let (_d, cfg) = crate::support::config("[environments.local]\n");
+    let env = deploykit::config::Config::load(&cfg)
+        .unwrap()
+        .environment(deploykit::config::EnvName::Local)
+        .unwrap()
+        .clone();
+    let code: Vec<String> = deploykit::metrics::default_specs(&env)
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(documented, code);
+}
+
+/// compare_metrics' default metrics, each with its fault against a busy baseline, an empty one
+/// and one with half the traffic, and each case's healthy twin: a fault never passes and names
+/// its metric; a healthy twin never fails. With an empty baseline, a metric with an absolute
+/// limit is judged by it; one without (throughput, trading volume) has nothing to be judged by
+/// and is inconclusive — a human decides — for the fault and the healthy twin alike.
+#[test]
+fn default_metrics_fault_matrix_with_busy_empty_and_half_baselines() {
+    let (_d, cfg) = config("[environments.local.thresholds]\nmin_fill_rate = 0.5\n");
+    let env = deploykit::config::Config::load(&cfg)
+        .unwrap()
+        .environment(deploykit::config::EnvName::Local)
+        .unwrap()
+        .clone();
+    let specs = deploykit::metrics::default_specs(&env);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+    // (healthy current, faulty current) figures per metric, as a 60-point window would hold
+    // them; a baseline scaled by `traffic` (1 busy, 0 empty, 0.5 half).
+    let series_of =
+        |rng: &mut rand::rngs::StdRng, mean: f64| series(normal(rng, 60, mean, mean * 0.03));
+    let (mut caught, mut inconclusive, mut healthy_ok, mut false_alarms, mut cases) =
+        (0, 0, 0, vec![], 0);
+    for spec in &specs {
+        for (bname, traffic) in [("busy", 1.0), ("empty", 0.0), ("half", 0.5)] {
+            let (baseline, healthy, faulty) = match spec.name.as_str() {
+                "error_rate" => (
+                    prop(2.0 * traffic, 20_000.0 * traffic),
+                    prop(2.0, 20_000.0),
+                    prop(600.0, 20_000.0),
+                ),
+                "p99_latency" => (
+                    if traffic > 0.0 {
+                        series_of(&mut rng, 0.012)
+                    } else {
+                        series(vec![])
+                    },
+                    series_of(&mut rng, 0.012),
+                    series_of(&mut rng, 0.300),
+                ),
+                "throughput" | "trading_volume" => (
+                    if traffic > 0.0 {
+                        series_of(&mut rng, 200.0 * traffic)
+                    } else {
+                        series(vec![])
+                    },
+                    series_of(&mut rng, 200.0),
+                    series_of(&mut rng, 200.0 * traffic.max(0.5) * 0.4),
+                ),
+                "fill_rate" => (
+                    if traffic > 0.0 {
+                        series_of(&mut rng, 0.95)
+                    } else {
+                        series(vec![])
+                    },
+                    series_of(&mut rng, 0.95),
+                    series_of(&mut rng, 0.30),
+                ),
+                other => panic!("a default metric without a matrix row: {other}"),
+            };
+            cases += 1;
+            let f = judge(spec, &baseline, &faulty);
+            let h = judge(spec, &baseline, &healthy);
+            assert_eq!(f.metric, spec.name);
+            match f.outcome {
+                Outcome::Fail => caught += 1,
+                Outcome::Inconclusive
+                    if bname == "empty" && spec.max.is_none() && spec.min.is_none() =>
+                {
+                    inconclusive += 1
+                }
+                o => panic!(
+                    "{} / {bname} baseline: fault judged {o:?}: {}",
+                    spec.name, f.why
+                ),
+            }
+            match h.outcome {
+                Outcome::Pass => healthy_ok += 1,
+                Outcome::Inconclusive
+                    if bname == "empty" && spec.max.is_none() && spec.min.is_none() => {}
+                o => false_alarms.push(format!("{} / {bname}: {o:?}: {}", spec.name, h.why)),
+            }
+        }
+    }
+    println!(
+        "compare_metrics default-metric matrix: {cases} fault cases, {caught} failed naming the metric, {inconclusive} inconclusive (empty baseline, no absolute limit); {healthy_ok} healthy twins passed, {} false alarms",
+        false_alarms.len()
+    );
+    assert!(false_alarms.is_empty(), "{false_alarms:#?}");
+    assert_eq!(caught + inconclusive, cases);
+}

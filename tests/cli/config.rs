@@ -182,7 +182,9 @@ fn env_vars_layer_under_flags() {
         &["--format", "json"],
         &[("DEPLOYKIT_CONFIG", p.to_str().unwrap())],
     );
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    // The file was found and read (checks = []): a run that checked nothing is never a pass.
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stdout.contains("no checks ran"), "{}", r.stdout);
 }
 
 #[test]

@@ -119,7 +119,7 @@ const HISTORY: &[Row] = &[
     ),
 ];
 
-fn entries(start: chrono::DateTime<chrono::Utc>) -> Vec<Entry> {
+pub fn entries(start: chrono::DateTime<chrono::Utc>) -> Vec<Entry> {
     HISTORY
         .iter()
         .map(|(run_id, action, step, state, detail, t)| Entry {

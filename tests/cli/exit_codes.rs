@@ -95,3 +95,30 @@ fn sigterm_exits_143_after_cleanup() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("SIGTERM received: cleaning up"));
 }
+
+/// Every binary that cannot run (here: a configuration file that does not exist) exits 3 and
+/// still writes a failing "could not run" JUnit case (checked by the harness for each tool).
+#[test]
+fn every_binary_that_cannot_run_says_so_in_junit() {
+    let missing = "/nonexistent/deploy.toml";
+    let args: &[(&str, &[&str])] = &[
+        ("verify_env", &[]),
+        ("smoke_tests", &[]),
+        ("db_migrate", &["info"]),
+        ("measure_latency", &[]),
+        ("compare_metrics", &["--baseline", "yesterday"]),
+        ("cutover", &["status"]),
+        ("maintenance_mode", &["--status"]),
+        ("validate_config", &["x.yaml"]),
+        ("strategy_rollout", &["--strategy", "MM_EQ_001"]),
+        ("generate_deployment_report", &[]),
+        ("notify", &["--event", "success", "--title", "t"]),
+    ];
+    assert_eq!(args.len(), crate::support::TOOLS.len());
+    for (tool, a) in args {
+        let mut v = vec!["--config", missing];
+        v.extend_from_slice(a);
+        let r = crate::support::run(tool, &v, &[]);
+        assert_eq!(r.code, 3, "{tool}: {}", r.stderr);
+    }
+}

@@ -246,7 +246,13 @@ pub fn to_check(v: &Verdict) -> Check {
 /// The page a person reads: environment and overall verdict first, then the verdict table,
 /// then per series metric a chart of both windows (each on its own time axis, one value axis in
 /// the metric's unit, the absolute limit as a dashed line).
-fn html(environment: &str, specs: &[MetricSpec], verdicts: &[Verdict], b: &Snapshot, c: &Snapshot) -> String {
+fn html(
+    environment: &str,
+    specs: &[MetricSpec],
+    verdicts: &[Verdict],
+    b: &Snapshot,
+    c: &Snapshot,
+) -> String {
     use crate::html::{Panel, Unit, chart, page};
     use maud::html;
     let overall = if verdicts.iter().any(|v| v.outcome == Outcome::Fail) {

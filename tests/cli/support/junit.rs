@@ -179,8 +179,21 @@ pub fn verify(tool: &str, code: i32, path: &Path) {
     let mode = match code {
         0 => "pass",
         1 => "fail",
-        _ => "could-not-run",
+        3..=5 => "could-not-run",
+        6 => "inconclusive",
+        _ => "interrupted",
     };
+    // The verdict and the JUnit agree: failures exactly when the run failed or could not run.
+    let failures = xml.matches("<failure ").count();
+    match mode {
+        "pass" | "inconclusive" if failures > 0 => {
+            panic!("{tool} exited {code} but its JUnit holds {failures} failure(s):\n{xml}")
+        }
+        "fail" | "could-not-run" if failures == 0 => {
+            panic!("{tool} exited {code} but its JUnit holds no failure:\n{xml}")
+        }
+        _ => {}
+    }
     let dir = super::repo_root().join("target/junit-samples");
     let _ = std::fs::create_dir_all(&dir);
     let _ = std::fs::OpenOptions::new()
