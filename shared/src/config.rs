@@ -1003,7 +1003,10 @@ impl Environment {
 
     /// The notification webhook URL from the variable the config names.
     pub fn notify_webhook(&self) -> Result<Secret> {
-        read_secret_env(&self.notify_webhook_env, "notify_webhook_env")
+        let s = read_secret_env(&self.notify_webhook_env, "notify_webhook_env")?;
+        // The token is the URL's path: mask it wherever a part of it is echoed back.
+        crate::redact::register_url_parts(s.expose());
+        Ok(s)
     }
 
     /// The admin token from the variable the config names.

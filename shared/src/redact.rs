@@ -33,6 +33,28 @@ pub fn register(secret: &str) {
     }
 }
 
+/// Remember the secret-bearing parts of a URL whose path or query is the credential (a chat
+/// webhook `https://hooks.example/services/T0/B0/XXXX`): the path, every path segment and query
+/// value of 8 characters or more, so a receiver echoing only the path ("Cannot POST /…/XXXX")
+/// cannot print the token.
+pub fn register_url_parts(url: &str) {
+    register(url);
+    let Ok(u) = url::Url::parse(url) else { return };
+    if u.path().len() >= 8 {
+        register(u.path());
+    }
+    for seg in u.path_segments().into_iter().flatten() {
+        if seg.len() >= 8 {
+            register(seg);
+        }
+    }
+    for (_, v) in u.query_pairs() {
+        if v.len() >= 8 {
+            register(&v);
+        }
+    }
+}
+
 /// Mask URL passwords, `password=` pairs and registered secrets.
 pub fn redact(text: &str) -> String {
     let mut out = URL_PASSWORD

@@ -666,3 +666,51 @@ fn no_transaction_file_builds_concurrently_and_cleans_an_invalid_index() {
         "t"
     );
 }
+
+/// Files that used to panic, be skipped without a word, or be recorded as applied while changing
+/// nothing: each is a configuration error (exit 3) naming the file and what to do, for lint and
+/// migrate alike, and nothing is applied.
+#[test]
+fn odd_files_are_clear_errors_never_panics_or_silent_skips() {
+    for (name, sql, says) in [
+        (
+            "V99999999999999999999999__x.sql",
+            "SELECT 1;",
+            "larger than",
+        ),
+        (
+            "V2__upper.SQL",
+            "CREATE TABLE upper_t (id int);",
+            "lower-case `.sql`",
+        ),
+        ("V2__empty.sql", "", "no SQL statement"),
+        (
+            "V2__comments.sql",
+            "-- nothing yet\n-- later\n",
+            "no SQL statement",
+        ),
+    ] {
+        let f = fixture(
+            &[
+                ("V1__base.sql", "CREATE TABLE base_t (id int);"),
+                (name, sql),
+            ],
+            "",
+        );
+        for cmd in ["lint", "migrate"] {
+            let r = f.run(&[cmd]);
+            assert_eq!(r.code, 3, "{name} {cmd}: {}", r.all());
+            assert!(
+                r.stderr.contains(name) && r.stderr.contains(says),
+                "{name} {cmd}: {}",
+                r.stderr
+            );
+            assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        }
+        assert_eq!(
+            f.db.sql("SELECT to_regclass('base_t') IS NULL"),
+            "t",
+            "{name}: nothing applied"
+        );
+    }
+}

@@ -46,8 +46,14 @@ pub async fn receiver(status: u16) -> Receiver {
                     }
                 }
             };
+            // A 404 echoes the request path, as Express and friends do ("Cannot POST /…").
+            let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
             keep.lock().unwrap().push((head, body));
-            let reply = if status == 200 { "ok" } else { "invalid_token" };
+            let reply = match status {
+                200 => "ok".to_string(),
+                404 => format!("Cannot POST {path}"),
+                _ => "invalid_token".to_string(),
+            };
             let _ = s
                 .write_all(
                     format!(
@@ -140,6 +146,31 @@ async fn a_rejected_webhook_fails_and_a_missing_one_is_a_config_error() {
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(r.stdout.contains("HTTP 403: invalid_token"), "{}", r.stdout);
     assert!(!r.all().contains("s3cr3t-webhook-token"));
+    // A receiver echoing the URL's path (the token) in its error: masked in every output.
+    let rx = receiver(404).await;
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("n.xml");
+    for format in ["human", "json"] {
+        let r = notify(
+            &cfg,
+            &[
+                "--title",
+                "x",
+                "--format",
+                format,
+                "--junit",
+                junit.to_str().unwrap(),
+            ],
+            Some(&rx.url),
+        )
+        .await;
+        assert_eq!(r.code, 1, "{}", r.stdout);
+        assert!(r.stdout.contains("Cannot POST"), "{}", r.stdout);
+        let junit = std::fs::read_to_string(&junit).unwrap();
+        for out in [&r.stdout, &r.stderr, &junit] {
+            assert!(!out.contains("s3cr3t-webhook-token"), "{out}");
+        }
+    }
     let r = notify(&cfg, &["--title", "x"], None).await;
     assert_eq!(r.code, 3, "{}", r.all());
     assert!(

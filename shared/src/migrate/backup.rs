@@ -1,5 +1,5 @@
 //! `pg_dump -Fc` backups, verified with `pg_restore --list`, with size and SHA-256 recorded.
-//! The password never reaches the command line (visible in `ps`): it goes through PGPASSWORD.
+//! No connection setting reaches the command line (visible in `ps`): all go by libpq variables.
 
 use crate::error::{Error, Result};
 use crate::process;
@@ -15,36 +15,86 @@ pub struct Backup {
     pub entries: usize,
 }
 
-/// Split a URL into (URL without password, password) so the password can travel by env.
-pub(crate) fn split_password(url: &str) -> (String, Option<String>) {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let pw = u.password().map(|p| {
-                url::form_urlencoded::parse(format!("p={p}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_else(|| p.to_string())
-            });
-            let _ = u.set_password(None);
-            (u.to_string(), pw)
-        }
-        _ => (url.to_string(), None),
+/// The libpq environment that connects a child (pg_dump) to the database `conn` names, in any
+/// form tokio-postgres reads (URL with the password in the userinfo or `?password=`, or
+/// `host=… password=…` keywords). Nothing goes on the command line (visible in `ps`): the
+/// password travels as PGPASSWORD, percent-decoded (a `+` stays a `+`).
+pub(crate) fn libpq_env(conn: &str) -> Result<Vec<(&'static str, String)>> {
+    use tokio_postgres::config::{Host, SslMode};
+    let c: tokio_postgres::Config = conn.parse().map_err(|e| {
+        Error::config(
+            "database URL",
+            format!("cannot parse the connection string: {e}"),
+        )
+    })?;
+    let mut env = vec![];
+    let hosts: Vec<String> = c
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    if !hosts.is_empty() {
+        env.push(("PGHOST", hosts.join(",")));
     }
+    let ports: Vec<String> = c.get_ports().iter().map(u16::to_string).collect();
+    if !ports.is_empty() {
+        env.push(("PGPORT", ports.join(",")));
+    }
+    if let Some(u) = c.get_user() {
+        env.push(("PGUSER", u.to_string()));
+    }
+    if let Some(d) = c.get_dbname() {
+        env.push(("PGDATABASE", d.to_string()));
+    }
+    if let Some(p) = c.get_password() {
+        env.push(("PGPASSWORD", String::from_utf8_lossy(p).into_owned()));
+    }
+    if let Some(a) = c.get_application_name() {
+        env.push(("PGAPPNAME", a.to_string()));
+    }
+    if let Some(o) = c.get_options() {
+        env.push(("PGOPTIONS", o.to_string()));
+    }
+    if let Some(t) = c.get_connect_timeout() {
+        env.push(("PGCONNECT_TIMEOUT", t.as_secs().max(1).to_string()));
+    }
+    env.push((
+        "PGSSLMODE",
+        match c.get_ssl_mode() {
+            SslMode::Disable => "disable",
+            SslMode::Require => "require",
+            _ => "prefer",
+        }
+        .to_string(),
+    ));
+    Ok(env)
 }
 
-/// `pg_dump` against `url`, the password by PGPASSWORD; stdin closed, stderr captured for the
-/// error, killed if the wait for it is dropped. The caller adds its options and stdout.
-pub(crate) fn pg_dump(url: &Secret) -> tokio::process::Command {
-    let (bare, password) = split_password(url.expose());
+/// `pg_dump` against `url` with every connection setting in the environment (none in argv);
+/// stdin closed, stderr captured for the error, killed if the wait for it is dropped. The
+/// caller adds its options and stdout.
+pub(crate) fn pg_dump(url: &Secret) -> Result<tokio::process::Command> {
     let mut cmd = tokio::process::Command::new("pg_dump");
-    cmd.arg(format!("--dbname={bare}"))
-        .kill_on_drop(true)
+    cmd.kill_on_drop(true)
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
-    if let Some(p) = password {
-        cmd.env("PGPASSWORD", p);
+    // A PGPASSWORD or PGSERVICE from the caller's environment must not mix with ours.
+    for k in [
+        "PGPASSWORD",
+        "PGSERVICE",
+        "PGPASSFILE",
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+    ] {
+        cmd.env_remove(k);
     }
-    cmd
+    cmd.envs(libpq_env(url.expose())?);
+    Ok(cmd)
 }
 
 pub async fn take(url: &Secret, dir: &Path, timeout: Duration) -> Result<Backup> {
@@ -54,7 +104,7 @@ pub async fn take(url: &Secret, dir: &Path, timeout: Duration) -> Result<Backup>
         chrono::Local::now().format("%Y%m%d_%H%M%S")
     );
     let path = dir.join(name);
-    let mut cmd = pg_dump(url);
+    let mut cmd = pg_dump(url)?;
     cmd.args(["-Fc", "--no-owner", "-f"])
         .arg(&path)
         .stdout(std::process::Stdio::null());
@@ -115,10 +165,40 @@ pub async fn verify(path: &Path, timeout: Duration) -> Result<Backup> {
 
 #[cfg(test)]
 mod tests {
+    use crate::redact::Secret;
+
+    fn argv_and_password(conn: &str) -> (String, Option<String>) {
+        let cmd = super::pg_dump(&Secret::new(conn)).unwrap();
+        let std = cmd.as_std();
+        let argv: Vec<String> = std
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let pw = std
+            .get_envs()
+            .find(|(k, _)| *k == "PGPASSWORD")
+            .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()));
+        (argv.join(" "), pw)
+    }
+
+    /// Every form a connection string takes: the password reaches pg_dump only by PGPASSWORD,
+    /// decoded exactly (percent-decoding: `%2B` and a literal `+` stay `+`).
     #[test]
-    fn password_leaves_the_url() {
-        let (u, p) = super::split_password("postgres://app:s%40cret@db:5432/x");
-        assert_eq!(u, "postgres://app@db:5432/x");
-        assert_eq!(p.as_deref(), Some("s@cret"));
+    fn the_password_never_reaches_the_command_line() {
+        for (conn, want) in [
+            ("postgres://app:s%40cret@db:5432/x", "s@cret"),
+            ("postgres://app:p%2Bq@db/x", "p+q"),
+            ("postgres://app:p+q@db/x", "p+q"),
+            ("postgres://app@db/x?password=secret+1", "secret+1"),
+            ("host=db user=app password=kw-secret dbname=x", "kw-secret"),
+        ] {
+            let (argv, pw) = argv_and_password(conn);
+            assert_eq!(pw.as_deref(), Some(want), "{conn}");
+            assert!(
+                !argv.contains(want) && !argv.contains("secret"),
+                "{conn}: {argv}"
+            );
+        }
+        assert!(super::pg_dump(&Secret::new("postgres://[bad")).is_err());
     }
 }

@@ -136,6 +136,13 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Migration>> {
             continue;
         };
         if !file.ends_with(".sql") {
+            // `.SQL`, `.Sql`…: a migration nobody would see skipped is an error, not silence.
+            if file.to_ascii_lowercase().ends_with(".sql") {
+                return Err(Error::config(
+                    path.display().to_string(),
+                    "migration files end in lower-case `.sql`: rename it",
+                ));
+            }
             continue;
         }
         let Some(c) = NAME.captures(&file) else {
@@ -144,7 +151,17 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Migration>> {
                 "not a migration name: write V<version>__<description>.sql (e.g. V3.2.2__add_risk_limits_table.sql) or its _rollback.sql",
             ));
         };
-        let version = Version::parse(&c[1]).expect("regex guarantees digits");
+        // Each part of the version must fit in 64 bits (the regex only promises digits).
+        let Some(version) = Version::parse(&c[1]) else {
+            return Err(Error::config(
+                path.display().to_string(),
+                format!(
+                    "version {} has a part larger than {}: use smaller numbers",
+                    &c[1],
+                    u64::MAX
+                ),
+            ));
+        };
         let desc = c[2].to_string();
         let target = if c.get(3).is_some() {
             &mut downs
@@ -160,7 +177,20 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Migration>> {
                 ),
             ));
         }
-        target.insert(version, (desc, Script::load(&path)?));
+        let script = Script::load(&path)?;
+        // A file with no statement would be recorded as applied while changing nothing.
+        if strip_comments(&script.sql)
+            .trim()
+            .trim_matches(';')
+            .trim()
+            .is_empty()
+        {
+            return Err(Error::config(
+                path.display().to_string(),
+                "the file holds no SQL statement (empty or comments only): write the migration or remove the file",
+            ));
+        }
+        target.insert(version, (desc, script));
     }
     let mut out = vec![];
     for (version, (desc, down)) in &downs {

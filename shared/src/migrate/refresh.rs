@@ -318,7 +318,7 @@ async fn schema_sql(
     section: &str,
     timeout: Duration,
 ) -> Result<String> {
-    let mut cmd = super::backup::pg_dump(source);
+    let mut cmd = super::backup::pg_dump(source)?;
     cmd.args([
         "--schema-only",
         &format!("--section={section}"),
