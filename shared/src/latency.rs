@@ -356,16 +356,7 @@ pub async fn measure(probe: &Probe, load: &Load, cancel: &CancellationToken) -> 
             })
         });
     }
-    let mut out = Measured {
-        corrected: histogram(),
-        naive: histogram(),
-        pacing: histogram(),
-        tick_age: histogram(),
-        errors: 0,
-        first_error: None,
-        elapsed: Duration::ZERO,
-        stopped_early: None,
-    };
+    let mut out = empty();
     let mut note = Every::new(Duration::from_secs(5));
     loop {
         tokio::select! {

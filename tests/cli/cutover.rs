@@ -350,22 +350,7 @@ async fn green_degrading_during_the_watch_rolls_back_automatically() {
             .await;
         let _ = load.finish().await;
         assert_eq!(code, 1, "{fault:?}: {v}\n{err}");
-        let watch = v["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == "watch")
-            .unwrap();
-        assert_eq!(watch["status"], "fail", "{v}");
-        assert!(
-            watch["message"].as_str().unwrap().contains("regressed"),
-            "{watch}"
-        );
-        assert!(
-            v["notes"].to_string().contains("rolled back automatically"),
-            "{v}"
-        );
-        assert_eq!(st.live().await, "blue");
+        rolled_back_on(&st, &v, "regressed").await;
     }
 }
 
@@ -521,6 +506,18 @@ fn check<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
         .unwrap_or_else(|| panic!("no check {name} in {v}"))
 }
 
+/// The watch failed saying `why`, the run rolled back by itself, and blue is live again.
+async fn rolled_back_on(st: &Stack, v: &serde_json::Value, why: &str) {
+    let watch = check(v, "watch");
+    assert_eq!(watch["status"], "fail", "{v}");
+    assert!(watch["message"].as_str().unwrap().contains(why), "{watch}");
+    assert!(
+        v["notes"].to_string().contains("rolled back automatically"),
+        "{v}"
+    );
+    assert_eq!(st.live().await, "blue");
+}
+
 /// The 6 am repro: blue idle during the baseline window, then ~10 req/s reach green, which
 /// fails half of them. The error-rate ceiling is judged without a baseline: rollback.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -539,17 +536,7 @@ async fn half_errors_after_an_idle_baseline_roll_back() {
     let (code, v, err) = finish(child).await;
     let (samples, _) = load.finish().await;
     assert_eq!(code, 1, "{v}\n{err}");
-    let watch = check(&v, "watch");
-    assert_eq!(watch["status"], "fail", "{v}");
-    assert!(
-        watch["message"].as_str().unwrap().contains("error_rate"),
-        "{watch}"
-    );
-    assert!(
-        v["notes"].to_string().contains("rolled back automatically"),
-        "{v}"
-    );
-    assert_eq!(st.live().await, "blue");
+    rolled_back_on(&st, &v, "error_rate").await;
     println!(
         "idle baseline, green at 50 % errors: rolled back; {} client orders, {} failed",
         samples.len(),
@@ -580,13 +567,7 @@ async fn a_stalled_new_colour_rolls_back() {
     let (code, v, err) = finish(child).await;
     let _ = load.finish().await;
     assert_eq!(code, 1, "{v}\n{err}");
-    let watch = check(&v, "watch");
-    assert_eq!(watch["status"], "fail", "{v}");
-    assert!(
-        watch["message"].as_str().unwrap().contains("throughput"),
-        "{watch}"
-    );
-    assert_eq!(st.live().await, "blue");
+    rolled_back_on(&st, &v, "throughput").await;
 }
 
 /// HAProxy dies during the watch: green completes no traffic, the rollback cannot reach the
@@ -646,12 +627,5 @@ async fn a_resumed_watch_judges_against_the_journaled_baseline() {
             .contains("baseline from the journal"),
         "{v}"
     );
-    assert!(
-        check(&v, "watch")["message"]
-            .as_str()
-            .unwrap()
-            .contains("error_rate"),
-        "{v}"
-    );
-    assert_eq!(st.live().await, "blue");
+    rolled_back_on(&st, &v, "error_rate").await;
 }
