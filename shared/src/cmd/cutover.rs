@@ -334,10 +334,32 @@ async fn warmup(c: &Ctx, to: Color, rounds: u32, report: &mut Report) {
     }
 }
 
+/// A dry run's plan: one check per step (JUnit names must be unique and stable), holding every
+/// command that step would send, in order.
+#[derive(Default)]
+struct PlanSteps(Vec<(String, Vec<String>)>);
+
+impl PlanSteps {
+    fn push(&mut self, step: &str, what: String) {
+        match self.0.iter_mut().find(|(s, _)| s == step) {
+            Some((_, w)) => w.push(what),
+            None => self.0.push((step.to_string(), vec![what])),
+        }
+    }
+    fn into_report(self, report: &mut Report) {
+        for (step, what) in self.0 {
+            report.push(Check::skip(
+                "plan",
+                step,
+                format!("dry run: {}", what.join(" · ")),
+            ));
+        }
+    }
+}
+
 fn plan_run(c: &Ctx, from: Color, to: Color, report: &mut Report) {
-    let mut push = |step: &str, what: String| {
-        report.push(Check::skip("plan", step, format!("dry run: {what}")))
-    };
+    let mut plan = PlanSteps::default();
+    let mut push = |step: &str, what: String| plan.push(step, what);
     push(
         "prepare",
         format!("GET /health on every {to} service; sample {from}'s /metrics for the baseline"),
@@ -393,15 +415,15 @@ fn plan_run(c: &Ctx, from: Color, to: Color, report: &mut Report) {
     push(
         "watch",
         format!(
-            "GET /health and /metrics of {to} every tick; judge error rate and latency against the baseline"
+            "GET /health and /metrics of {to} every tick; judge error rate, throughput, latency, fill rate, risk rejections and P&L against the baseline and the absolute limits"
         ),
     );
+    plan.into_report(report);
 }
 
 fn plan_rollback(c: &Ctx, good: Color, bad: Color, report: &mut Report) {
-    let mut push = |step: &str, what: String| {
-        report.push(Check::skip("plan", step, format!("dry run: {what}")))
-    };
+    let mut plan = PlanSteps::default();
+    let mut push = |step: &str, what: String| plan.push(step, what);
     for cl in c.clients(bad, &[Role::TradingEngine, Role::Oms]) {
         push(
             "stop_trading",
@@ -439,6 +461,7 @@ fn plan_rollback(c: &Ctx, good: Color, bad: Color, report: &mut Report) {
         format!("GET /health of {good}; read back the live colour"),
     );
     push("stop_new", format!("POST /admin/orders/stop on {bad}"));
+    plan.into_report(report);
 }
 
 #[allow(clippy::too_many_arguments)]
