@@ -147,14 +147,41 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
-/// Parse `30s`, `1m30s`, `250ms`. Zero is refused: a zero timeout is never what anyone means.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("invalid duration `{s}`: {e} (write e.g. 500ms, 30s, 5m)"))?;
-    if d.is_zero() {
-        return Err(format!("duration `{s}` must be greater than zero"));
+/// The longest wait any tool here may be asked for: longer is a typo (`500000000000h`).
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// An input as an error message shows it: at most 40 characters (a 10 MB value is not echoed).
+pub fn shown(s: &str) -> String {
+    let mut out: String = s.chars().take(40).collect();
+    if s.chars().count() > 40 {
+        out.push_str(&format!("… ({} characters)", s.chars().count()));
+    }
+    out
+}
+
+fn bounded(s: &str, d: Duration) -> std::result::Result<Duration, String> {
+    if d > MAX_DURATION {
+        return Err(format!(
+            "duration `{}` is longer than 7 days, the most any wait here may take",
+            shown(s)
+        ));
     }
     Ok(d)
+}
+
+/// Parse `30s`, `1m30s`, `250ms`, up to 7 days. Zero is refused: a zero timeout is never what
+/// anyone means.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| {
+        format!(
+            "invalid duration `{}`: {e} (write e.g. 500ms, 30s, 5m; durations are positive)",
+            shown(s)
+        )
+    })?;
+    if d.is_zero() {
+        return Err(format!("duration `{}` must be greater than zero", shown(s)));
+    }
+    bounded(s, d)
 }
 
 /// Like [`parse_duration`] but zero is allowed (a warm-up may be skipped).
@@ -162,8 +189,13 @@ pub fn parse_duration_or_zero(s: &str) -> std::result::Result<Duration, String> 
     if s.trim() == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("invalid duration `{s}`: {e} (write e.g. 0s, 500ms, 5s)"))
+    let d = humantime::parse_duration(s.trim()).map_err(|e| {
+        format!(
+            "invalid duration `{}`: {e} (write e.g. 0s, 500ms, 5s; durations are positive)",
+            shown(s)
+        )
+    })?;
+    bounded(s, d)
 }
 
 /// An http(s) base URL of a service.

@@ -197,3 +197,34 @@ fn every_environment_variable_is_documented() {
         );
     }
 }
+
+/// Durations are bounded (a week at most) and a huge value is never echoed in full.
+#[test]
+fn durations_are_bounded_and_huge_values_are_not_echoed() {
+    let (_d, p) = config("[environments.local]\n");
+    let r = run(
+        "cutover",
+        &[
+            "--config",
+            p.to_str().unwrap(),
+            "--timeout",
+            "500000000000h",
+            "status",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("longer than 7 days"), "{}", r.stderr);
+    let huge = "9".repeat(100_000);
+    let (_d2, p2) = config(&format!(
+        "[environments.local.thresholds]\ninconclusive_extend = \"{huge}s\"\n"
+    ));
+    let r = run(
+        "cutover",
+        &["--config", p2.to_str().unwrap(), "status"],
+        &[],
+    );
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.len() < 2_000, "{} bytes of stderr", r.stderr.len());
+    assert!(r.stderr.contains("100001 characters"), "{}", r.stderr);
+}
