@@ -169,6 +169,29 @@ fn bounded(s: &str, d: Duration) -> std::result::Result<Duration, String> {
     Ok(d)
 }
 
+/// The longest look back (report windows, relative times): ten years.
+pub const MAX_SPAN: Duration = Duration::from_secs(3660 * 24 * 3600);
+
+/// A span of history (`30days`, `-1d` back from now), not a wait: up to ten years.
+pub fn parse_span(s: &str) -> std::result::Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| {
+        format!(
+            "invalid duration `{}`: {e} (write e.g. 15m, 1d, 30days)",
+            shown(s)
+        )
+    })?;
+    if d.is_zero() {
+        return Err(format!("duration `{}` must be greater than zero", shown(s)));
+    }
+    if d > MAX_SPAN {
+        return Err(format!(
+            "duration `{}` is longer than ten years of history",
+            shown(s)
+        ));
+    }
+    Ok(d)
+}
+
 /// Parse `30s`, `1m30s`, `250ms`, up to 7 days. Zero is refused: a zero timeout is never what
 /// anyone means.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {

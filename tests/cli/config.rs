@@ -228,3 +228,31 @@ fn durations_are_bounded_and_huge_values_are_not_echoed() {
     assert!(r.stderr.len() < 2_000, "{} bytes of stderr", r.stderr.len());
     assert!(r.stderr.contains("100001 characters"), "{}", r.stderr);
 }
+
+/// History spans are not waits: a 30-day report window and a relative time a month back are
+/// fine, ten years is the bound.
+#[test]
+fn history_spans_are_not_bounded_like_waits() {
+    let (_d, p) = config("[environments.local]\n");
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(
+        "generate_deployment_report",
+        &[
+            "--config",
+            p.to_str().unwrap(),
+            "--journal-dir",
+            dir.path().to_str().unwrap(),
+            "--since",
+            "90days",
+        ],
+        &[],
+    );
+    assert_ne!(r.code, 2, "{}", r.stderr);
+    let r = run(
+        "generate_deployment_report",
+        &["--config", p.to_str().unwrap(), "--since", "20000days"],
+        &[],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("ten years"), "{}", r.stderr);
+}

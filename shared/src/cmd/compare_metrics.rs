@@ -32,7 +32,7 @@ pub struct Args {
     pub current: String,
 
     /// Window length.
-    #[arg(long, value_parser = parse_duration, default_value = "15m", value_name = "DURATION")]
+    #[arg(long, value_parser = crate::config::parse_span, default_value = "15m", value_name = "DURATION")]
     pub duration: Duration,
 
     /// Sample resolution of series metrics.
@@ -61,9 +61,11 @@ fn resolve(spec: &str, duration: Duration, step: Duration, now: f64) -> Result<S
     let end = match spec.trim() {
         "now" | "today" => Some(now),
         "yesterday" => Some(now - 86_400.0),
-        s if s.starts_with('-') => {
-            Some(now - parse_duration(&s[1..]).map_err(Error::Usage)?.as_secs_f64())
-        }
+        s if s.starts_with('-') => Some(
+            now - crate::config::parse_span(&s[1..])
+                .map_err(Error::Usage)?
+                .as_secs_f64(),
+        ),
         s => chrono::DateTime::parse_from_rfc3339(s)
             .ok()
             .map(|t| t.timestamp_millis() as f64 / 1000.0),

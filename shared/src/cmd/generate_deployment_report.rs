@@ -1,7 +1,7 @@
 //! `generate_deployment_report`: the deploy journal as a deployment report with DORA figures.
 
 use crate::cli::{CommonArgs, Context, Tool};
-use crate::config::parse_duration;
+use crate::config::parse_span;
 use crate::deploy_report::{self as dr, Outcome};
 use crate::error::{Error, Result};
 use crate::journal::Journal;
@@ -20,7 +20,7 @@ pub struct Args {
     pub common: CommonArgs,
 
     /// Window of the DORA figures and of the listed runs.
-    #[arg(long, value_parser = parse_duration, default_value = "30days", value_name = "DURATION")]
+    #[arg(long, value_parser = parse_span, default_value = "30days", value_name = "DURATION")]
     pub since: Duration,
 
     /// Also write a small HTML page.
