@@ -122,3 +122,33 @@ fn every_binary_that_cannot_run_says_so_in_junit() {
         assert_eq!(r.code, 3, "{tool}: {}", r.stderr);
     }
 }
+
+/// Another output that cannot be written (an `--html` path in a missing directory) is exit 3,
+/// and the JUnit file Jenkins reads is still written, with a failing case that says why.
+#[test]
+fn junit_is_written_when_the_html_page_cannot_be() {
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("r.xml");
+    let (_d, cfg) = crate::support::config("[environments.local]\n");
+    let r = crate::support::run(
+        "generate_deployment_report",
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--journal-dir",
+            dir.path().to_str().unwrap(),
+            "--html",
+            "/nonexistent/dir/report.html",
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let xml = std::fs::read_to_string(&junit).expect("JUnit written although --html failed");
+    assert!(
+        xml.contains("<failure") && xml.contains("report.html"),
+        "{xml}"
+    );
+    crate::support::junit::check(&xml).unwrap();
+}
