@@ -159,66 +159,78 @@ pub fn shown(s: &str) -> String {
     out
 }
 
-fn bounded(s: &str, d: Duration) -> std::result::Result<Duration, String> {
-    if d > MAX_DURATION {
-        return Err(format!(
-            "duration `{}` is longer than 7 days, the most any wait here may take",
-            shown(s)
-        ));
+/// The longest look back (report windows, relative times): ten years.
+pub const MAX_SPAN: Duration = Duration::from_secs(3660 * 24 * 3600);
+
+/// What one duration form accepts: zero or not, its bound and how the errors read.
+struct DurationRule {
+    zero_ok: bool,
+    max: Duration,
+    too_long: &'static str,
+    examples: &'static str,
+}
+
+/// The one parser behind every duration flag and field: humantime, then the form's rule.
+fn parse_with(s: &str, rule: &DurationRule) -> std::result::Result<Duration, String> {
+    if rule.zero_ok && s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let d = humantime::parse_duration(s.trim()).map_err(|e| {
+        format!(
+            "invalid duration `{}`: {e} (write e.g. {})",
+            shown(s),
+            rule.examples
+        )
+    })?;
+    if d.is_zero() && !rule.zero_ok {
+        return Err(format!("duration `{}` must be greater than zero", shown(s)));
+    }
+    if d > rule.max {
+        return Err(format!("duration `{}` is {}", shown(s), rule.too_long));
     }
     Ok(d)
 }
 
-/// The longest look back (report windows, relative times): ten years.
-pub const MAX_SPAN: Duration = Duration::from_secs(3660 * 24 * 3600);
+const WAIT: &str = "longer than 7 days, the most any wait here may take";
 
 /// A span of history (`30days`, `-1d` back from now), not a wait: up to ten years.
 pub fn parse_span(s: &str) -> std::result::Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim()).map_err(|e| {
-        format!(
-            "invalid duration `{}`: {e} (write e.g. 15m, 1d, 30days)",
-            shown(s)
-        )
-    })?;
-    if d.is_zero() {
-        return Err(format!("duration `{}` must be greater than zero", shown(s)));
-    }
-    if d > MAX_SPAN {
-        return Err(format!(
-            "duration `{}` is longer than ten years of history",
-            shown(s)
-        ));
-    }
-    Ok(d)
+    parse_with(
+        s,
+        &DurationRule {
+            zero_ok: false,
+            max: MAX_SPAN,
+            too_long: "longer than ten years of history",
+            examples: "15m, 1d, 30days",
+        },
+    )
 }
 
 /// Parse `30s`, `1m30s`, `250ms`, up to 7 days. Zero is refused: a zero timeout is never what
 /// anyone means.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim()).map_err(|e| {
-        format!(
-            "invalid duration `{}`: {e} (write e.g. 500ms, 30s, 5m; durations are positive)",
-            shown(s)
-        )
-    })?;
-    if d.is_zero() {
-        return Err(format!("duration `{}` must be greater than zero", shown(s)));
-    }
-    bounded(s, d)
+    parse_with(
+        s,
+        &DurationRule {
+            zero_ok: false,
+            max: MAX_DURATION,
+            too_long: WAIT,
+            examples: "500ms, 30s, 5m; durations are positive",
+        },
+    )
 }
 
 /// Like [`parse_duration`] but zero is allowed (a warm-up may be skipped).
 pub fn parse_duration_or_zero(s: &str) -> std::result::Result<Duration, String> {
-    if s.trim() == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let d = humantime::parse_duration(s.trim()).map_err(|e| {
-        format!(
-            "invalid duration `{}`: {e} (write e.g. 0s, 500ms, 5s; durations are positive)",
-            shown(s)
-        )
-    })?;
-    bounded(s, d)
+    parse_with(
+        s,
+        &DurationRule {
+            zero_ok: true,
+            max: MAX_DURATION,
+            too_long: WAIT,
+            examples: "0s, 500ms, 5s; durations are positive",
+        },
+    )
 }
 
 /// An http(s) base URL of a service.

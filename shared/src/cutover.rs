@@ -24,6 +24,10 @@ pub const RUN_STEPS: &[&str] = &[
     "activate",
     "watch",
 ];
+/// The journal step that keeps the baseline a run sampled before its switch (for `--resume`):
+/// a record of state, not a stage of the run.
+pub const BASELINE_STEP: &str = "baseline";
+
 pub const ROLLBACK_STEPS: &[&str] = &[
     "stop_trading",
     "switch_back",

@@ -176,7 +176,9 @@ fn one_run(es: &[&Entry]) -> Option<Run> {
     // Journal bookkeeping, not stages anyone waited for.
     // Records that carry state, not stages: a rollout's plan and "before" values, a cutover's
     // baseline figures.
-    stages.retain(|s| s.step != "plan" && s.step != "baseline" && !s.step.ends_with(" before"));
+    stages.retain(|s| {
+        s.step != "plan" && s.step != crate::cutover::BASELINE_STEP && !s.step.ends_with(" before")
+    });
     let kind = first.action.clone();
     let end_state = end.map(|e| (e.state.as_str(), e.detail.as_str()));
     let rolled_back = es.iter().any(|e| e.action == "rollback");

@@ -509,6 +509,12 @@ pub async fn interleaved(
     })
 }
 
+/// Samples a side needs before percentile `p` is gated: at least 10 above it (p50 ≥ 20,
+/// p99 ≥ 1 000, p99.9 ≥ 10 000); fewer is one or two outliers, not a distribution (0008).
+pub fn samples_to_gate(p: f64) -> u64 {
+    (10.0 / (1.0 - p / 100.0) - 1e-6).ceil() as u64
+}
+
 /// How one percentile of the candidate compares with the live colour's in the same window.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AbOutcome {
@@ -554,7 +560,7 @@ pub fn ab_verdict(run: &Interleaved, p: f64, threshold_pct: f64, floor_us: u64) 
         }
     }
     let p_value = crate::metrics::binomial_sf(slower as f64, differ as f64, 0.5);
-    let need = (10.0 / (1.0 - p / 100.0) - 1e-6).ceil() as u64;
+    let need = samples_to_gate(p);
     let mut v = AbVerdict {
         outcome: AbOutcome::Pass,
         why: String::new(),

@@ -431,23 +431,17 @@ fn judge_series(spec: &MetricSpec, b: &[f64], c: &[f64]) -> Verdict {
             spec.min_samples
         );
         return with_counts(match absolute_limits(spec) {
-            Some(lim) => Verdict {
-                outcome: Outcome::Pass,
-                why: format!(
+            Some(lim) => missing(
+                spec,
+                OnMissing::Pass,
+                format!(
                     "{why}: judged by the absolute limit alone, current {} within {lim}",
                     num(median(&cf))
                 ),
-                ..missing(spec, rule, String::new())
-            },
-            // Nothing to compare with and no absolute limit: a human decides (never a pass,
-            // never a regression of the current window).
+            ),
             None => missing(
                 spec,
-                if rule == OnMissing::Pass {
-                    rule
-                } else {
-                    OnMissing::Inconclusive
-                },
+                without_reference(rule),
                 format!("not enough data: {why}, and no absolute limit to judge by"),
             ),
         });
@@ -526,6 +520,16 @@ fn moved_text(b: f64, c: f64, delta: f64) -> String {
         format!("moved from {} to {} ({delta:+.1}%)", num(b), num(c))
     } else {
         format!("moved from 0 to {}", num(c))
+    }
+}
+
+/// What a missing baseline means when no absolute limit can judge instead: nothing to compare
+/// with, so a human decides (inconclusive) — never a pass unless the metric says missing data
+/// passes, and never a regression of the current window.
+fn without_reference(rule: OnMissing) -> OnMissing {
+    match rule {
+        OnMissing::Pass => OnMissing::Pass,
+        _ => OnMissing::Inconclusive,
     }
 }
 
@@ -643,22 +647,18 @@ fn judge_proportion(spec: &MetricSpec, eb: f64, nb: f64, ec: f64, nc: f64) -> Ve
         };
         let v = match (spec.max, above_ceiling_unsure) {
             (_, Some(unsure)) => missing(spec, OnMissing::Inconclusive, format!("{why}; {unsure}")),
-            (Some(m), None) if nc >= spec.min_samples as f64 => Verdict {
-                outcome: Outcome::Pass,
-                why: format!(
+            (Some(m), None) if nc >= spec.min_samples as f64 => missing(
+                spec,
+                OnMissing::Pass,
+                format!(
                     "{why}: judged by the ceiling alone, {ec:.0}/{nc:.0} = {:.2}% ≤ {:.2}%",
                     rc * 100.0,
                     m * 100.0
                 ),
-                ..missing(spec, OnMissing::Pass, String::new())
-            },
+            ),
             _ if nb < 1.0 && spec.max.is_none() => missing(
                 spec,
-                if spec.on_empty == OnMissing::Pass {
-                    OnMissing::Pass
-                } else {
-                    OnMissing::Inconclusive
-                },
+                without_reference(spec.on_empty),
                 format!("not enough data: {why}, and no ceiling to judge by"),
             ),
             _ => missing(spec, spec.on_empty, format!("not enough data: {why}")),

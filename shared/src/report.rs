@@ -53,6 +53,16 @@ pub struct Check {
     pub data: serde_json::Value,
 }
 
+/// The failing case of a run that checked nothing (finish adds it; JUnit of an unfinished
+/// report too, so no suite is ever empty).
+fn no_checks_ran() -> Check {
+    Check::fail(
+        "runner",
+        "no checks ran",
+        "the tool finished without running a single check",
+    )
+}
+
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
 }
@@ -169,11 +179,7 @@ impl Report {
         // A run that checked nothing has shown nothing healthy: every output says so alike
         // (exit 1, a failing case in JUnit, a [FAIL] line), never a silent pass.
         if self.checks.is_empty() {
-            self.checks.push(Check::fail(
-                "runner",
-                "no checks ran",
-                "the tool finished without running a single check",
-            ));
+            self.checks.push(no_checks_ran());
         }
         self.outcome = self.compute_outcome();
     }
@@ -258,11 +264,7 @@ impl Report {
         use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
         let mut checks = self.checks.clone();
         if checks.is_empty() {
-            checks.push(Check::fail(
-                "runner",
-                "no checks ran",
-                "the tool finished without running a single check",
-            ));
+            checks.push(no_checks_ran());
         }
         let mut seen: std::collections::HashMap<(String, String), usize> = Default::default();
         for c in &mut checks {

@@ -45,7 +45,11 @@ pub struct Figurer {
 impl Figurer {
     pub async fn start(clients: Vec<Client>) -> std::result::Result<Figurer, String> {
         let t = totals(&clients).await?;
-        Ok(Figurer {
+        Ok(Figurer::from(clients, t))
+    }
+
+    fn from(clients: Vec<Client>, t: Totals) -> Figurer {
+        Figurer {
             clients,
             first: t,
             last: t,
@@ -55,7 +59,7 @@ impl Figurer {
             strategy_loss: vec![],
             stalled: (0, 0.0),
             last_at: Instant::now(),
-        })
+        }
     }
 
     pub async fn sample(&mut self) -> std::result::Result<(), String> {
@@ -244,6 +248,12 @@ pub fn check_baseline_window(window: Duration, tick: Duration) -> crate::error::
         )));
     }
     Ok(())
+}
+
+/// The figures of a window in which nothing was seen: the watch then judges by the absolute
+/// limits alone (a resumed run whose journal holds no baseline).
+pub fn no_baseline() -> metrics::Snapshot {
+    Figurer::from(vec![], Totals::default()).snapshot()
 }
 
 /// `color` sampled for `window` (the old colour just before a change): the watch's baseline.

@@ -472,6 +472,17 @@ fn spawn_cutover(st: &Stack, args: &[&str]) -> std::process::Child {
         .unwrap()
 }
 
+/// A stack under 200 orders/s, a cutover to green watching for `watch` (baseline 1.5 s of
+/// blue under that load), returned once green is live.
+async fn switched_under_load(watch: &str) -> (Stack, Load, std::process::Child) {
+    let st = Stack::up();
+    let load = start_load(&st.url("HAPROXY_URL"), 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let child = spawn_cutover(&st, &["--watch", watch, "--baseline-window", "1500ms"]);
+    until_live(&st, "green").await;
+    (st, load, child)
+}
+
 /// Waits (bounded, 20 s) until HAProxy answers from `color`.
 async fn until_live(st: &Stack, color: &str) {
     for _ in 0..400 {
@@ -548,11 +559,7 @@ async fn half_errors_after_an_idle_baseline_roll_back() {
 /// is, not missing data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stalled_new_colour_rolls_back() {
-    let st = Stack::up();
-    let load = start_load(&st.url("HAPROXY_URL"), 200);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let child = spawn_cutover(&st, &["--watch", "15s", "--baseline-window", "1500ms"]);
-    until_live(&st, "green").await;
+    let (st, load, child) = switched_under_load("15s").await;
     let green = client(&st.url("GREEN_URL"));
     green
         .set_faults(&deploykit::contract::Faults {
@@ -574,11 +581,7 @@ async fn a_stalled_new_colour_rolls_back() {
 /// load balancer, and the run exits non-zero saying what to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn haproxy_killed_during_the_watch_is_not_a_success() {
-    let st = Stack::up();
-    let load = start_load(&st.url("HAPROXY_URL"), 200);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let child = spawn_cutover(&st, &["--watch", "15s", "--baseline-window", "1500ms"]);
-    until_live(&st, "green").await;
+    let (st, load, child) = switched_under_load("15s").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = std::fs::read_to_string(st.dir.path().join("s/haproxy.pid")).unwrap();
     std::process::Command::new("kill")
@@ -600,11 +603,7 @@ async fn haproxy_killed_during_the_watch_is_not_a_success() {
 /// judges against the baseline the first attempt journaled, and rolls back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_resumed_watch_judges_against_the_journaled_baseline() {
-    let st = Stack::up();
-    let load = start_load(&st.url("HAPROXY_URL"), 200);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut child = spawn_cutover(&st, &["--watch", "60s", "--baseline-window", "1500ms"]);
-    until_live(&st, "green").await;
+    let (st, load, mut child) = switched_under_load("60s").await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     child.kill().unwrap();
     child.wait().unwrap();

@@ -2,7 +2,7 @@
 
 use crate::cli::{CommonArgs, Context, DryRunArgs, Tool};
 use crate::config::{Color, Role, parse_duration};
-use crate::cutover::{self as co, Ctx, Runner};
+use crate::cutover::{self as co, BASELINE_STEP, Ctx, Runner};
 use crate::error::{Error, Result};
 use crate::journal::Journal;
 use crate::metrics;
@@ -12,9 +12,6 @@ use crate::watch;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// The journal step that keeps the baseline a run sampled before its switch (for `--resume`).
-const BASELINE_STEP: &str = "baseline";
 
 /// The journal actions whose history `cutover rollback` and `--resume` read.
 const CUTOVER_ACTIONS: &[&str] = &["cutover", "rollback"];
@@ -565,9 +562,7 @@ async fn run(
                 "no journaled baseline for {run_id}: the watch judges {to} by the absolute limits alone"
             );
             (
-                watch::baseline(vec![], Duration::ZERO, tick)
-                    .await
-                    .map_err(|e| Error::unreachable(format!("{from} services"), e))?,
+                watch::no_baseline(),
                 "no baseline in the journal: absolute limits only".to_string(),
             )
         }

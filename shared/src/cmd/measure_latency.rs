@@ -23,6 +23,15 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// The role whose service answers this metric's requests.
+    fn role(self) -> Role {
+        match self {
+            Metric::Order | Metric::Health => Role::TradingEngine,
+            Metric::Marketdata => Role::Marketdata,
+            Metric::Risk => Role::RiskEngine,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Metric::Order => "order",
@@ -257,7 +266,7 @@ impl Tool for Args {
                     );
                     Probe {
                         name: "order".into(),
-                        base: base_for(Role::TradingEngine)?,
+                        base: base_for(m.role())?,
                         method: hyper::Method::POST,
                         path: Arc::new(|_| "/orders".into()),
                         body: Some(Arc::new(move |i| {
@@ -273,7 +282,7 @@ impl Tool for Args {
                     let sym = sym.clone();
                     Probe {
                         name: "marketdata".into(),
-                        base: base_for(Role::Marketdata)?,
+                        base: base_for(m.role())?,
                         method: hyper::Method::GET,
                         path: Arc::new(move |i| {
                             if i % 4 == 3 {
@@ -293,7 +302,7 @@ impl Tool for Args {
                     );
                     Probe {
                         name: "risk".into(),
-                        base: base_for(Role::RiskEngine)?,
+                        base: base_for(m.role())?,
                         method: hyper::Method::POST,
                         path: Arc::new(|_| "/check".into()),
                         body: Some(Arc::new(move |i| {
@@ -306,7 +315,7 @@ impl Tool for Args {
                 }
                 Metric::Health => Probe {
                     name: "health".into(),
-                    base: base_for(Role::TradingEngine)?,
+                    base: base_for(m.role())?,
                     method: hyper::Method::GET,
                     path: Arc::new(|_| "/health".into()),
                     body: None,
@@ -323,13 +332,8 @@ impl Tool for Args {
             let res = match reference {
                 None => latency::measure(&probe, &load, &ctx.cancel).await,
                 Some(rc) => {
-                    let role = match m {
-                        Metric::Order | Metric::Health => Role::TradingEngine,
-                        Metric::Marketdata => Role::Marketdata,
-                        Metric::Risk => Role::RiskEngine,
-                    };
                     let other = latency::Probe {
-                        base: base_on(rc, role)?,
+                        base: base_on(rc, m.role())?,
                         ..probe.clone()
                     };
                     match latency::interleaved(&probe, &other, &load, self.slice, &ctx.cancel).await
@@ -488,7 +492,7 @@ impl Tool for Args {
                     // A percentile with fewer than 10 samples above it is one or two outliers,
                     // not a distribution: it is reported, never gated (a healthy system must
                     // not fail on noise).
-                    let need = (10.0 / (1.0 - p / 100.0) - 1e-6).ceil() as u64;
+                    let need = latency::samples_to_gate(*p);
                     let have = old.len().min(h.len());
                     if have < need {
                         report.push(Check::skip(

@@ -161,6 +161,48 @@ pub fn check(xml: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A run's JUnit file, pointed at a temp file before the run and checked after it.
+pub struct Capture {
+    tool: String,
+    file: Option<(tempfile::TempDir, std::path::PathBuf)>,
+}
+
+impl Capture {
+    /// Points `cmd`'s JUnit at a temp file, unless `tool` is not one of ours, the test chose its
+    /// own file, or the run only prints help or the version (no run, no report).
+    pub fn attach(
+        cmd: &mut std::process::Command,
+        tool: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Capture {
+        let own = args.contains(&"--junit")
+            || envs.iter().any(|(k, _)| *k == "DEPLOYKIT_JUNIT")
+            || args
+                .iter()
+                .any(|a| ["--help", "-h", "--version", "-V", "help"].contains(a));
+        let file = (!own && super::TOOLS.contains(&tool)).then(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("junit.xml");
+            cmd.env("DEPLOYKIT_JUNIT", &path);
+            (dir, path)
+        });
+        Capture {
+            tool: tool.to_string(),
+            file,
+        }
+    }
+
+    /// Checks the file the run wrote (a run killed by a signal, `code` -1, is not judged).
+    pub fn verify(self, code: i32) {
+        if let Some((_dir, path)) = &self.file
+            && code != -1
+        {
+            verify(&self.tool, code, path);
+        }
+    }
+}
+
 /// Checks the JUnit file a run of `tool` wrote (exit `code`) and keeps the first one per tool
 /// and mode for scripts/test's consumer check. A usage error (exit 2) writes none.
 pub fn verify(tool: &str, code: i32, path: &Path) {

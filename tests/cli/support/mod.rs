@@ -101,25 +101,13 @@ pub fn run_in(name: &str, args: &[&str], envs: &[(&str, &str)], cwd: Option<&Pat
         cmd.current_dir(d);
     }
     // Every run writes JUnit (unless the test asked for its own file), checked after the run.
-    let junit_dir = tempfile::tempdir().unwrap();
-    let junit = junit_dir.path().join("junit.xml");
-    // --help and --version print and exit: no run, no report.
-    let own = args.contains(&"--junit")
-        || envs.iter().any(|(k, _)| *k == "DEPLOYKIT_JUNIT")
-        || args
-            .iter()
-            .any(|a| ["--help", "-h", "--version", "-V", "help"].contains(a));
-    if !own && TOOLS.contains(&name) {
-        cmd.env("DEPLOYKIT_JUNIT", &junit);
-    }
+    let junit = junit::Capture::attach(&mut cmd, name, args, envs);
     let t = Instant::now();
     let out = cmd.output().expect("spawn binary");
     let code = out.status.code().unwrap_or(-1);
-    if !own && TOOLS.contains(&name) && code != -1 {
-        junit::verify(name, code, &junit);
-    }
+    junit.verify(code);
     Run {
-        code: out.status.code().unwrap_or(-1),
+        code,
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         elapsed: t.elapsed(),

@@ -49,19 +49,12 @@ impl Stack {
     pub async fn run(&self, tool: &str, args: &[&str]) -> (i32, String, String) {
         let mut cmd = self.cmd(tool, args);
         cmd.args(["--format", "json"]);
-        let junit_dir = tempfile::tempdir().unwrap();
-        let junit = junit_dir.path().join("junit.xml");
-        let own = args.contains(&"--junit");
-        if !own {
-            cmd.env("DEPLOYKIT_JUNIT", &junit);
-        }
+        let junit = super::junit::Capture::attach(&mut cmd, tool, args, &[]);
         let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
             .await
             .unwrap();
         let code = out.status.code().unwrap_or(-1);
-        if !own && code != -1 {
-            super::junit::verify(tool, code, &junit);
-        }
+        junit.verify(code);
         (
             code,
             String::from_utf8_lossy(&out.stdout).to_string(),
