@@ -633,6 +633,10 @@ pub struct Environment {
     /// `{color}` and `{role}` are replaced per service; e.g.
     /// `["sudo", "systemctl", "restart", "trading-{role}@{color}"]`.
     pub restart_command: Option<Vec<String>>,
+    /// Where the deploy journal and the environment lock live when there is no `database`
+    /// (relative to this file) [default: `.deploykit` beside this file]. One place per
+    /// environment, so runs started from different directories still exclude each other.
+    pub journal_dir: Option<PathBuf>,
 }
 
 /// How a metric is judged.

@@ -20,10 +20,17 @@ pub const RUN_STEPS: &[&str] = &[
     "stop_new_orders",
     "drain",
     "switch",
+    "standby",
     "feeds",
     "activate",
     "watch",
 ];
+/// The journal record of the strategies the old colour ran before the switch: the new colour
+/// takes them over, and a rollback gives them back.
+pub const STRATEGIES_STEP: &str = "strategies";
+
+/// Strategy name → its state (only active ones are carried over).
+pub type Strategies = std::collections::BTreeMap<String, crate::contract::Strategy>;
 /// The journal step that keeps the baseline a run sampled before its switch (for `--resume`):
 /// a record of state, not a stage of the run.
 pub const BASELINE_STEP: &str = "baseline";
@@ -196,6 +203,7 @@ impl Runner<'_> {
         let start = Instant::now();
         let r = f().await;
         let took = start.elapsed();
+        crash_point(name);
         match r {
             Ok((msg, data)) => {
                 self.note(name, "done", &msg).await?;
@@ -220,6 +228,18 @@ impl Runner<'_> {
 
     pub async fn finish(&self, detail: &str) -> Result<()> {
         self.note("finished", "finished", detail).await
+    }
+}
+
+/// Fault injection for the kill -9 tests: with `DEPLOYKIT_FAULT_KILL_AFTER=<step>` the process
+/// SIGKILLs itself after that step's action ran and before its `done` row is written — the
+/// worst moment, since the action happened but the journal does not say so.
+fn crash_point(step: &str) {
+    if std::env::var(crate::env_vars::EnvVars::FAULT_KILL_AFTER).as_deref() == Ok(step) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &std::process::id().to_string()])
+            .status();
+        std::process::abort();
     }
 }
 
@@ -395,9 +415,12 @@ pub async fn set_feeds(
     .await
 }
 
+/// `color` takes orders and trades, running `strategies` (the ones the colour it replaces ran);
+/// read back.
 pub async fn activate(
     ctx: &Ctx,
     color: Color,
+    strategies: &Strategies,
 ) -> std::result::Result<(String, serde_json::Value), String> {
     let clients = ctx.clients(color, &[Role::TradingEngine, Role::Oms]);
     admin_all(&clients, "resume orders", |c| async move {
@@ -407,7 +430,131 @@ pub async fn activate(
     admin_all(&clients, "trading activated", |c| async move {
         c.set_trading(true).await
     })
-    .await
+    .await?;
+    let engines = ctx.clients(color, &[Role::TradingEngine]);
+    for c in &engines {
+        for (name, st) in strategies.iter().filter(|(_, s)| s.active) {
+            c.set_strategy(name, st)
+                .await
+                .map_err(|e| format!("strategy {name} on {}: {e}", c.base()))?;
+        }
+    }
+    for c in &clients {
+        let st = c
+            .admin_state()
+            .await
+            .map_err(|e| format!("read back {}: {e}", c.base()))?;
+        if !st.trading_active || !st.accepting_orders {
+            return Err(format!(
+                "read back {}: trading_active={} accepting_orders={}",
+                c.base(),
+                st.trading_active,
+                st.accepting_orders
+            ));
+        }
+    }
+    Ok((
+        format!(
+            "{color} takes orders and trades on {} service(s) (read back); strategies: {}",
+            clients.len(),
+            describe_strategies(strategies)
+        ),
+        serde_json::json!({ "strategies": strategies }),
+    ))
+}
+
+/// `MM_EQ_001 100%, STAT_ARB_PAIRS_001 50%`, or `none`.
+pub fn describe_strategies(s: &Strategies) -> String {
+    let on: Vec<String> = s
+        .iter()
+        .filter(|(_, s)| s.active)
+        .map(|(n, s)| format!("{n} {}%", s.size_pct))
+        .collect();
+    if on.is_empty() {
+        "none".into()
+    } else {
+        on.join(", ")
+    }
+}
+
+/// The strategies active on any of `color`'s trading engines (the largest size wins).
+pub async fn active_strategies(ctx: &Ctx, color: Color) -> std::result::Result<Strategies, String> {
+    let mut out = Strategies::new();
+    for c in ctx.clients(color, &[Role::TradingEngine]) {
+        let st = c
+            .admin_state()
+            .await
+            .map_err(|e| format!("{}: {e}", c.base()))?;
+        for (name, s) in st.strategies.into_iter().filter(|(_, s)| s.active) {
+            let keep = out.get(&name).is_none_or(|o| o.size_pct < s.size_pct);
+            if keep {
+                out.insert(name, s);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `color` becomes a standby: refuses orders, trading off, every strategy off — read back on
+/// each service. A service that cannot be reached is named, not failed on: it trades nothing
+/// while down, and the cutover must not be undone for a colour that is gone.
+pub async fn standby(
+    ctx: &Ctx,
+    color: Color,
+) -> std::result::Result<(String, serde_json::Value), String> {
+    let clients = ctx.clients(color, &[Role::TradingEngine, Role::Oms]);
+    let mut down = vec![];
+    let mut stopped = 0;
+    for c in &clients {
+        let st = match c.admin_state().await {
+            Ok(st) => st,
+            Err(e) if e.is_unreachable() => {
+                down.push(c.base().to_string());
+                continue;
+            }
+            Err(e) => return Err(format!("{}: {e}", c.base())),
+        };
+        let fail = |e: crate::http::HttpError| format!("{}: {e}", c.base());
+        c.stop_orders().await.map_err(fail)?;
+        c.set_trading(false).await.map_err(fail)?;
+        for (name, s) in st.strategies.iter().filter(|(_, s)| s.active) {
+            let off = crate::contract::Strategy {
+                active: false,
+                size_pct: s.size_pct,
+            };
+            c.set_strategy(name, &off).await.map_err(fail)?;
+        }
+        let after = c.admin_state().await.map_err(fail)?;
+        let still: Vec<&String> = after
+            .strategies
+            .iter()
+            .filter(|(_, s)| s.active)
+            .map(|(n, _)| n)
+            .collect();
+        if after.trading_active || after.accepting_orders || !still.is_empty() {
+            return Err(format!(
+                "read back {}: still trading_active={} accepting_orders={} strategies on {still:?}",
+                c.base(),
+                after.trading_active,
+                after.accepting_orders
+            ));
+        }
+        stopped += 1;
+    }
+    let mut msg = format!(
+        "{color} is a standby: orders refused, trading and strategies off on {stopped}/{} service(s) (read back)",
+        clients.len()
+    );
+    if !down.is_empty() {
+        tracing::warn!(
+            "{color} standby: unreachable {down:?}; check they stay off when they return"
+        );
+        msg.push_str(&format!(
+            "; unreachable (not trading while down, check before restarting): {}",
+            down.join(", ")
+        ));
+    }
+    Ok((msg, serde_json::json!({ "unreachable": down })))
 }
 
 /// The rollback: stop trading on `bad` → traffic back to `good` (one prepared transaction per
@@ -417,6 +564,7 @@ pub async fn rollback(
     good: Color,
     bad: Color,
     skip: &[String],
+    strategies: &Strategies,
 ) -> Result<bool> {
     let ctx = r.ctx;
     // Prepared before anything else, so the decision costs one transaction.
@@ -438,6 +586,15 @@ pub async fn rollback(
                 if c.set_trading(false).await.is_ok() {
                     n += 1;
                 }
+                if let Ok(st) = c.admin_state().await {
+                    for (name, s) in st.strategies.iter().filter(|(_, s)| s.active) {
+                        let off = crate::contract::Strategy {
+                            active: false,
+                            size_pct: s.size_pct,
+                        };
+                        let _ = c.set_strategy(name, &off).await;
+                    }
+                }
             }
             // The colour we return to must take orders the moment traffic arrives.
             admin_all(&goods, "resume orders", |c| async move {
@@ -446,7 +603,7 @@ pub async fn rollback(
             .await?;
             Ok((
                 format!(
-                    "trading deactivated on {n}/{} {bad} service(s); {good} accepts orders",
+                    "trading and strategies off on {n}/{} {bad} service(s); {good} accepts orders",
                     clients.len()
                 ),
                 serde_json::json!({}),
@@ -471,7 +628,9 @@ pub async fn rollback(
     }
     if !done("reactivate") {
         ok &= r
-            .step("reactivate", || async { activate(ctx, good).await })
+            .step("reactivate", || async {
+                activate(ctx, good, strategies).await
+            })
             .await?;
     }
     if !done("drain_new") {
@@ -509,23 +668,9 @@ pub async fn rollback(
             .await?;
     }
     if !done("stop_new") {
-        let clients = ctx.clients(bad, &[Role::TradingEngine, Role::Oms]);
-        r.step("stop_new", || async {
-            let mut n = 0;
-            for c in &clients {
-                if c.stop_orders().await.is_ok() {
-                    n += 1;
-                }
-            }
-            Ok((
-                format!(
-                    "{bad} stopped accepting orders on {n}/{} service(s)",
-                    clients.len()
-                ),
-                serde_json::json!({}),
-            ))
-        })
-        .await?;
+        ok &= r
+            .step("stop_new", || async { standby(ctx, bad).await })
+            .await?;
     }
     r.finish(if ok {
         "rolled back"

@@ -102,11 +102,7 @@ async fn required_tables(c: &tokio_postgres::Client, tables: &[String]) -> Check
             Ok(r) if r.get::<_, bool>(0) => {}
             Ok(_) => missing.push(t.clone()),
             Err(e) => {
-                return Check::fail(
-                    G,
-                    "Required tables exist",
-                    crate::redact::redact(&e.to_string()),
-                );
+                return Check::fail(G, "Required tables exist", crate::db::describe(&e));
             }
         }
     }
@@ -138,7 +134,7 @@ async fn orphans(c: &tokio_postgres::Client) -> Check {
         .await
     {
         Ok(r) => r,
-        Err(e) => return Check::fail(G, name, crate::redact::redact(&e.to_string())),
+        Err(e) => return Check::fail(G, name, crate::db::describe(&e)),
     };
     let mut bad = vec![];
     for fk in &fks {
@@ -165,10 +161,7 @@ async fn orphans(c: &tokio_postgres::Client) -> Check {
                     bad.push(format!("{child}.{con}: {n} row(s) without a {parent}"));
                 }
             }
-            Err(e) => bad.push(format!(
-                "{child}.{con}: {}",
-                crate::redact::redact(&e.to_string())
-            )),
+            Err(e) => bad.push(format!("{child}.{con}: {}", crate::db::describe(&e))),
         }
     }
     if bad.is_empty() {
@@ -195,7 +188,7 @@ async fn simple(
                 Check::fail(G, name, format!("{prefix}{list}")).hint(hint.to_string())
             }
         }
-        Err(e) => Check::fail(G, name, crate::redact::redact(&e.to_string())),
+        Err(e) => Check::fail(G, name, crate::db::describe(&e)),
     }
 }
 
@@ -219,11 +212,7 @@ async fn row_counts(c: &tokio_postgres::Client, tables: &[String]) -> Check {
                 parts.push(format!("{t} {n}"));
             }
             Err(e) => {
-                return Check::fail(
-                    G,
-                    "Row counts",
-                    format!("{t}: {}", crate::redact::redact(&e.to_string())),
-                );
+                return Check::fail(G, "Row counts", format!("{t}: {}", crate::db::describe(&e)));
             }
         }
     }
@@ -249,6 +238,6 @@ async fn replication(c: &tokio_postgres::Client) -> Check {
                 Check::ok(G, name).message(format!("{n} replica(s), max replay lag {lag:.2} s"))
             }
         }
-        Err(e) => Check::fail(G, name, crate::redact::redact(&e.to_string())),
+        Err(e) => Check::fail(G, name, crate::db::describe(&e)),
     }
 }

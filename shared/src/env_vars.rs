@@ -25,6 +25,9 @@ impl EnvVars {
     pub const NOTIFY_WEBHOOK: &'static str = "DEPLOYKIT_NOTIFY_WEBHOOK";
     /// Forces colour on (`always`) or off (`never`) regardless of the terminal.
     pub const COLOR: &'static str = "DEPLOYKIT_COLOR";
+    /// Fault injection for tests: a cutover SIGKILLs itself after this step's action, before
+    /// journaling it done.
+    pub const FAULT_KILL_AFTER: &'static str = "DEPLOYKIT_FAULT_KILL_AFTER";
 
     /// `(name, meaning)` rows for the docs.
     pub const ALL: &'static [(&'static str, &'static str)] = &[
@@ -42,5 +45,9 @@ impl EnvVars {
             "default notification webhook URL variable (notify)",
         ),
         (Self::COLOR, "always|never|auto colour on stdout"),
+        (
+            Self::FAULT_KILL_AFTER,
+            "tests only: cutover kills itself (-9) after this step's action",
+        ),
     ];
 }

@@ -1,12 +1,27 @@
-//! The deploy journal: each step of a cutover (or rollback) is written durably before and after
-//! it runs — in the environment's PostgreSQL (`deploy_journal`) when one is configured, else in a
-//! local JSON-lines file — so a crashed run can be resumed or reversed from any step. It also
-//! holds the per-environment lock that refuses a second cutover (exit 5).
+//! The deploy journal and the environment lock.
+//!
+//! Each step of a cutover (or rollback, rollout) is written durably before and after it runs —
+//! in the environment's PostgreSQL (`deploy_journal`) when one is configured, else in a
+//! JSON-lines file at the environment's journal directory — so a crashed run can be resumed or
+//! reversed from any step.
+//!
+//! Opening the journal takes the environment lock that every tool which changes the
+//! environment holds (cutover, strategy_rollout, maintenance_mode): a second one exits 5 naming
+//! the holder. With PostgreSQL the lock is a session advisory lock *and* a lease row
+//! (`deploy_lock`: tool, pid, host, heartbeat): the holder heartbeats every
+//! [`HEARTBEAT`] on the lock's connection and, the moment that fails, cancels its run, which
+//! then changes nothing more; a newcomer that finds the advisory lock free but a lease whose
+//! process still lives (same host) or whose heartbeat is fresh (another host) is refused. The
+//! file journal is locked with an OS lock (`flock`) on a file that names its holder.
+//! docs/decisions/0013-environment-lock.md.
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 const CREATE: &str = "
 CREATE TABLE IF NOT EXISTS deploy_journal (
@@ -20,7 +35,23 @@ CREATE TABLE IF NOT EXISTS deploy_journal (
     state        text NOT NULL,
     detail       text NOT NULL DEFAULT '',
     at           timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE TABLE IF NOT EXISTS deploy_lock (
+    environment  text PRIMARY KEY,
+    token        text NOT NULL,
+    tool         text NOT NULL,
+    pid          integer NOT NULL,
+    host         text NOT NULL,
+    backend_pid  integer NOT NULL,
+    since        timestamptz NOT NULL DEFAULT clock_timestamp(),
+    heartbeat    timestamptz NOT NULL DEFAULT clock_timestamp()
 )";
+
+/// How often the holder proves it still has the lock's session.
+pub const HEARTBEAT: Duration = Duration::from_millis(500);
+/// How long a lease from another host counts as held after its last heartbeat (its process
+/// cannot be asked whether it lives).
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
@@ -37,16 +68,110 @@ pub struct Entry {
     pub at: String,
 }
 
-pub enum Journal {
-    Pg(tokio_postgres::Client),
-    File { path: PathBuf, lock: std::fs::File },
+/// `--journal-dir`, shared by every tool that reads or writes the file journal.
+#[derive(Debug, Clone, clap::Args)]
+pub struct JournalArgs {
+    /// Where the journal and its lock live when the environment has no database [default: the
+    /// environment's `journal_dir`, else `.deploykit` beside the config file].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub journal_dir: Option<PathBuf>,
+}
+
+impl JournalArgs {
+    /// One place per environment whatever the working directory: the flag, else the config's
+    /// `journal_dir` (relative to the config file), else `.deploykit` beside the config file.
+    pub fn dir(&self, ctx: &crate::cli::Context) -> Result<PathBuf> {
+        if let Some(d) = &self.journal_dir {
+            return Ok(d.clone());
+        }
+        let base = ctx
+            .config
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
+        Ok(match &ctx.env()?.journal_dir {
+            Some(d) => base.join(d),
+            None => base.join(".deploykit"),
+        })
+    }
+}
+
+/// Who holds an environment lock: enough for an operator to find it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Holder {
+    pub tool: String,
+    pub pid: u32,
+    pub host: String,
+    pub since: String,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (pid {} on {}, since {})",
+            self.tool, self.pid, self.host, self.since
+        )
+    }
+}
+
+impl Holder {
+    fn me(tool: &str) -> Holder {
+        Holder {
+            tool: tool.into(),
+            pid: std::process::id(),
+            host: hostname(),
+            since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }
+    }
+
+    /// On this host, whether the holder's process still runs (its pid names the same tool,
+    /// so a recycled pid is not mistaken for it). `None` on another host.
+    fn alive_here(&self) -> Option<bool> {
+        if self.host != hostname() {
+            return None;
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", self.pid));
+        let short: String = self.tool.chars().take(15).collect();
+        Some(comm.is_ok_and(|c| c.trim() == short))
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+enum Store {
+    Pg(Arc<tokio_postgres::Client>),
+    File(PathBuf),
+}
+
+/// The held lock; `lost` is set (with why) when the PostgreSQL session behind it went away.
+enum Lock {
+    Pg {
+        key: i64,
+        token: String,
+        heartbeat: tokio::task::JoinHandle<()>,
+    },
+    File(std::fs::File),
+}
+
+pub struct Journal {
+    store: Store,
+    lock: Lock,
+    env_name: String,
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 fn db_err(e: tokio_postgres::Error) -> Error {
-    Error::unreachable(
-        "PostgreSQL (deploy journal)",
-        crate::redact::redact(&e.to_string()),
-    )
+    crate::db::error("PostgreSQL (deploy journal)", &e)
 }
 
 fn lock_key(env: &str) -> i64 {
@@ -55,58 +180,172 @@ fn lock_key(env: &str) -> i64 {
     i64::from_str_radix(&h[..15], 16).unwrap_or(42)
 }
 
+/// Serialises the journal's CREATEs: two first-ever runs at once would otherwise race on the
+/// catalog and one fail with a unique violation instead of a clean exit 5.
+const DDL_KEY: i64 = 0x6465_706c_6f79_6a; // "deployj"
+
 impl Journal {
-    /// Open the journal and take the environment's cutover lock (exit 5 if another run has it).
+    /// Open the journal and take the environment lock for `tool` (exit 5 naming the holder if
+    /// another run has it). `on_lost` is cancelled if the lock is lost while held.
     pub async fn open(
+        tool: &str,
         env_name: &str,
         env: &crate::config::Environment,
-        timeout: std::time::Duration,
+        timeout: Duration,
         file_dir: PathBuf,
+        on_lost: CancellationToken,
     ) -> Result<Journal> {
         if env.database.is_some()
             && let Ok(url) = env.database_url()
         {
             let c = crate::db::connect(&url, timeout).await?;
-            return Journal::open_pg(c, env_name).await;
+            return Journal::open_pg(c, tool, env_name, on_lost).await;
         }
         std::fs::create_dir_all(&file_dir)
             .map_err(|e| Error::io("create journal directory", &file_dir, e))?;
         let path = file_dir.join(format!("journal-{env_name}.jsonl"));
         let lock_path = file_dir.join(format!("journal-{env_name}.lock"));
-        let lock = std::fs::OpenOptions::new()
+        let mut lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
             .open(&lock_path)
             .map_err(|e| Error::io("open journal lock", &lock_path, e))?;
-        match lock.try_lock() {
-            Ok(()) => Ok(Journal::File { path, lock }),
-            Err(_) => Err(Error::Conflict(format!(
-                "another cutover on {env_name} holds {}",
-                lock_path.display()
-            ))),
-        }
-    }
-
-    /// The PostgreSQL journal on an open connection: create the table if needed, take the lock.
-    pub async fn open_pg(c: tokio_postgres::Client, env_name: &str) -> Result<Journal> {
-        c.batch_execute(CREATE).await.map_err(db_err)?;
-        let got: bool = c
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&lock_key(env_name)])
-            .await
-            .map_err(db_err)?
-            .get(0);
-        if !got {
+        if lock.try_lock().is_err() {
+            let mut text = String::new();
+            let _ = lock.read_to_string(&mut text);
+            let who = serde_json::from_str::<Holder>(&text)
+                .map(|h| h.to_string())
+                .unwrap_or_else(|_| "another run".into());
             return Err(Error::Conflict(format!(
-                "another cutover on {env_name} holds the lock (deploy_journal); wait for it or check `cutover status`"
+                "the environment lock of {env_name} is held by {who} ({}); wait for it to finish, or check `cutover status`",
+                lock_path.display()
             )));
         }
-        Ok(Journal::Pg(c))
+        // Name the holder inside the locked file, for the next one to read.
+        let me = serde_json::to_string(&Holder::me(tool)).expect("json");
+        let _ = lock.set_len(0);
+        let _ = lock.rewind();
+        let _ = lock.write_all(me.as_bytes());
+        Ok(Journal {
+            store: Store::File(path),
+            lock: Lock::File(lock),
+            env_name: env_name.into(),
+            lost: Arc::default(),
+        })
+    }
+
+    /// The PostgreSQL journal on an open connection: create the tables if needed, take the
+    /// advisory lock and the lease, start the heartbeat.
+    pub async fn open_pg(
+        c: tokio_postgres::Client,
+        tool: &str,
+        env_name: &str,
+        on_lost: CancellationToken,
+    ) -> Result<Journal> {
+        c.batch_execute(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({DDL_KEY}); {CREATE}; COMMIT"
+        ))
+        .await
+        .map_err(db_err)?;
+        let key = lock_key(env_name);
+        let me = Holder::me(tool);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let got: bool = c
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                .await
+                .map_err(db_err)?
+                .get(0);
+            let lease = lease(&c, env_name).await?;
+            match (got, lease) {
+                (true, None) => break,
+                (true, Some((h, _, age))) => {
+                    // The previous holder lost its session. Its process may still be changing
+                    // things (it stops on its next heartbeat): refused while it can be alive.
+                    let alive = h.alive_here().unwrap_or(age < LEASE_TTL);
+                    if !alive {
+                        break;
+                    }
+                    c.query_one("SELECT pg_advisory_unlock($1)", &[&key])
+                        .await
+                        .map_err(db_err)?;
+                    return Err(Error::Conflict(format!(
+                        "the environment lock of {env_name} was lost by {h}, which may still be running (last heartbeat {:.1} s ago); it stops by itself — retry once it has exited, at most {} s from now",
+                        age.as_secs_f64(),
+                        LEASE_TTL.saturating_sub(age).as_secs()
+                    )));
+                }
+                (false, Some((h, backend, _)))
+                    if h.alive_here() == Some(false) && attempts < 20 =>
+                {
+                    // Killed (-9) on this host: its session may linger a moment; end it.
+                    tracing::info!("the lock holder {h} is dead: ending its database session");
+                    let _ = c
+                        .query_one("SELECT pg_terminate_backend($1)", &[&backend])
+                        .await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                (false, lease) => {
+                    let who = lease.map_or("another run".into(), |(h, _, _)| h.to_string());
+                    return Err(Error::Conflict(format!(
+                        "the environment lock of {env_name} is held by {who}; wait for it to finish, or check `cutover status`"
+                    )));
+                }
+            }
+        }
+        let token = format!("{}:{}:{}", me.host, me.pid, crate::cutover::now_ms());
+        c.execute(
+            "INSERT INTO deploy_lock (environment, token, tool, pid, host, backend_pid)
+             VALUES ($1, $2, $3, $4, $5, pg_backend_pid())
+             ON CONFLICT (environment) DO UPDATE SET token = $2, tool = $3, pid = $4, host = $5,
+                 backend_pid = pg_backend_pid(), since = clock_timestamp(), heartbeat = clock_timestamp()",
+            &[&env_name, &token, &tool, &(me.pid as i32), &me.host],
+        )
+        .await
+        .map_err(db_err)?;
+        let c = Arc::new(c);
+        let lost: Arc<Mutex<Option<String>>> = Arc::default();
+        let heartbeat = tokio::spawn(heartbeat(
+            c.clone(),
+            env_name.to_string(),
+            token.clone(),
+            lost.clone(),
+            on_lost,
+        ));
+        Ok(Journal {
+            store: Store::Pg(c),
+            lock: Lock::Pg {
+                key,
+                token,
+                heartbeat,
+            },
+            env_name: env_name.into(),
+            lost,
+        })
+    }
+
+    /// Why the lock was lost, if it was.
+    pub fn lost(&self) -> Option<String> {
+        self.lost.lock().expect("lost").clone()
+    }
+
+    fn lost_error(&self, why: &str) -> Error {
+        Error::Conflict(format!(
+            "lost the environment lock of {} ({why}): stopped, nothing more was changed; check `cutover status`, then resume or roll back",
+            self.env_name
+        ))
     }
 
     pub async fn write(&self, e: &Entry) -> Result<()> {
-        match self {
-            Journal::Pg(c) => {
+        // A run that lost its lock changes nothing more, not even the journal.
+        if let Some(why) = self.lost() {
+            return Err(self.lost_error(&why));
+        }
+        match &self.store {
+            Store::Pg(c) => {
                 c.execute(
                     // `at` empty (every tool): the database's clock; set: history being imported.
                     "INSERT INTO deploy_journal (run_id, environment, action, from_color, to_color, step, state, detail, at)
@@ -116,7 +355,7 @@ impl Journal {
                 .await
                 .map_err(db_err)?;
             }
-            Journal::File { path, .. } => {
+            Store::File(path) => {
                 let mut e = e.clone();
                 e.at = chrono::Utc::now().to_rfc3339();
                 let mut f = std::fs::OpenOptions::new()
@@ -136,29 +375,18 @@ impl Journal {
     /// Every entry of the environment's latest run of one of `actions` (cutover and rollback
     /// share a history; strategy_rollout has its own).
     pub async fn last_run(&self, env_name: &str, actions: &[&str]) -> Result<Vec<Entry>> {
-        match self {
+        Ok(match &self.store {
             // The database picks the run: the journal grows with every deploy.
-            Journal::Pg(c) => pg_entries(c, env_name, Some(actions)).await,
-            Journal::File { path, .. } => {
-                let all = file_entries(path, env_name);
-                let last = all
-                    .iter()
-                    .rev()
-                    .find(|e| actions.contains(&e.action.as_str()))
-                    .map(|e| e.run_id.clone());
-                Ok(all
-                    .into_iter()
-                    .filter(|e| Some(&e.run_id) == last.as_ref())
-                    .collect())
-            }
-        }
+            Store::Pg(c) => pg_entries(c, env_name, Some(actions)).await?,
+            Store::File(path) => last_of(file_entries(path, env_name), actions),
+        })
     }
 
     /// Every entry of the environment, oldest first.
     pub async fn entries(&self, env_name: &str) -> Result<Vec<Entry>> {
-        Ok(match self {
-            Journal::Pg(c) => pg_entries(c, env_name, None).await?,
-            Journal::File { path, .. } => file_entries(path, env_name),
+        Ok(match &self.store {
+            Store::Pg(c) => pg_entries(c, env_name, None).await?,
+            Store::File(path) => file_entries(path, env_name),
         })
     }
 
@@ -167,8 +395,8 @@ impl Journal {
     pub async fn read(
         env_name: &str,
         env: &crate::config::Environment,
-        timeout: std::time::Duration,
-        file_dir: &std::path::Path,
+        timeout: Duration,
+        file_dir: &Path,
     ) -> Result<Vec<Entry>> {
         if env.database.is_some()
             && let Ok(url) = env.database_url()
@@ -191,12 +419,145 @@ impl Journal {
         ))
     }
 
-    pub fn release(self) {
-        if let Journal::File { lock, .. } = &self {
-            let _ = lock.unlock();
+    /// Who holds the environment lock now, read without taking it (for `status`): `None` when
+    /// nobody does.
+    pub async fn holder(
+        env_name: &str,
+        env: &crate::config::Environment,
+        timeout: Duration,
+        file_dir: &Path,
+    ) -> Result<Option<Holder>> {
+        if env.database.is_some()
+            && let Ok(url) = env.database_url()
+        {
+            let c = crate::db::connect(&url, timeout).await?;
+            let exists: bool = c
+                .query_one("SELECT to_regclass('deploy_lock') IS NOT NULL", &[])
+                .await
+                .map_err(db_err)?
+                .get(0);
+            if !exists {
+                return Ok(None);
+            }
+            return Ok(lease(&c, env_name)
+                .await?
+                .and_then(|(h, _, age)| h.alive_here().unwrap_or(age < LEASE_TTL).then_some(h)));
         }
-        // The PG advisory lock goes with the session.
+        let path = file_dir.join(format!("journal-{env_name}.lock"));
+        let Ok(f) = std::fs::File::open(&path) else {
+            return Ok(None);
+        };
+        if f.try_lock_shared().is_ok() {
+            return Ok(None);
+        }
+        Ok(std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok()))
     }
+
+    /// Give the lock back. Err when it had been lost while held: the run stopped early.
+    pub async fn release(self) -> Result<()> {
+        let lost = self.lost();
+        match &self.lock {
+            Lock::Pg {
+                key,
+                token,
+                heartbeat,
+            } => {
+                heartbeat.abort();
+                if let Store::Pg(c) = &self.store
+                    && lost.is_none()
+                {
+                    let _ = c
+                        .execute(
+                            "DELETE FROM deploy_lock WHERE environment = $1 AND token = $2",
+                            &[&self.env_name, token],
+                        )
+                        .await;
+                    let _ = c.query_one("SELECT pg_advisory_unlock($1)", &[key]).await;
+                }
+            }
+            Lock::File(f) => {
+                let _ = f.set_len(0);
+                let _ = f.unlock();
+            }
+        }
+        match lost {
+            Some(why) => Err(self.lost_error(&why)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The lease row of `env_name`: holder, its backend pid, time since its last heartbeat.
+async fn lease(
+    c: &tokio_postgres::Client,
+    env_name: &str,
+) -> Result<Option<(Holder, i32, Duration)>> {
+    Ok(c
+        .query_opt(
+            "SELECT tool, pid, host, to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    backend_pid, extract(epoch FROM clock_timestamp() - heartbeat)::float8
+             FROM deploy_lock WHERE environment = $1",
+            &[&env_name],
+        )
+        .await
+        .map_err(db_err)?
+        .map(|r| {
+            let h = Holder {
+                tool: r.get(0),
+                pid: r.get::<_, i32>(1) as u32,
+                host: r.get(2),
+                since: r.get(3),
+            };
+            let age = Duration::from_secs_f64(r.get::<_, f64>(5).max(0.0));
+            (h, r.get(4), age)
+        }))
+}
+
+/// Prove every [`HEARTBEAT`] that the lease is still ours on a live session; the first time
+/// that fails, record why and cancel the run.
+async fn heartbeat(
+    c: Arc<tokio_postgres::Client>,
+    env_name: String,
+    token: String,
+    lost: Arc<Mutex<Option<String>>>,
+    on_lost: CancellationToken,
+) {
+    let mut every = tokio::time::interval(HEARTBEAT);
+    loop {
+        every.tick().await;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&env_name, &token];
+        let beat = c.execute(
+            "UPDATE deploy_lock SET heartbeat = clock_timestamp()
+             WHERE environment = $1 AND token = $2 AND backend_pid = pg_backend_pid()",
+            &params,
+        );
+        let why = match tokio::time::timeout(HEARTBEAT * 4, beat).await {
+            Ok(Ok(1)) => continue,
+            Ok(Ok(_)) => "its lease was taken over".to_string(),
+            Ok(Err(e)) => format!("its database session ended: {}", crate::db::describe(&e)),
+            Err(_) => format!("no heartbeat answer within {:?}", HEARTBEAT * 4),
+        };
+        tracing::error!(
+            "lost the environment lock of {env_name} ({why}): stopping; nothing more will be changed"
+        );
+        *lost.lock().expect("lost") = Some(why);
+        on_lost.cancel();
+        return;
+    }
+}
+
+/// The entries of the latest run that has an entry of one of `actions`.
+pub fn last_of(all: Vec<Entry>, actions: &[&str]) -> Vec<Entry> {
+    let last = all
+        .iter()
+        .rev()
+        .find(|e| actions.contains(&e.action.as_str()))
+        .map(|e| e.run_id.clone());
+    all.into_iter()
+        .filter(|e| Some(&e.run_id) == last.as_ref())
+        .collect()
 }
 
 /// Every entry of the environment, or with `last_of` only the latest run that has an entry of

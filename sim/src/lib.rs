@@ -59,6 +59,9 @@ pub struct SimConfig {
     /// Whether `POST /admin/config/reload` works; `false` answers 501, like a service that
     /// must be restarted to read its config.
     pub reload_supported: bool,
+    /// Start as a standby: trading deactivated until `POST /admin/trading/activate` (a colour
+    /// freshly deployed beside the live one trades nothing until a cutover activates it).
+    pub standby: bool,
 }
 
 impl Default for SimConfig {
@@ -72,6 +75,7 @@ impl Default for SimConfig {
             admin_token: None,
             tick_interval: Duration::from_millis(10),
             reload_supported: true,
+            standby: false,
         }
     }
 }

@@ -36,6 +36,9 @@ struct Args {
     /// must be restarted to pick up a new config).
     #[arg(long)]
     no_reload: bool,
+    /// Start as a standby: trading deactivated until POST /admin/trading/activate.
+    #[arg(long)]
+    standby: bool,
     /// Runtime worker threads (1 = a single-threaded runtime: lowest latency on one pinned core).
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
             risk_limits: args.risk_limits,
             admin_token: std::env::var(&args.admin_token_env).ok().filter(|t| !t.is_empty()),
             reload_supported: !args.no_reload,
+            standby: args.standby,
             tick_interval: std::time::Duration::from_millis(args.tick_ms.max(1)),
         };
         let handle = match trading_sim::serve(cfg.clone()).await {

@@ -416,6 +416,7 @@ impl AppState {
                 })
                 .collect();
         let metrics = Metrics::new();
+        let trading_active = !cfg.standby;
         // Every label set exists from the start (at 0), so /metrics and rate() never depend on
         // whether the first tick or order has happened yet.
         for (feed, _) in FEEDS {
@@ -445,7 +446,7 @@ impl AppState {
             last_reload_error: Mutex::new(None),
             admin: Mutex::new(AdminState {
                 accepting_orders: true,
-                trading_active: true,
+                trading_active,
                 maintenance: None,
                 feed_source: FeedSource::Staging,
                 strategies,

@@ -242,7 +242,9 @@ async fn the_postgres_journal_reads_the_same_without_taking_the_cutover_lock() {
         .await
         .unwrap();
     tokio::spawn(conn);
-    let j = Journal::open_pg(c, "local").await.unwrap();
+    let j = Journal::open_pg(c, "cutover", "local", Default::default())
+        .await
+        .unwrap();
     for e in entries(chrono::Utc::now() - chrono::Duration::hours(3)) {
         j.write(&e).await.unwrap();
     }
@@ -255,5 +257,5 @@ async fn the_postgres_journal_reads_the_same_without_taking_the_cutover_lock() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!r.all().contains(&db.url), "the URL never appears");
     assert_history(&r.stdout);
-    j.release();
+    j.release().await.unwrap();
 }

@@ -2,15 +2,14 @@
 
 use crate::cli::{CommonArgs, Context, DryRunArgs, Tool};
 use crate::config::{Color, Role, parse_duration};
-use crate::cutover::{self as co, BASELINE_STEP, Ctx, Runner};
+use crate::cutover::{self as co, BASELINE_STEP, Ctx, Runner, STRATEGIES_STEP, Strategies};
 use crate::error::{Error, Result};
-use crate::journal::Journal;
+use crate::journal::{Journal, JournalArgs};
 use crate::metrics;
 use crate::report::{Check, Report};
 use crate::smoke::{self, Group, Target};
 use crate::watch;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// The journal actions whose history `cutover rollback` and `--resume` read.
@@ -27,9 +26,8 @@ pub struct Args {
     #[command(flatten)]
     pub dry: DryRunArgs,
 
-    /// Where the journal lives when the environment has no database.
-    #[arg(long, global = true, value_name = "DIR", default_value = ".deploykit")]
-    pub journal_dir: PathBuf,
+    #[command(flatten)]
+    pub journal: JournalArgs,
 
     #[command(subcommand)]
     pub command: Command,
@@ -111,14 +109,16 @@ impl Tool for Args {
             ));
         }
         let token = env.admin_token().ok();
+        // The run's own token: signals cancel it, and so does losing the environment lock.
         let c = Ctx::new(
             ctx.env_name.as_str(),
             env.clone(),
             token.clone(),
             ctx.timeout,
-            ctx.cancel.clone(),
+            ctx.cancel.child_token(),
             self.dry.dry_run,
         );
+        let journal_dir = self.journal.dir(&ctx)?;
         let mut report = ctx.report();
         match &self.command {
             Command::Status => {
@@ -134,12 +134,23 @@ impl Tool for Args {
                         ),
                     });
                 }
-                report.push(match co::agreed(&live) {
+                let agreed = co::agreed(&live);
+                report.push(match &agreed {
                     Ok(col) => Check::ok("status", "Load balancers agree")
                         .message(format!("{col} is live")),
                     Err(e) => Check::fail("status", "Load balancers agree", e)
                         .hint("finish or roll back the cutover: cutover rollback"),
                 });
+                let entries =
+                    Journal::read(ctx.env_name.as_str(), &env, ctx.timeout, &journal_dir).await?;
+                let holder =
+                    Journal::holder(ctx.env_name.as_str(), &env, ctx.timeout, &journal_dir).await?;
+                report.push(last_run_check(&entries, holder.as_ref()));
+                if let Ok(live) = agreed {
+                    for ch in trading_checks(&c, live).await {
+                        report.push(ch);
+                    }
+                }
             }
             Command::Warmup { to, rounds } => warmup(&c, *to, *rounds, &mut report).await,
             Command::Verify { to, expect_version } => {
@@ -192,10 +203,12 @@ impl Tool for Args {
                     return Ok(report);
                 }
                 let journal = Journal::open(
+                    Self::NAME,
                     ctx.env_name.as_str(),
                     &env,
                     ctx.timeout,
-                    self.journal_dir.clone(),
+                    journal_dir.clone(),
+                    c.cancel.clone(),
                 )
                 .await?;
                 let r = run(
@@ -211,7 +224,8 @@ impl Tool for Args {
                     &mut report,
                 )
                 .await;
-                journal.release();
+                // A lost lock explains whatever stopped the run; it is the error to report.
+                journal.release().await?;
                 r?;
             }
             Command::Rollback { to } => {
@@ -224,10 +238,12 @@ impl Tool for Args {
                     env.admin_token()?;
                 }
                 let journal = Journal::open(
+                    Self::NAME,
                     ctx.env_name.as_str(),
                     &env,
                     ctx.timeout,
-                    self.journal_dir.clone(),
+                    journal_dir.clone(),
+                    c.cancel.clone(),
                 )
                 .await?;
                 let last = journal
@@ -249,6 +265,12 @@ impl Tool for Args {
                         ));
                     }
                 };
+                // The strategies to give back: the ones the rolled-back run recorded, else the
+                // ones the bad colour runs now (it took them over).
+                let strategies = match recorded_strategies(&last) {
+                    Some(s) => s,
+                    None => co::active_strategies(&c, bad).await.unwrap_or_default(),
+                };
                 let run_id = format!("rollback-{}", co::now_ms());
                 let mut r = Runner {
                     ctx: &c,
@@ -259,13 +281,133 @@ impl Tool for Args {
                     to: good,
                     report: &mut report,
                 };
-                let res = co::rollback(&mut r, good, bad, &[]).await;
-                journal.release();
+                let res = async {
+                    r.note(
+                        STRATEGIES_STEP,
+                        "done",
+                        &serde_json::to_string(&strategies).expect("json"),
+                    )
+                    .await?;
+                    co::rollback(&mut r, good, bad, &[], &strategies).await
+                }
+                .await;
+                journal.release().await?;
                 res?;
             }
         }
         Ok(report)
     }
+}
+
+/// Whether the journal's last cutover or rollback finished: an interrupted one is not a state to
+/// call healthy, whatever HAProxy says.
+fn last_run_check(
+    entries: &[crate::journal::Entry],
+    holder: Option<&crate::journal::Holder>,
+) -> Check {
+    const NAME: &str = "Last cutover finished";
+    let last = crate::journal::last_of(entries.to_vec(), CUTOVER_ACTIONS);
+    let Some(first) = last.first() else {
+        return Check::ok("status", NAME).message("no cutover in the journal");
+    };
+    let what = format!(
+        "{} ({} {} → {})",
+        first.run_id, first.action, first.from_color, first.to_color
+    );
+    if let Some(end) = last.iter().find(|e| e.state == "finished") {
+        return Check::ok("status", NAME).message(format!("{what}: {} at {}", end.detail, end.at));
+    }
+    let step = last
+        .iter()
+        .rev()
+        .find(|e| {
+            co::RUN_STEPS.contains(&e.step.as_str())
+                || co::ROLLBACK_STEPS.contains(&e.step.as_str())
+        })
+        .map_or("before its first step".to_string(), |e| {
+            format!("at {} ({})", e.step, e.state)
+        });
+    match holder {
+        Some(h) if h.tool == Args::NAME => {
+            Check::ok("status", NAME).message(format!("{what} in progress, {step}, run by {h}"))
+        }
+        _ => {
+            let resume = if first.action == "cutover" {
+                format!(
+                    "cutover run --to {} --resume continues it; cutover rollback returns to {}",
+                    first.to_color, first.from_color
+                )
+            } else {
+                format!("cutover rollback --to {} finishes it", first.to_color)
+            };
+            Check::fail("status", NAME, format!("{what} was interrupted {step}")).hint(resume)
+        }
+    }
+}
+
+/// The live colour trades and takes orders; the standby trades nothing (no strategy, trading
+/// off). A standby that cannot be read is said, not passed.
+async fn trading_checks(c: &Ctx, live: Color) -> Vec<Check> {
+    let mut out = vec![];
+    for (color, name) in [
+        (live, format!("{live} (live) trades")),
+        (
+            live.other(),
+            format!("{} (standby) does not trade", live.other()),
+        ),
+    ] {
+        let mut bad = vec![];
+        let mut unread = vec![];
+        let clients = c.clients(color, &[Role::TradingEngine, Role::Oms]);
+        for cl in &clients {
+            match cl.admin_state().await {
+                Err(e) => unread.push(format!("{}: {e}", cl.base())),
+                Ok(st) => {
+                    let on: Vec<&String> = st
+                        .strategies
+                        .iter()
+                        .filter(|(_, s)| s.active)
+                        .map(|(n, _)| n)
+                        .collect();
+                    if color == live && (!st.trading_active || !st.accepting_orders) {
+                        bad.push(format!(
+                            "{}: trading_active={} accepting_orders={}",
+                            cl.base(),
+                            st.trading_active,
+                            st.accepting_orders
+                        ));
+                    }
+                    if color != live && (st.trading_active || !on.is_empty()) {
+                        bad.push(format!(
+                            "{}: trading_active={} strategies on {on:?}",
+                            cl.base(),
+                            st.trading_active
+                        ));
+                    }
+                }
+            }
+        }
+        out.push(if !bad.is_empty() {
+            Check::fail("status", name, bad.join("; ")).hint(if color == live {
+                "the live colour does not trade: maintenance_mode --status, or finish the cutover"
+            } else {
+                "the standby trades beside the live colour: cutover rollback, or stop it (POST /admin/trading/deactivate)"
+            })
+        } else if !unread.is_empty() {
+            Check::skip("status", name, format!("cannot read: {}", unread.join("; ")))
+        } else {
+            Check::ok("status", name).message(format!("{} service(s) read", clients.len()))
+        });
+    }
+    out
+}
+
+/// The strategies a run journaled before it changed anything.
+fn recorded_strategies(entries: &[crate::journal::Entry]) -> Option<Strategies> {
+    entries
+        .iter()
+        .find(|x| x.step == STRATEGIES_STEP && x.state == "done")
+        .and_then(|x| serde_json::from_str(&x.detail).ok())
 }
 
 fn parse_color(s: &str) -> Result<Color> {
@@ -381,6 +523,15 @@ fn plan_run(c: &Ctx, from: Color, to: Color, report: &mut Report) {
         "drain",
         format!("poll `show stat` scur+qcur of {from}'s servers and GET /admin/inflight until 0"),
     );
+    for cl in c.clients(from, &[Role::TradingEngine, Role::Oms]) {
+        push(
+            "standby",
+            format!(
+                "POST {0}/admin/trading/deactivate and /admin/strategies/NAME {{\"active\":false}} per active strategy; read back {0}/admin/state",
+                cl.base()
+            ),
+        );
+    }
     for l in &c.env.load_balancers {
         push(
             "switch",
@@ -404,7 +555,7 @@ fn plan_run(c: &Ctx, from: Color, to: Color, report: &mut Report) {
         push(
             "activate",
             format!(
-                "POST {0}/admin/orders/resume; POST {0}/admin/trading/activate",
+                "POST {0}/admin/orders/resume; POST {0}/admin/trading/activate; POST {0}/admin/strategies/NAME for each strategy {from} ran",
                 cl.base()
             ),
         );
@@ -479,6 +630,9 @@ async fn run(
     let mut run_id = format!("cutover-{}", co::now_ms());
     // The baseline the interrupted run sampled from the old colour before its switch.
     let mut saved_baseline: Option<metrics::Snapshot> = None;
+    let mut saved_strategies: Option<Strategies> = None;
+    // Whether the interrupted run may have moved traffic: its first step started.
+    let mut switched_already = false;
     if resume {
         let last = journal.last_run(&c.env_name, CUTOVER_ACTIONS).await?;
         match last.first() {
@@ -494,6 +648,10 @@ async fn run(
                     .iter()
                     .find(|x| x.step == BASELINE_STEP && x.state == "done")
                     .and_then(|x| serde_json::from_str(&x.detail).ok());
+                saved_strategies = recorded_strategies(&last);
+                // A step with `started` but no `done` may have acted: it is redone (every step
+                // is idempotent), and traffic may already have moved.
+                switched_already = last.iter().any(|x| x.step == "stop_new_orders");
                 done = last
                     .iter()
                     .filter(|x| x.state == "done")
@@ -517,7 +675,6 @@ async fn run(
     }
     // Prepare: nothing changes until every precondition holds.
     let live = co::live_colors(c).await?;
-    let switched_already = done.iter().any(|s| s == "stop_new_orders");
     if !switched_already {
         match co::agreed(&live) {
             Err(e) => {
@@ -573,6 +730,15 @@ async fn run(
             format!("baseline sampled from {from}"),
         ),
     };
+    // The strategies the old colour runs, recorded before anything changes: the new colour
+    // takes them over once the old one is a standby, and a rollback gives them back.
+    let strategies = match saved_strategies {
+        Some(s) => s,
+        None if switched_already => Strategies::new(),
+        None => co::active_strategies(c, from)
+            .await
+            .map_err(|e| Error::unreachable(format!("{from} services"), e))?,
+    };
     report.push(Check::ok("cutover", "prepare").message(format!(
         "{to} healthy{}; {base_from}; rollback prepared",
         expect_version
@@ -594,6 +760,14 @@ async fn run(
             BASELINE_STEP,
             "done",
             &serde_json::to_string(&base).expect("json"),
+        )
+        .await?;
+    }
+    if !is(STRATEGIES_STEP) {
+        r.note(
+            STRATEGIES_STEP,
+            "done",
+            &serde_json::to_string(&strategies).expect("json"),
         )
         .await?;
     }
@@ -637,6 +811,12 @@ async fn run(
             })
             .await?;
     }
+    if ok && !is("standby") {
+        // Before the new colour trades: the two never run the same strategy at once.
+        ok = r
+            .step("standby", || async { co::standby(c, from).await })
+            .await?;
+    }
     if ok && !is("feeds") {
         ok = r
             .step("feeds", || async { co::set_feeds(c, to).await })
@@ -644,7 +824,9 @@ async fn run(
     }
     if ok && !is("activate") {
         ok = r
-            .step("activate", || async { co::activate(c, to).await })
+            .step("activate", || async {
+                co::activate(c, to, &strategies).await
+            })
             .await?;
     }
     if ok && !is("watch") {
@@ -672,7 +854,7 @@ async fn run(
     }
     tracing::warn!("cutover failed: rolling back to {from}");
     r.action = "rollback";
-    let rolled = co::rollback(&mut r, from, to, &[]).await?;
+    let rolled = co::rollback(&mut r, from, to, &[], &strategies).await?;
     r.report.note(if rolled {
         format!("rolled back automatically: {from} is live")
     } else {

@@ -4,7 +4,7 @@ use crate::cli::{CommonArgs, Context, Tool};
 use crate::config::parse_span;
 use crate::deploy_report::{self as dr, Outcome};
 use crate::error::{Error, Result};
-use crate::journal::Journal;
+use crate::journal::{Journal, JournalArgs};
 use crate::report::{Check, Report};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,9 +27,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
 
-    /// Where the journal lives when the environment has no database.
-    #[arg(long, value_name = "DIR", default_value = ".deploykit")]
-    pub journal_dir: PathBuf,
+    #[command(flatten)]
+    pub journal: JournalArgs,
 }
 
 impl Tool for Args {
@@ -41,8 +40,13 @@ impl Tool for Args {
 
     async fn run(self, ctx: Context) -> Result<Report> {
         let env = ctx.env()?.clone();
-        let entries =
-            Journal::read(ctx.env_name.as_str(), &env, ctx.timeout, &self.journal_dir).await?;
+        let entries = Journal::read(
+            ctx.env_name.as_str(),
+            &env,
+            ctx.timeout,
+            &self.journal.dir(&ctx)?,
+        )
+        .await?;
         let now = chrono::Utc::now();
         let since = now - chrono::Duration::from_std(self.since).unwrap_or(chrono::Duration::MAX);
         let runs: Vec<dr::Run> = dr::runs(&entries)

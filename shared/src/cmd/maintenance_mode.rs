@@ -4,6 +4,7 @@ use crate::cli::{CommonArgs, Context, Tool};
 use crate::config::{Color, parse_duration};
 use crate::cutover::Ctx;
 use crate::error::Result;
+use crate::journal::{Journal, JournalArgs};
 use crate::maintenance;
 use crate::report::Report;
 use std::time::Duration;
@@ -41,6 +42,9 @@ pub struct Args {
     /// With --disable: also reactivate trading strategies.
     #[arg(long, requires = "disable")]
     pub resume_strategies: bool,
+
+    #[command(flatten)]
+    pub journal: JournalArgs,
 }
 
 impl Tool for Args {
@@ -58,18 +62,37 @@ impl Tool for Args {
             env.clone(),
             Some(token),
             ctx.timeout,
-            ctx.cancel.clone(),
+            ctx.cancel.child_token(),
             false,
         );
-        let color = crate::lb::target_color(&env, self.color, ctx.timeout).await?;
         let mut report = ctx.report();
-        if self.enable {
-            maintenance::enable(&c, color, &self.reason, self.deadline, &mut report).await?;
-        } else if self.disable {
-            maintenance::disable(&c, color, self.resume_strategies, &mut report).await?;
-        } else {
+        if self.status {
+            let color = crate::lb::target_color(&env, self.color, ctx.timeout).await?;
             maintenance::status(&c, color, &mut report).await?;
+            return Ok(report);
         }
+        // Changing the environment: the same lock a cutover or rollout holds, taken before the
+        // live colour is read so a cutover cannot move it underneath.
+        let journal = Journal::open(
+            Self::NAME,
+            ctx.env_name.as_str(),
+            &env,
+            ctx.timeout,
+            self.journal.dir(&ctx)?,
+            c.cancel.clone(),
+        )
+        .await?;
+        let r = async {
+            let color = crate::lb::target_color(&env, self.color, ctx.timeout).await?;
+            if self.enable {
+                maintenance::enable(&c, color, &self.reason, self.deadline, &mut report).await
+            } else {
+                maintenance::disable(&c, color, self.resume_strategies, &mut report).await
+            }
+        }
+        .await;
+        journal.release().await?;
+        r?;
         Ok(report)
     }
 }

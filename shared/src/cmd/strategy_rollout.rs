@@ -6,12 +6,11 @@ use crate::config::{Color, Role, parse_duration};
 use crate::contract::{Client, Strategy};
 use crate::cutover::{self as co, Ctx};
 use crate::error::{Error, Result, Signal};
-use crate::journal::{Entry, Journal};
+use crate::journal::{Entry, Journal, JournalArgs};
 use crate::report::{Check, Report};
 use crate::watch::{self, Failed};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const ACTION: &str = "strategy_rollout";
@@ -68,9 +67,8 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration, default_value = "5s", value_name = "DURATION")]
     pub baseline_window: Duration,
 
-    /// Where the journal lives when the environment has no database.
-    #[arg(long, value_name = "DIR", default_value = ".deploykit")]
-    pub journal_dir: PathBuf,
+    #[command(flatten)]
+    pub journal: JournalArgs,
 }
 
 /// What a rollout will do; journaled first so `--resume` repeats exactly this.
@@ -118,7 +116,7 @@ impl Tool for Args {
             env.clone(),
             Some(token),
             ctx.timeout,
-            ctx.cancel.clone(),
+            ctx.cancel.child_token(),
             self.dry.dry_run,
         );
         let mut report = ctx.report();
@@ -144,10 +142,12 @@ impl Tool for Args {
             return Ok(report);
         }
         let journal = Journal::open(
+            Self::NAME,
             ctx.env_name.as_str(),
             &env,
             ctx.timeout,
-            self.journal_dir.clone(),
+            self.journal.dir(&ctx)?,
+            c.cancel.clone(),
         )
         .await?;
         let result = async {
@@ -210,7 +210,7 @@ impl Tool for Args {
             outcome.map(|_| ())
         }
         .await;
-        journal.release();
+        journal.release().await?;
         result?;
         Ok(report)
     }

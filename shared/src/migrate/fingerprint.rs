@@ -2,7 +2,7 @@
 //! public schema (our history table left out), so `rehearse` can prove up → rollback → up
 //! returns to exactly the schema it started from.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 const QUERY: &str = "
 SELECT coalesce(string_agg(x, E'\\n' ORDER BY x), '') FROM (
@@ -29,7 +29,7 @@ pub async fn schema(c: &tokio_postgres::Client) -> Result<String> {
     let row = c
         .query_one(QUERY, &[])
         .await
-        .map_err(|e| Error::unreachable("PostgreSQL", crate::redact::redact(&e.to_string())))?;
+        .map_err(|e| crate::db::error("PostgreSQL", &e))?;
     Ok(row.get(0))
 }
 

@@ -43,7 +43,7 @@ pub struct Applied {
 }
 
 fn db_err(e: tokio_postgres::Error) -> Error {
-    Error::unreachable("PostgreSQL", crate::redact::redact(&e.to_string()))
+    crate::db::error("PostgreSQL", &e)
 }
 
 pub async fn exists(c: &tokio_postgres::Client) -> Result<bool> {

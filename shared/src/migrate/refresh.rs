@@ -142,14 +142,7 @@ pub fn ident(s: &str) -> String {
 }
 
 fn db_err(what: &str, e: tokio_postgres::Error) -> Error {
-    let detail = match e.as_db_error() {
-        Some(d) => format!("{}: {}", d.code().code(), d.message()),
-        None => e.to_string(),
-    };
-    Error::unreachable(
-        format!("PostgreSQL ({what})"),
-        crate::redact::redact(&detail),
-    )
+    crate::db::error(&format!("PostgreSQL ({what})"), &e)
 }
 
 /// Every ordinary table of the user schemas with its columns.

@@ -27,7 +27,7 @@ pub struct Limits {
 }
 
 fn db_err(e: tokio_postgres::Error) -> Error {
-    Error::unreachable("PostgreSQL", crate::redact::redact(&e.to_string()))
+    crate::db::error("PostgreSQL", &e)
 }
 
 /// Take the migration lock. `no_wait`: exit 5 at once if another run holds it; otherwise
@@ -225,11 +225,7 @@ fn describe(
                 d.code().code()
             )
         }
-        None => format!(
-            "{}: {}",
-            script.path.display(),
-            crate::redact::redact(&e.to_string())
-        ),
+        None => format!("{}: {}", script.path.display(), crate::db::describe(e)),
     }
 }
 
