@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// cutover through the shared stack helper, with a journal directory of the test's own.
-trait CutoverStack {
+pub(crate) trait CutoverStack {
     fn cutover_cmd(&self, args: &[&str]) -> std::process::Command;
     async fn cutover(&self, args: &[&str]) -> (i32, serde_json::Value, String);
 }
@@ -42,23 +42,23 @@ fn now_ms() -> i64 {
 }
 
 #[derive(Debug, Clone)]
-struct Sample {
-    sent: i64,
-    done: i64,
-    client_order_id: String,
-    result: Result<String, String>, // order colour, or the failure
+pub(crate) struct Sample {
+    pub(crate) sent: i64,
+    pub(crate) done: i64,
+    pub(crate) client_order_id: String,
+    pub(crate) result: Result<String, String>, // order colour, or the failure
 }
 
 /// Orders through HAProxy at `rate`/s (open loop, alternating sides so positions stay small),
 /// plus one long-lived keep-alive connection polling positions.
-struct Load {
+pub(crate) struct Load {
     stop: tokio_util::sync::CancellationToken,
     samples: Arc<Mutex<Vec<Sample>>>,
     long_lived: Arc<Mutex<(u64, Vec<String>)>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-fn start_load(url: &str, rate: u64) -> Load {
+pub(crate) fn start_load(url: &str, rate: u64) -> Load {
     let stop = tokio_util::sync::CancellationToken::new();
     let samples = Arc::new(Mutex::new(vec![]));
     let long_lived = Arc::new(Mutex::new((0u64, vec![])));
@@ -124,7 +124,7 @@ fn start_load(url: &str, rate: u64) -> Load {
 }
 
 impl Load {
-    async fn finish(self) -> (Vec<Sample>, (u64, Vec<String>)) {
+    pub(crate) async fn finish(self) -> (Vec<Sample>, (u64, Vec<String>)) {
         self.stop.cancel();
         for t in self.tasks {
             t.await.unwrap();
@@ -146,7 +146,7 @@ fn step_data(v: &serde_json::Value, step: &str, key: &str) -> i64 {
         .unwrap_or_else(|| panic!("no {key} in {step}"))
 }
 
-async fn orders_by_id(urls: &[String]) -> HashMap<String, usize> {
+pub(crate) async fn orders_by_id(urls: &[String]) -> HashMap<String, usize> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for u in urls {
         for o in client(u).orders("CLIENT-A").await.unwrap() {
@@ -484,7 +484,7 @@ async fn switched_under_load(watch: &str) -> (Stack, Load, std::process::Child) 
 }
 
 /// Waits (bounded, 20 s) until HAProxy answers from `color`.
-async fn until_live(st: &Stack, color: &str) {
+pub(crate) async fn until_live(st: &Stack, color: &str) {
     for _ in 0..400 {
         if let Ok(r) = reqwest::get(format!("{}/health", st.url("HAPROXY_URL"))).await
             && let Ok(v) = r.json::<serde_json::Value>().await
@@ -497,7 +497,7 @@ async fn until_live(st: &Stack, color: &str) {
     panic!("{color} never became live");
 }
 
-async fn finish(child: std::process::Child) -> (i32, serde_json::Value, String) {
+pub(crate) async fn finish(child: std::process::Child) -> (i32, serde_json::Value, String) {
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
@@ -508,7 +508,7 @@ async fn finish(child: std::process::Child) -> (i32, serde_json::Value, String) 
     )
 }
 
-fn check<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+pub(crate) fn check<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     v["checks"]
         .as_array()
         .unwrap_or_else(|| panic!("no checks in {v}"))

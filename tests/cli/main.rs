@@ -6,6 +6,7 @@ mod compare_metrics;
 mod config;
 mod contract;
 mod cutover;
+mod cutover_faults;
 mod db_migrate;
 mod deployment_report;
 mod exit_codes;
