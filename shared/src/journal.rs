@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS deploy_lock (
     pid          integer NOT NULL,
     host         text NOT NULL,
     backend_pid  integer NOT NULL,
+    proc_start   bigint NOT NULL DEFAULT 0,
     since        timestamptz NOT NULL DEFAULT clock_timestamp(),
     heartbeat    timestamptz NOT NULL DEFAULT clock_timestamp()
 )";
@@ -105,6 +106,10 @@ pub struct Holder {
     pub pid: u32,
     pub host: String,
     pub since: String,
+    /// The process's start time (clock ticks since boot, /proc/PID/stat): with the pid, it
+    /// names one process even after the pid is recycled.
+    #[serde(default)]
+    pub proc_start: u64,
 }
 
 impl std::fmt::Display for Holder {
@@ -124,19 +129,33 @@ impl Holder {
             pid: std::process::id(),
             host: hostname(),
             since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            proc_start: proc_start(std::process::id()).unwrap_or(0),
         }
     }
 
-    /// On this host, whether the holder's process still runs (its pid names the same tool,
-    /// so a recycled pid is not mistaken for it). `None` on another host.
+    /// On this host, whether the holder's process still runs (same pid *and* start time, so a
+    /// recycled pid is not mistaken for it). `None` on another host: only its lease can tell.
     fn alive_here(&self) -> Option<bool> {
         if self.host != hostname() {
             return None;
         }
-        let comm = std::fs::read_to_string(format!("/proc/{}/comm", self.pid));
-        let short: String = self.tool.chars().take(15).collect();
-        Some(comm.is_ok_and(|c| c.trim() == short))
+        Some(match proc_start(self.pid) {
+            None => false,
+            Some(t) => self.proc_start == 0 || t == self.proc_start,
+        })
     }
+}
+
+/// Field 22 of /proc/PID/stat (start time in clock ticks since boot); the fields are counted
+/// after the command name's closing parenthesis, since the name may hold spaces.
+fn proc_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
 fn hostname() -> String {
@@ -182,7 +201,7 @@ fn lock_key(env: &str) -> i64 {
 
 /// Serialises the journal's CREATEs: two first-ever runs at once would otherwise race on the
 /// catalog and one fail with a unique violation instead of a clean exit 5.
-const DDL_KEY: i64 = 0x6465_706c_6f79_6a; // "deployj"
+const DDL_KEY: i64 = 0x0064_6570_6c6f_796a; // "deployj"
 
 impl Journal {
     /// Open the journal and take the environment lock for `tool` (exit 5 naming the holder if
@@ -298,11 +317,19 @@ impl Journal {
         }
         let token = format!("{}:{}:{}", me.host, me.pid, crate::cutover::now_ms());
         c.execute(
-            "INSERT INTO deploy_lock (environment, token, tool, pid, host, backend_pid)
-             VALUES ($1, $2, $3, $4, $5, pg_backend_pid())
+            "INSERT INTO deploy_lock (environment, token, tool, pid, host, backend_pid, proc_start)
+             VALUES ($1, $2, $3, $4, $5, pg_backend_pid(), $6)
              ON CONFLICT (environment) DO UPDATE SET token = $2, tool = $3, pid = $4, host = $5,
-                 backend_pid = pg_backend_pid(), since = clock_timestamp(), heartbeat = clock_timestamp()",
-            &[&env_name, &token, &tool, &(me.pid as i32), &me.host],
+                 backend_pid = pg_backend_pid(), proc_start = $6, since = clock_timestamp(),
+                 heartbeat = clock_timestamp()",
+            &[
+                &env_name,
+                &token,
+                &tool,
+                &(me.pid as i32),
+                &me.host,
+                &(me.proc_start as i64),
+            ],
         )
         .await
         .map_err(db_err)?;
@@ -497,7 +524,7 @@ async fn lease(
     Ok(c
         .query_opt(
             "SELECT tool, pid, host, to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                    backend_pid, extract(epoch FROM clock_timestamp() - heartbeat)::float8
+                    backend_pid, extract(epoch FROM clock_timestamp() - heartbeat)::float8, proc_start
              FROM deploy_lock WHERE environment = $1",
             &[&env_name],
         )
@@ -509,6 +536,7 @@ async fn lease(
                 pid: r.get::<_, i32>(1) as u32,
                 host: r.get(2),
                 since: r.get(3),
+                proc_start: r.get::<_, i64>(6) as u64,
             };
             let age = Duration::from_secs_f64(r.get::<_, f64>(5).max(0.0));
             (h, r.get(4), age)

@@ -367,3 +367,68 @@ async fn the_file_journal_lock_holds_across_working_directories() {
     );
     assert!(!a.join(".deploykit").exists() && !b.join(".deploykit").exists());
 }
+
+/// Many first-ever runs at once on a fresh database (no journal tables yet): exactly one gets
+/// the environment lock, every other exits 5 naming it — never 4 from racing CREATE TABLEs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_ever_runs_at_once_one_wins_the_rest_exit_5() {
+    for round in 0..3 {
+        let db = crate::support::TestDb::new();
+        let opens = (0..6).map(|_| {
+            let url = db.url.clone();
+            async move {
+                let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                deploykit::journal::Journal::open_pg(c, "cutover", "local", Default::default())
+                    .await
+            }
+        });
+        let results = futures_util::future::join_all(opens).await;
+        let codes: Vec<u8> = results
+            .iter()
+            .map(|r| r.as_ref().map_or_else(|e| e.exit_code(), |_| 0))
+            .collect();
+        assert_eq!(
+            codes.iter().filter(|c| **c == 0).count(),
+            1,
+            "round {round}: {codes:?} {:?}",
+            results
+                .iter()
+                .filter_map(|r| r.as_ref().err())
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            codes.iter().all(|c| *c == 0 || *c == 5),
+            "round {round}: {codes:?}"
+        );
+        for r in results.into_iter().flatten() {
+            r.release().await.unwrap();
+        }
+    }
+}
+
+/// A PostgreSQL failure says the server's message, its SQLSTATE and what to do — not "db error".
+#[tokio::test]
+async fn postgres_errors_say_the_servers_message_and_what_to_do() {
+    let admin = crate::support::pg_admin_url();
+    let base = admin.rsplit_once('/').unwrap().0;
+    let url = deploykit::redact::Secret::new(format!("{base}/no_such_database_dk"));
+    let Err(e) = deploykit::db::connect(&url, Duration::from_secs(5)).await else {
+        panic!("no such database, yet connected");
+    };
+    let text = e.to_string();
+    assert!(text.contains("does not exist"), "{text}");
+    assert!(text.contains("SQLSTATE 3D000"), "{text}");
+    assert!(text.contains("createdb"), "{text}");
+    assert_eq!(e.exit_code(), 4);
+    // Nothing listening: the cause chain, not a bare "error connecting to server".
+    let url = deploykit::redact::Secret::new("postgres://postgres@127.0.0.1:9/x".to_string());
+    let Err(e) = deploykit::db::connect(&url, Duration::from_secs(5)).await else {
+        panic!("nothing listens on port 9, yet connected");
+    };
+    let text = e.to_string();
+    assert!(text.contains("refused"), "{text}");
+}
