@@ -189,6 +189,19 @@ fn verbosity(c: &CommonArgs) -> i8 {
     c.verbose as i8 - c.quiet as i8
 }
 
+/// CPU-bound work (parsing, linting) off the runtime, so a signal is still heard while it runs;
+/// on SIGINT/SIGTERM the work is abandoned (it changes nothing) and the tool returns at once.
+pub async fn blocking<T: Send + 'static>(
+    cancel: &CancellationToken,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    let work = tokio::task::spawn_blocking(f);
+    tokio::select! {
+        r = work => Ok(r.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))),
+        _ = cancel.cancelled() => Err(Error::Interrupted(Signal::Int)),
+    }
+}
+
 async fn run_with_signals<F>(fut: F, cancel: CancellationToken) -> Result<Report>
 where
     F: Future<Output = Result<Report>>,

@@ -684,6 +684,24 @@ fn odd_files_are_clear_errors_never_panics_or_silent_skips() {
             "lower-case `.sql`",
         ),
         ("V2__empty.sql", "", "no SQL statement"),
+        // Transaction control inside the runner's transaction: COMMIT used to commit half the
+        // file ("nothing applied" while its table stayed), ROLLBACK to record a table that
+        // never existed as applied.
+        (
+            "V2__commit.sql",
+            "CREATE TABLE half_t (id int);\nCOMMIT;\nCREATE TABLE other_t (id int);",
+            "V2__commit.sql:2",
+        ),
+        (
+            "V2__rollback_inside.sql",
+            "CREATE TABLE gone_t (id int);\n-- undo\nROLLBACK;",
+            "`ROLLBACK` in a migration that runs in one transaction",
+        ),
+        (
+            "V2__begin.sql",
+            "BEGIN;\nCREATE TABLE b_t (id int);\nEND;",
+            "no-transaction",
+        ),
         (
             "V2__comments.sql",
             "-- nothing yet\n-- later\n",
@@ -712,5 +730,106 @@ fn odd_files_are_clear_errors_never_panics_or_silent_skips() {
             "t",
             "{name}: nothing applied"
         );
+    }
+}
+
+/// ROLLBACK TO SAVEPOINT stays inside the transaction, and a no-transaction file may hold its
+/// own BEGIN … COMMIT: both run.
+#[test]
+fn savepoints_and_explicit_blocks_in_no_transaction_files_still_run() {
+    let f = fixture(
+        &[
+            (
+                "V1__sp.sql",
+                "CREATE TABLE sp_t (id int);\nSAVEPOINT a;\nINSERT INTO sp_t VALUES (1);\nROLLBACK TO SAVEPOINT a;",
+            ),
+            (
+                "V2__block.sql",
+                "-- deploykit: no-transaction\nBEGIN;\nCREATE TABLE blk_t (id int);\nCOMMIT;",
+            ),
+        ],
+        "",
+    );
+    let r = f.run(&["migrate"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(f.db.sql("SELECT count(*) FROM sp_t"), "0");
+    assert_eq!(f.db.sql("SELECT to_regclass('blk_t') IS NOT NULL"), "t");
+}
+
+/// A no-transaction file that fails part-way says statement by statement what ran (and stays),
+/// and the history holds a failed row saying so — never "nothing was applied".
+#[test]
+fn a_no_transaction_file_failing_part_way_says_what_ran() {
+    let f = fixture(
+        &[
+            ("V1__base.sql", "CREATE TABLE nt (v int);"),
+            (
+                "V2__idx.sql",
+                "-- deploykit: no-transaction\nCREATE INDEX CONCURRENTLY nt_a ON nt (v);\n\nCREATE INDEX CONCURRENTLY nt_b ON nt (no_such_column);\nCREATE INDEX CONCURRENTLY nt_c ON nt (v);\n",
+            ),
+        ],
+        "",
+    );
+    let r = f.run(&["migrate", "--format", "json"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let msg = crate::support::check_message(&r.stdout, "V2 idx");
+    assert!(msg.contains("V2__idx.sql:4:"), "{msg}");
+    assert!(msg.contains("statement 2 of 3 failed"), "{msg}");
+    assert!(msg.contains("1–1 (line 2) ran and stay applied"), "{msg}");
+    assert!(
+        !r.stdout.contains("nothing of this migration was applied"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(f.db.sql("SELECT to_regclass('nt_a') IS NOT NULL"), "t");
+    assert_eq!(f.db.sql("SELECT to_regclass('nt_c') IS NULL"), "t");
+    assert_eq!(
+        f.db.sql("SELECT success || ' ' || (detail LIKE '%statement 2 of 3 failed%') FROM deploykit_schema_history WHERE version = '2'"),
+        "false true"
+    );
+    // Not applied as far as the tools are concerned: fixed, it runs (idempotently) again.
+    f.write(
+        "V2__idx.sql",
+        "-- deploykit: no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS nt_a ON nt (v);\n\nCREATE INDEX CONCURRENTLY nt_b ON nt (v);\nCREATE INDEX CONCURRENTLY nt_c ON nt (v);\n",
+    );
+    let r = f.run(&["migrate"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        f.db.sql("SELECT version FROM schema_version ORDER BY installed_rank DESC LIMIT 1"),
+        "2"
+    );
+}
+
+/// `lint` of a 50 MB file is linear (it used to be quadratic: > 15 min) and a signal stops it
+/// at once with the documented code.
+#[test]
+fn lint_of_a_huge_file_is_interruptible() {
+    let stmt =
+        "CREATE TABLE IF NOT EXISTS t (id bigint PRIMARY KEY, name text NOT NULL DEFAULT 'x;y');\n";
+    let f = fixture(
+        &[("V1__huge.sql", &stmt.repeat(50_000_000 / stmt.len()))],
+        "",
+    );
+    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+        let mut cmd = std::process::Command::new(crate::support::bin("db_migrate"));
+        cmd.args([
+            "--config",
+            f.cfg.to_str().unwrap(),
+            "--migrations",
+            f.migrations.to_str().unwrap(),
+            "lint",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        let child = cmd.spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        let sent = Instant::now();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{signal}");
+        eprintln!("{signal}: exited {:?} after the signal", sent.elapsed());
     }
 }

@@ -106,11 +106,14 @@ impl Tool for Args {
     }
 
     async fn run(self, ctx: Context) -> Result<Report> {
-        let all = migrate::load_dir(&self.migrations)?;
+        let dir = self.migrations.clone();
+        let all = crate::cli::blocking(&ctx.cancel, move || migrate::load_dir(&dir)).await??;
         let mut report = ctx.report();
         match &self.command {
             Command::Lint => {
-                let findings = migrate::lint::lint(&all);
+                let files = all.clone();
+                let findings =
+                    crate::cli::blocking(&ctx.cancel, move || migrate::lint::lint(&files)).await?;
                 for m in &all {
                     let mine: Vec<_> = findings
                         .iter()
@@ -568,6 +571,11 @@ impl Args {
                         report.push(Check::fail("migrations", name, msg).hint("nothing of this migration was applied; fix it and run migrate again").took(start.elapsed()));
                         break;
                     }
+                    Err(run::StepError::PartlyApplied(msg)) => {
+                        run::record_failure(&client, m, &msg).await?;
+                        report.push(Check::fail("migrations", name, msg).hint("the statements that ran stay applied and the history holds a failed row for this version: make them idempotent (IF NOT EXISTS) or undo them, fix the failing one, and run migrate again").took(start.elapsed()));
+                        break;
+                    }
                 }
             }
             Ok(())
@@ -622,7 +630,7 @@ impl Args {
                 match run::step(&mut client, pid, monitor.clone(), d, &limits, &run::record_rollback(a)).await {
                     Ok(stats) => report.push(run::stats_check(name, "rolled back", &stats).took(start.elapsed())),
                     Err(run::StepError::Db(e)) => return Err(e),
-                    Err(run::StepError::Sql(msg) | run::StepError::LockTimeout(msg)) => {
+                    Err(run::StepError::Sql(msg) | run::StepError::LockTimeout(msg) | run::StepError::PartlyApplied(msg)) => {
                         report.push(Check::fail("rollback", name, msg).hint("this rollback was not applied; fix the script and run rollback again").took(start.elapsed()));
                         break;
                     }
@@ -653,9 +661,9 @@ async fn round_trip(
     };
     let fail = |what: &str, e: run::StepError| match e {
         run::StepError::Db(e) => Err(e),
-        run::StepError::Sql(msg) | run::StepError::LockTimeout(msg) => {
-            Ok(Err((format!("{what} failed: {msg}"), None)))
-        }
+        run::StepError::Sql(msg)
+        | run::StepError::LockTimeout(msg)
+        | run::StepError::PartlyApplied(msg) => Ok(Err((format!("{what} failed: {msg}"), None))),
     };
     let before = fingerprint::schema(c).await?;
     if let Err(e) = run::step(

@@ -24,6 +24,8 @@ CREATE TABLE IF NOT EXISTS deploykit_schema_history (
     success         boolean NOT NULL,
     rolled_back_on  timestamptz
 );
+-- What happened when success is false (a no-transaction file that stopped part-way).
+ALTER TABLE deploykit_schema_history ADD COLUMN IF NOT EXISTS detail text NOT NULL DEFAULT '';
 CREATE OR REPLACE VIEW schema_version AS
     SELECT version, description, installed_on, installed_rank, installed_by, execution_ms
     FROM deploykit_schema_history

@@ -42,10 +42,6 @@ static TIMEOUT_OFF: LazyLock<regex::Regex> = LazyLock::new(|| {
     .unwrap()
 });
 
-fn line_of(sql: &str, offset: usize) -> usize {
-    sql[..offset.min(sql.len())].matches('\n').count() + 1
-}
-
 pub fn lint(migrations: &[Migration]) -> Vec<Finding> {
     let mut all = vec![];
     for m in migrations {
@@ -58,6 +54,8 @@ pub fn lint(migrations: &[Migration]) -> Vec<Finding> {
             rule: rule.to_string(),
             message,
         };
+        let lines = super::Lines::new(sql);
+        let line_of = |_: &str, offset: usize| lines.line(offset);
         let parse = squawk_syntax::SourceFile::parse(sql);
         // A gate that cannot read a statement must not pass it.
         for e in parse.errors() {
@@ -81,11 +79,9 @@ pub fn lint(migrations: &[Migration]) -> Vec<Finding> {
                 message,
             ));
         }
-        let mut offset = 0;
-        for stmt in super::split_statements(sql) {
-            let at = sql[offset..].find(&stmt).map_or(offset, |i| offset + i);
-            offset = at + stmt.len().min(sql.len() - at);
-            let code: String = stmt
+        for st in super::statements(sql) {
+            let code: String = st
+                .sql
                 .lines()
                 .map(|l| l.split("--").next().unwrap_or(""))
                 .collect::<Vec<_>>()
@@ -93,7 +89,7 @@ pub fn lint(migrations: &[Migration]) -> Vec<Finding> {
             if code.trim().is_empty() {
                 continue;
             }
-            let line = line_of(sql, at);
+            let line = st.line;
             if TIMEOUT_OFF.is_match(code.trim()) {
                 out.push(finding(
                     line,

@@ -190,6 +190,18 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Migration>> {
                 "the file holds no SQL statement (empty or comments only): write the migration or remove the file",
             ));
         }
+        if !script.no_transaction()
+            && let Some((stmt, what)) = statements(&script.sql)
+                .into_iter()
+                .find_map(|st| transaction_control(&st.sql).map(|w| (st, w)))
+        {
+            return Err(Error::config(
+                format!("{}:{}", path.display(), stmt.line),
+                format!(
+                    "`{what}` in a migration that runs in one transaction would end it early and leave the rest to run on its own: remove it, or put `{NO_TRANSACTION}` in the first lines to run the file statement by statement"
+                ),
+            ));
+        }
         target.insert(version, (desc, script));
     }
     let mut out = vec![];
@@ -225,85 +237,143 @@ pub fn line_of(sql: &str, char_pos: usize) -> usize {
         + 1
 }
 
+/// One statement of a file: its text (trimmed) and where it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sql: String,
+    /// Byte offset of the trimmed statement in the file.
+    pub offset: usize,
+    /// 1-based line of its first character.
+    pub line: usize,
+}
+
 /// Split SQL into statements at top-level semicolons (quotes, dollar quotes and comments
-/// respected), for files that must run outside a transaction one statement at a time.
-pub fn split_statements(sql: &str) -> Vec<String> {
-    let b: Vec<char> = sql.chars().collect();
+/// respected), for files that must run outside a transaction one statement at a time. One pass
+/// over the bytes: a 50 MB file costs what its length costs (the delimiters are ASCII, so byte
+/// offsets always fall on character boundaries).
+pub fn statements(sql: &str) -> Vec<Statement> {
+    let b = sql.as_bytes();
+    let n = b.len();
     let mut out = vec![];
-    let mut cur = String::new();
+    let (mut start, mut line_at_start) = (0usize, 1usize);
+    // Where the current statement's code begins (comments before it are not part of it).
+    let mut code: Option<usize> = None;
     let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c == '-' && b.get(i + 1) == Some(&'-') {
-            while i < b.len() && b[i] != '\n' {
-                cur.push(b[i]);
-                i += 1;
+    let mut end_statement =
+        |start: &mut usize, line_at_start: &mut usize, end: usize, code: Option<usize>| {
+            if let Some(c) = code {
+                out.push(Statement {
+                    sql: sql[c..end].trim_end().to_string(),
+                    offset: c,
+                    line: *line_at_start + sql[*start..c].matches('\n').count(),
+                });
             }
-            continue;
-        }
-        if c == '/' && b.get(i + 1) == Some(&'*') {
-            while i < b.len() && !(b[i] == '*' && b.get(i + 1) == Some(&'/')) {
-                cur.push(b[i]);
-                i += 1;
-            }
-            cur.push_str("*/");
-            i += 2;
-            continue;
-        }
-        if c == '\'' || c == '"' {
-            cur.push(c);
-            i += 1;
-            while i < b.len() {
-                cur.push(b[i]);
-                if b[i] == c {
-                    if b.get(i + 1) == Some(&c) {
-                        cur.push(c);
-                        i += 2;
-                        continue;
-                    }
+            *line_at_start += sql[*start..end].matches('\n').count();
+            *start = end + 1;
+        };
+    while i < n {
+        match b[i] {
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < n && b[i] != b'\n' {
                     i += 1;
-                    break;
-                }
-                i += 1;
-            }
-            continue;
-        }
-        if c == '$' {
-            // $tag$ … $tag$
-            let mut j = i + 1;
-            while j < b.len() && (b[j].is_alphanumeric() || b[j] == '_') {
-                j += 1;
-            }
-            if j < b.len() && b[j] == '$' {
-                let tag: String = b[i..=j].iter().collect();
-                cur.push_str(&tag);
-                i = j + 1;
-                let rest: String = b[i..].iter().collect();
-                if let Some(end) = rest.find(&tag) {
-                    cur.push_str(&rest[..end + tag.len()]);
-                    i += rest[..end + tag.len()].chars().count();
-                } else {
-                    cur.push_str(&rest);
-                    i = b.len();
                 }
                 continue;
             }
-        }
-        if c == ';' {
-            if !strip_comments(&cur).trim().is_empty() {
-                out.push(cur.trim().to_string());
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < n && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
+                    i += 1;
+                }
+                i = (i + 2).min(n);
+                continue;
             }
-            cur.clear();
-            i += 1;
-            continue;
+            q @ (b'\'' | b'"') => {
+                code.get_or_insert(i);
+                i += 1;
+                while i < n {
+                    if b[i] == q {
+                        if b.get(i + 1) == Some(&q) {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            b'$' => {
+                code.get_or_insert(i);
+                // $tag$ … $tag$ (a tag never starts with a digit: `$1` is a parameter).
+                let mut j = i + 1;
+                while j < n && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
+                    j += 1;
+                }
+                if j < n && b[j] == b'$' && !b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                    let tag = &sql[i..=j];
+                    i = match sql[j + 1..].find(tag) {
+                        Some(e) => j + 1 + e + tag.len(),
+                        None => n,
+                    };
+                    continue;
+                }
+            }
+            b';' => {
+                end_statement(&mut start, &mut line_at_start, i, code.take());
+            }
+            c if !c.is_ascii_whitespace() => {
+                code.get_or_insert(i);
+            }
+            _ => {}
         }
-        cur.push(c);
         i += 1;
     }
-    if !strip_comments(&cur).trim().is_empty() {
-        out.push(cur.trim().to_string());
+    if start < n {
+        end_statement(&mut start, &mut line_at_start, n, code);
     }
     out
+}
+
+/// The statements' texts alone.
+pub fn split_statements(sql: &str) -> Vec<String> {
+    statements(sql).into_iter().map(|s| s.sql).collect()
+}
+
+/// Byte offset → 1-based line, by binary search over the newline offsets (built once per
+/// file; a lint finding costs log n, not n).
+pub struct Lines(Vec<usize>);
+
+impl Lines {
+    pub fn new(sql: &str) -> Lines {
+        Lines(
+            sql.bytes()
+                .enumerate()
+                .filter(|(_, c)| *c == b'\n')
+                .map(|(i, _)| i)
+                .collect(),
+        )
+    }
+    pub fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|nl| *nl < offset) + 1
+    }
+}
+
+/// A transaction-control statement (`BEGIN`, `COMMIT`, `ROLLBACK`, …), named, or `None`.
+/// Inside a file the runner wraps in one transaction, such a statement would commit or discard
+/// part of the migration behind the runner's back.
+pub fn transaction_control(stmt: &str) -> Option<String> {
+    let code = strip_comments(stmt).to_uppercase();
+    let words: Vec<&str> = code.split_whitespace().take(2).collect();
+    let first = words.first()?.trim_end_matches(';');
+    let second = words.get(1).copied().unwrap_or("");
+    let hit = match first {
+        "BEGIN" | "COMMIT" | "END" | "ABORT" => true,
+        "START" => second.starts_with("TRANSACTION"),
+        // ROLLBACK TO SAVEPOINT stays inside the transaction.
+        "ROLLBACK" => second != "TO",
+        "PREPARE" => second.starts_with("TRANSACTION"),
+        _ => false,
+    };
+    hit.then(|| words.join(" ").trim_end_matches(';').to_string())
 }
 
 pub(crate) fn strip_comments(s: &str) -> String {
@@ -324,6 +394,33 @@ mod tests {
         assert!(v("3.2.2") > v("3.2.1"));
         assert_eq!(v("3.2"), v("3.2.0"));
         assert!(Version::parse("3.x").is_none());
+    }
+
+    #[test]
+    fn statements_know_their_lines_and_skip_leading_comments() {
+        let sql = "-- deploykit: no-transaction\nCREATE INDEX a ON t (x);\n\n/* why */ SELECT $$;$$, $1;\nSELECT 'it''s;'";
+        let s = statements(sql);
+        assert_eq!(s.len(), 3, "{s:?}");
+        assert_eq!(
+            (s[0].line, s[0].sql.as_str()),
+            (2, "CREATE INDEX a ON t (x)")
+        );
+        assert_eq!((s[1].line, s[1].sql.as_str()), (4, "SELECT $$;$$, $1"));
+        assert_eq!((s[2].line, s[2].sql.as_str()), (5, "SELECT 'it''s;'"));
+        let lines = Lines::new(sql);
+        assert_eq!(lines.line(0), 1);
+        assert_eq!(lines.line(s[2].offset), 5);
+        for (stmt, hit) in [
+            ("COMMIT", true),
+            ("-- x\nrollback", true),
+            ("ROLLBACK TO SAVEPOINT a", false),
+            ("start transaction isolation level serializable", true),
+            ("BEGIN", true),
+            ("DO $$ BEGIN PERFORM 1; END $$", false),
+            ("SAVEPOINT a", false),
+        ] {
+            assert_eq!(transaction_control(stmt).is_some(), hit, "{stmt}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! a sampler that measures how long the migration made other sessions wait.
 
 use super::history::{self, Applied};
-use super::{Migration, Script, Version, line_of, split_statements};
+use super::{Migration, Script, Version, line_of, statements};
 use crate::error::{Error, Result};
 use crate::report::Check;
 use crate::telemetry::Every;
@@ -188,6 +188,8 @@ pub enum StepError {
     Sql(String),
     /// Still blocked after every retry.
     LockTimeout(String),
+    /// A no-transaction file failed after some of its statements ran: which ones, by line.
+    PartlyApplied(String),
     Db(Error),
 }
 
@@ -296,6 +298,7 @@ pub async fn step(
                 tokio::time::sleep(backoff).await;
             }
             Err(Attempt::Sql(m)) => return Err(StepError::Sql(m)),
+            Err(Attempt::PartlyApplied(m)) => return Err(StepError::PartlyApplied(m)),
             Err(Attempt::Db(e)) => return Err(StepError::Db(e)),
         }
     }
@@ -304,6 +307,7 @@ pub async fn step(
 enum Attempt {
     LockTimeout(String),
     Sql(String),
+    PartlyApplied(String),
     Db(Error),
 }
 
@@ -362,18 +366,32 @@ async fn run_outside_tx(
         .await
         .map_err(|e| Attempt::Db(db_err(e)))?;
     let result = async {
-        for stmt in split_statements(&script.sql) {
-            if let Err(e) = c.batch_execute(&stmt).await {
-                let before = script
-                    .sql
-                    .find(stmt.as_str())
-                    .map_or(0, |i| script.sql[..i].matches('\n').count());
-                let msg = describe(script, &stmt, &e, before, 0);
-                drop_invalid_index(c, &stmt).await;
-                return Err(if is_lock_timeout(&e) {
-                    Attempt::LockTimeout(msg)
+        let all = statements(&script.sql);
+        let total = all.len();
+        for (k, st) in all.iter().enumerate() {
+            if let Err(e) = c.batch_execute(&st.sql).await {
+                let msg = describe(script, &st.sql, &e, st.line - 1, 0);
+                drop_invalid_index(c, &st.sql).await;
+                if is_lock_timeout(&e) {
+                    return Err(Attempt::LockTimeout(msg));
+                }
+                // Outside a transaction the statements before this one stay applied: say so,
+                // one by one, never "nothing was applied".
+                return Err(if k == 0 {
+                    Attempt::Sql(format!(
+                        "{msg}; statement 1 of {total} failed, nothing of this migration was applied"
+                    ))
                 } else {
-                    Attempt::Sql(msg)
+                    let ran: Vec<String> = all[..k]
+                        .iter()
+                        .map(|s| format!("line {}", s.line))
+                        .collect();
+                    Attempt::PartlyApplied(format!(
+                        "{msg}; statement {} of {total} failed; statement(s) 1–{k} ({}) ran and stay applied (this file runs outside a transaction), statements {}–{total} did not run",
+                        k + 1,
+                        ran.join(", "),
+                        k + 1
+                    ))
                 });
             }
         }
@@ -428,6 +446,26 @@ pub fn record_apply(m: &Migration) -> impl Fn(&Stats) -> (String, Vec<String>) +
             vec![m.version.to_string(), m.description.clone(), m.up.file_name(), m.up.checksum.clone()],
         )
     }
+}
+
+/// A failed history row (`success = false`, never in `schema_version`) for a no-transaction
+/// migration that stopped part-way: the history says what the database holds.
+pub async fn record_failure(c: &Client, m: &Migration, detail: &str) -> Result<()> {
+    c.execute(
+        "INSERT INTO deploykit_schema_history
+           (version, description, script, checksum, execution_ms, success, detail)
+         VALUES ($1, $2, $3, $4, 0, false, $5)",
+        &[
+            &m.version.to_string(),
+            &m.description,
+            &m.up.file_name(),
+            &m.up.checksum,
+            &crate::redact::redact(detail),
+        ],
+    )
+    .await
+    .map_err(db_err)?;
+    Ok(())
 }
 
 /// The history update for a rolled-back migration.
