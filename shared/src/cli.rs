@@ -36,7 +36,7 @@ pub struct CommonArgs {
     pub junit: Option<PathBuf>,
 
     /// Timeout for each check or network call (e.g. 500ms, 10s) [default: the file's, else 10s].
-    #[arg(long, global = true, env = EnvVars::TIMEOUT, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, global = true, env = EnvVars::TIMEOUT, value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
     pub timeout: Option<Duration>,
 
     /// More log detail on stderr (-v debug, -vv trace).

@@ -175,6 +175,13 @@ fn parse_with(s: &str, rule: &DurationRule) -> std::result::Result<Duration, Str
     if rule.zero_ok && s.trim() == "0" {
         return Ok(Duration::ZERO);
     }
+    if s.trim_start().starts_with('-') {
+        return Err(format!(
+            "`{}` is negative: durations are positive (write e.g. {})",
+            shown(s),
+            rule.examples
+        ));
+    }
     let d = humantime::parse_duration(s.trim()).map_err(|e| {
         format!(
             "invalid duration `{}`: {e} (write e.g. {})",

@@ -227,6 +227,21 @@ fn durations_are_bounded_and_huge_values_are_not_echoed() {
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.len() < 2_000, "{} bytes of stderr", r.stderr.len());
     assert!(r.stderr.contains("100001 characters"), "{}", r.stderr);
+    // A negative duration is a duration that is wrong, not an unknown flag `-5`.
+    for (tool, args) in [
+        ("cutover", &["run", "--to", "green", "--watch", "-5s"][..]),
+        ("cutover", &["--timeout", "-1m", "status"][..]),
+        ("compare_metrics", &["--duration", "-15m"][..]),
+    ] {
+        let r = run(tool, args, &[]);
+        assert_eq!(r.code, 2, "{tool} {args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("durations are positive")
+                && !r.stderr.contains("unexpected argument"),
+            "{tool} {args:?}: {}",
+            r.stderr
+        );
+    }
 }
 
 /// History spans are not waits: a 30-day report window and a relative time a month back are

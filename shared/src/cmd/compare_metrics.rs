@@ -32,11 +32,11 @@ pub struct Args {
     pub current: String,
 
     /// Window length.
-    #[arg(long, value_parser = crate::config::parse_span, default_value = "15m", value_name = "DURATION")]
+    #[arg(long, value_parser = crate::config::parse_span, allow_hyphen_values = true, default_value = "15m", value_name = "DURATION")]
     pub duration: Duration,
 
     /// Sample resolution of series metrics.
-    #[arg(long, value_parser = parse_duration, default_value = "15s", value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "15s", value_name = "DURATION")]
     pub step: Duration,
 
     /// Judge only these metrics (names from the config).

@@ -56,19 +56,19 @@ pub enum Command {
         #[arg(long, value_enum)]
         to: Color,
         /// How long to watch the new colour before declaring success.
-        #[arg(long, value_parser = parse_duration, default_value = "5m", value_name = "DURATION")]
+        #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "5m", value_name = "DURATION")]
         watch: Duration,
         /// The new colour must run this version.
         #[arg(long, value_name = "VERSION")]
         expect_version: Option<String>,
         /// How long the old colour may take to finish in-flight work.
-        #[arg(long, value_parser = parse_duration, default_value = "60s", value_name = "DURATION")]
+        #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "60s", value_name = "DURATION")]
         drain_deadline: Duration,
         /// Sample the live colour this long before switching (the watch's baseline).
-        #[arg(long, value_parser = parse_duration, default_value = "3s", value_name = "DURATION")]
+        #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "3s", value_name = "DURATION")]
         baseline_window: Duration,
         /// Watch sampling interval.
-        #[arg(long, value_parser = parse_duration, default_value = "250ms", value_name = "DURATION")]
+        #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "250ms", value_name = "DURATION")]
         tick: Duration,
         /// Continue the journal's interrupted cutover from its last completed step.
         #[arg(long)]

@@ -44,10 +44,10 @@ pub enum Command {
         #[arg(long)]
         no_wait: bool,
         /// lock_timeout of every step [default: the config's, else 5s].
-        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
         lock_timeout: Option<Duration>,
         /// statement_timeout of every step [default: the config's, else 15m].
-        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
         statement_timeout: Option<Duration>,
     },
     /// pg_dump -Fc to the backups directory, verified with pg_restore --list.

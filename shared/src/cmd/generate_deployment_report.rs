@@ -20,7 +20,7 @@ pub struct Args {
     pub common: CommonArgs,
 
     /// Window of the DORA figures and of the listed runs.
-    #[arg(long, value_parser = parse_span, default_value = "30days", value_name = "DURATION")]
+    #[arg(long, value_parser = parse_span, allow_hyphen_values = true, default_value = "30days", value_name = "DURATION")]
     pub since: Duration,
 
     /// Also write a small HTML page.

@@ -36,7 +36,7 @@ pub struct Args {
     pub reason: String,
 
     /// How long in-flight orders may take before working orders are cancelled.
-    #[arg(long, value_parser = parse_duration, default_value = "60s", value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "60s", value_name = "DURATION")]
     pub deadline: Duration,
 
     /// With --disable: also reactivate trading strategies.

@@ -71,14 +71,14 @@ pub struct Args {
     pub max: bool,
 
     /// Measurement time per metric (after warm-up).
-    #[arg(long, value_parser = parse_duration, default_value = "30s", conflicts_with = "requests", value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "30s", conflicts_with = "requests", value_name = "DURATION")]
     pub duration: Duration,
 
     /// Measure this many requests per metric instead of a duration.
     #[arg(long, value_name = "N")]
     pub requests: Option<u64>,
 
-    #[arg(long, value_parser = crate::config::parse_duration_or_zero, default_value = "5s", value_name = "DURATION")]
+    #[arg(long, value_parser = crate::config::parse_duration_or_zero, allow_hyphen_values = true, default_value = "5s", value_name = "DURATION")]
     pub warmup: Duration,
 
     #[arg(long, default_value_t = 4)]
@@ -113,7 +113,7 @@ pub struct Args {
     pub against: Option<Against>,
 
     /// Length of one A/B slice (with --against); at least 6 slice pairs must fit in --duration.
-    #[arg(long, value_parser = parse_duration, default_value = "500ms", value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "500ms", value_name = "DURATION")]
     pub slice: Duration,
 
     /// A/B: a percentile moving less than this (milliseconds) is noise, whatever its percentage.

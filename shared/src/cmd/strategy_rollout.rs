@@ -38,7 +38,7 @@ pub struct Args {
     pub steps: Vec<u8>,
 
     /// How long to hold and judge each step.
-    #[arg(long, value_parser = parse_duration, default_value = "5m", value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "5m", value_name = "DURATION")]
     pub hold: Duration,
 
     /// Then these strategies, one at a time, each through the same steps.
@@ -60,11 +60,11 @@ pub struct Args {
     pub color: Option<Color>,
 
     /// Sampling interval of the judge.
-    #[arg(long, value_parser = parse_duration, default_value = "500ms", value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "500ms", value_name = "DURATION")]
     pub tick: Duration,
 
     /// Sample this long before the first activation (the judge's baseline).
-    #[arg(long, value_parser = parse_duration, default_value = "5s", value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "5s", value_name = "DURATION")]
     pub baseline_window: Duration,
 
     #[command(flatten)]
