@@ -5,6 +5,7 @@
 use crate::config::{Config, EnvName, Environment, Format, LogFormat, parse_duration};
 use crate::env_vars::EnvVars;
 use crate::error::{Error, Result, Signal};
+use crate::output::Output;
 use crate::redact::redact;
 use crate::report::Report;
 use std::future::Future;
@@ -95,27 +96,59 @@ pub fn main<T: Tool>() -> ExitCode {
     let args = match T::try_parse() {
         Ok(a) => a,
         Err(e) => {
-            // Help and version go to stdout with 0; usage errors to stderr with 2.
+            // Help and version go to stdout with 0; usage errors to stderr with 2 (and, asked
+            // for JSON, a JSON error document on stdout like every other failure).
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                crate::exit::USAGE
-            } else {
-                crate::exit::OK
-            });
+            if !e.use_stderr() {
+                return ExitCode::from(crate::exit::OK);
+            }
+            if json_requested() {
+                let message = e.to_string();
+                let first = message.lines().next().unwrap_or_default();
+                let doc = serde_json::json!({
+                    "tool": T::NAME,
+                    "outcome": "error",
+                    "exit_code": crate::exit::USAGE,
+                    "error": {
+                        "message": redact(first.trim_start_matches("error: ")),
+                        "hint": Error::Usage(String::new()).hint(),
+                    },
+                });
+                Output::stdio().result(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&doc).expect("json")
+                ));
+            }
+            return ExitCode::from(crate::exit::USAGE);
         }
     };
     ExitCode::from(run_parsed(args))
 }
 
+/// Whether the command line (or DEPLOYKIT_FORMAT) asks for JSON, read without clap: used only
+/// when clap itself refused the command line.
+fn json_requested() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.windows(2)
+        .any(|w| w[0] == "--format" && w[1] == "json")
+        || args.iter().any(|a| a == "--format=json")
+        || std::env::var(EnvVars::FORMAT).as_deref() == Ok("json")
+}
+
 /// Run already-parsed args and return the exit code (used by `main` and by tests).
 pub fn run_parsed<T: Tool>(args: T) -> u8 {
+    run_with_output(args, &Output::stdio())
+}
+
+/// Run already-parsed args writing to `out` (stdio, or buffers in a test).
+pub fn run_with_output<T: Tool>(args: T, out: &Output) -> u8 {
     let common = args.common().clone();
     let started = Instant::now();
     let config = match Config::load(&common.config) {
         Ok(c) => c,
         Err(e) => {
             crate::telemetry::init(verbosity(&common), common.log_format.unwrap_or_default());
-            return fail::<T>(&common, common.format.unwrap_or_default(), &e);
+            return fail::<T>(&out, &common, common.format.unwrap_or_default(), &e);
         }
     };
     register_secrets(&config);
@@ -142,7 +175,14 @@ pub fn run_parsed<T: Tool>(args: T) -> u8 {
         .build()
     {
         Ok(r) => r,
-        Err(e) => return fail::<T>(&common, format, &Error::io("start runtime", "tokio", e)),
+        Err(e) => {
+            return fail::<T>(
+                &out,
+                &common,
+                format,
+                &Error::io("start runtime", "tokio", e),
+            );
+        }
     };
     let cancel = CancellationToken::new();
     let ctx = Context {
@@ -160,12 +200,12 @@ pub fn run_parsed<T: Tool>(args: T) -> u8 {
     match result {
         Ok(mut report) => {
             report.finish(started.elapsed());
-            if let Err(e) = emit(&common, format, &report) {
-                return fail::<T>(&common, format, &e);
+            if let Err(e) = emit(&out, &common, format, &report) {
+                return fail::<T>(&out, &common, format, &e);
             }
             report.exit_code()
         }
-        Err(e) => fail::<T>(&common, format, &e),
+        Err(e) => fail::<T>(&out, &common, format, &e),
     }
 }
 
@@ -232,39 +272,28 @@ async fn wait_signal() -> Signal {
     }
 }
 
-/// Whether stdout gets ANSI colour.
-pub fn use_color() -> bool {
-    match std::env::var(EnvVars::COLOR).as_deref() {
-        Ok("always") => true,
-        Ok("never") => false,
-        _ => {
-            std::env::var_os("NO_COLOR").is_none()
-                && std::io::IsTerminal::is_terminal(&std::io::stdout())
-        }
-    }
-}
+pub use crate::output::use_color;
 
-fn emit(common: &CommonArgs, format: Format, report: &Report) -> Result<()> {
+fn emit(out: &Output, common: &CommonArgs, format: Format, report: &Report) -> Result<()> {
     if let Some(path) = &common.junit {
         report.write_junit(path)?;
     }
-    let text = match format {
-        Format::Human => report.render_human(use_color()),
+    out.result(&match format {
+        Format::Human => report.render_human(out.color),
         Format::Json => report.render_json(),
-    };
-    print!("{text}");
+    });
     Ok(())
 }
 
 /// Report an error the same way for every tool: one line and a hint on stderr, a JSON error
 /// document on stdout with `--format json`, a failing JUnit case with `--junit`.
-fn fail<T: Tool>(common: &CommonArgs, format: Format, e: &Error) -> u8 {
+fn fail<T: Tool>(out: &Output, common: &CommonArgs, format: Format, e: &Error) -> u8 {
     let code = e.exit_code();
     let message = redact(&e.to_string());
     let hint = e.hint();
-    eprintln!("error: {message}");
+    out.message(&format!("error: {message}"));
     if let Some(h) = hint {
-        eprintln!("hint: {h}");
+        out.message(&format!("hint: {h}"));
     }
     if format == Format::Json {
         let doc = serde_json::json!({
@@ -274,7 +303,10 @@ fn fail<T: Tool>(common: &CommonArgs, format: Format, e: &Error) -> u8 {
             "exit_code": code,
             "error": { "message": message, "hint": hint },
         });
-        println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+        out.result(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&doc).expect("json")
+        ));
     }
     // Another output that could not be written (an --html path, a reports directory) still
     // gets its JUnit case; only a JUnit path that itself failed is not retried.
@@ -287,7 +319,7 @@ fn fail<T: Tool>(common: &CommonArgs, format: Format, e: &Error) -> u8 {
                 .hint(hint.unwrap_or_default()),
         );
         if let Err(w) = r.write_junit(path) {
-            eprintln!("error: {}", redact(&w.to_string()));
+            out.message(&format!("error: {w}"));
         }
     }
     code

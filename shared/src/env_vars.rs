@@ -25,6 +25,8 @@ impl EnvVars {
     pub const NOTIFY_WEBHOOK: &'static str = "DEPLOYKIT_NOTIFY_WEBHOOK";
     /// Forces colour on (`always`) or off (`never`) regardless of the terminal.
     pub const COLOR: &'static str = "DEPLOYKIT_COLOR";
+    /// Any value turns colour off (https://no-color.org), unless DEPLOYKIT_COLOR says otherwise.
+    pub const NO_COLOR: &'static str = "NO_COLOR";
     /// Fault injection for tests: a cutover SIGKILLs itself after this step's action, before
     /// journaling it done.
     pub const FAULT_KILL_AFTER: &'static str = "DEPLOYKIT_FAULT_KILL_AFTER";
@@ -45,6 +47,10 @@ impl EnvVars {
             "default notification webhook URL variable (notify)",
         ),
         (Self::COLOR, "always|never|auto colour on stdout"),
+        (
+            Self::NO_COLOR,
+            "any value: no colour unless DEPLOYKIT_COLOR=always",
+        ),
         (
             Self::FAULT_KILL_AFTER,
             "tests only: cutover kills itself (-9) after this step's action",

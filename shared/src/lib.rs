@@ -20,6 +20,7 @@ pub mod lb;
 pub mod maintenance;
 pub mod metrics;
 pub mod migrate;
+pub mod output;
 pub mod process;
 pub mod redact;
 pub mod report;

@@ -53,7 +53,7 @@ pub fn init(verbosity: i8, format: LogFormat) {
     // try_init: tests may initialise twice in one process.
     let _ = match format {
         LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_ansi(crate::output::terminal().stderr)
             .try_init(),
         LogFormat::Json => builder.json().with_ansi(false).try_init(),
     };

@@ -347,13 +347,11 @@ pub async fn observe(
         .map_err(|e| Failed::Unreadable(format!("cannot read {color}'s metrics: {e}")))?;
     // Jenkins (no terminal) gets a line every 4 s so that, with the tick on top, one comes at
     // least every 5 s.
-    let mut note = Every::new(Duration::from_secs(
-        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            5
-        } else {
-            4
-        },
-    ));
+    let mut note = Every::new(Duration::from_secs(if crate::output::terminal().stderr {
+        5
+    } else {
+        4
+    }));
     let mut verdicts: Vec<Verdict> = vec![];
     let mut extended_at: Option<Instant> = None;
     let undecided = |verdicts: &[Verdict], policy: OnInconclusive| -> Vec<String> {

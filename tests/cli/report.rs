@@ -119,3 +119,55 @@ fn inconclusive_is_exit_6_unless_something_failed() {
     r.push(Check::fail("m", "b", "worse"));
     assert_eq!(r.exit_code(), 1);
 }
+
+/// A reader that goes away early (`| head -n1`) ends the output quietly: no panic, the tool's
+/// own exit code — for results far larger than a pipe's buffer, in both formats.
+#[test]
+fn a_closed_pipe_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 1..=1500 {
+        std::fs::write(
+            dir.path().join(format!("V{i}__t{i}.sql")),
+            format!("CREATE TABLE t{i} (id int);"),
+        )
+        .unwrap();
+    }
+    let (_c, cfg) = crate::support::config("[environments.local]\n");
+    for format in ["json", "human"] {
+        let script = format!(
+            "{} --config {} --format {format} lint --migrations {} | head -n1 >/dev/null; echo \"rc=${{PIPESTATUS[0]}}\"",
+            crate::support::bin("db_migrate").display(),
+            cfg.display(),
+            dir.path().display()
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(!stderr.contains("panicked"), "{format}: {stderr}");
+        // 1: the lint found the missing rollbacks; never 101 (a panic).
+        assert!(stdout.contains("rc=1"), "{format}: {stdout} {stderr}");
+    }
+}
+
+/// A usage error asked for as JSON prints a JSON error document too, like every other failure.
+#[test]
+fn a_usage_error_under_format_json_is_a_json_document() {
+    let r = crate::support::run(
+        "cutover",
+        &["--format", "json", "run", "--to", "purple"],
+        &[],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect(&r.stdout);
+    assert_eq!(v["exit_code"], 2);
+    assert_eq!(v["outcome"], "error");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("purple"),
+        "{v}"
+    );
+}
