@@ -148,7 +148,7 @@ pub fn run_with_output<T: Tool>(args: T, out: &Output) -> u8 {
         Ok(c) => c,
         Err(e) => {
             crate::telemetry::init(verbosity(&common), common.log_format.unwrap_or_default());
-            return fail::<T>(&out, &common, common.format.unwrap_or_default(), &e);
+            return fail::<T>(out, &common, common.format.unwrap_or_default(), &e);
         }
     };
     register_secrets(&config);
@@ -177,7 +177,7 @@ pub fn run_with_output<T: Tool>(args: T, out: &Output) -> u8 {
         Ok(r) => r,
         Err(e) => {
             return fail::<T>(
-                &out,
+                out,
                 &common,
                 format,
                 &Error::io("start runtime", "tokio", e),
@@ -200,12 +200,12 @@ pub fn run_with_output<T: Tool>(args: T, out: &Output) -> u8 {
     match result {
         Ok(mut report) => {
             report.finish(started.elapsed());
-            if let Err(e) = emit(&out, &common, format, &report) {
-                return fail::<T>(&out, &common, format, &e);
+            if let Err(e) = emit(out, &common, format, &report) {
+                return fail::<T>(out, &common, format, &e);
             }
             report.exit_code()
         }
-        Err(e) => fail::<T>(&out, &common, format, &e),
+        Err(e) => fail::<T>(out, &common, format, &e),
     }
 }
 
