@@ -60,6 +60,9 @@ impl Sink {
     }
 }
 
+/// Bytes a test reads back from [`Output::buffers`].
+pub type Captured = Arc<Mutex<Vec<u8>>>;
+
 pub struct Output {
     out: Sink,
     err: Sink,
@@ -77,7 +80,7 @@ impl Output {
     }
 
     /// Output captured in memory (stdout, stderr), without colour.
-    pub fn buffers() -> (Output, Arc<Mutex<Vec<u8>>>, Arc<Mutex<Vec<u8>>>) {
+    pub fn buffers() -> (Output, Captured, Captured) {
         let (o, e) = (Arc::default(), Arc::default());
         (
             Output {
