@@ -7,7 +7,7 @@ ver() { "$@" 2>&1 | grep -oE '[0-9]+\.[0-9]+(\.[0-9]+)?' | head -1; }
 ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1)" = "$2" ]; }
 if [ -z "$(git status --porcelain --untracked-files=all)" ]; then echo "[OK] Git repository clean"; else echo "[FAIL] Git repository clean"; fail=1; fi
 if up=$(git rev-parse --abbrev-ref --symbolic-full-name '@{u}' 2>/dev/null); then
-  [ "$(git rev-list --count "HEAD..@{u}")" = 0 ] && echo "[OK] Latest code pulled ($up)" || { echo "[FAIL] behind"; fail=1; }
+  if [ "$(git rev-list --count "HEAD..@{u}")" = 0 ]; then echo "[OK] Latest code pulled ($up)"; else echo "[FAIL] behind"; fail=1; fi
 else echo "[WARN] Latest code pulled: no upstream"; fi
 for spec in git:2.40 docker:24 ssh-keygen: curl: jq: psql: haproxy:; do
   t=${spec%%:*}; min=${spec#*:}

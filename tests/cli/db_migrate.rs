@@ -822,7 +822,22 @@ fn lint_of_a_huge_file_is_interruptible() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
         let child = cmd.spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(700));
+        // Signalled once it has read the file (its read count passes the file's size): inside
+        // the lint, where signals used to be ignored.
+        let io = format!("/proc/{}/io", child.id());
+        crate::support::eventually(
+            "db_migrate reads the 50 MB file",
+            Duration::from_secs(30),
+            || {
+                let text = std::fs::read_to_string(&io).ok()?;
+                let read: u64 = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("rchar: "))?
+                    .parse()
+                    .ok()?;
+                (read > 49_000_000).then_some(())
+            },
+        );
         std::process::Command::new("kill")
             .args([signal, &child.id().to_string()])
             .status()

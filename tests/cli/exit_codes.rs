@@ -69,7 +69,13 @@ fn sigterm_exits_143_after_cleanup() {
     // A tool that hangs (a check on a fake tool that sleeps) is interrupted by SIGTERM.
     let dir = tempfile::tempdir().unwrap();
     let tool = dir.path().join("slowtool");
-    std::fs::write(&tool, "#!/bin/sh\nsleep 30\n").unwrap();
+    // It says when it runs: by then the tool is inside its checks, its signal handler installed.
+    let started = dir.path().join("started");
+    std::fs::write(
+        &tool,
+        format!("#!/bin/sh\ntouch {}\nsleep 30\n", started.display()),
+    )
+    .unwrap();
     std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let (_d, p) = config(&format!(
         "[environments.local.verify]\nchecks = [\"tools\"]\ncheck_timeout = \"30s\"\ntools = [{{ name = \"{}\", min = \"1.0\" }}]\n",
@@ -81,7 +87,11 @@ fn sigterm_exits_143_after_cleanup() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    crate::support::eventually(
+        "the slow tool starts",
+        std::time::Duration::from_secs(20),
+        || started.exists().then_some(()),
+    );
     std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -270,3 +270,23 @@ impl Drop for TestDb {
             .output();
     }
 }
+
+/// Polls `probe` every 20 ms until it answers `Some`, and panics naming `what` once `deadline`
+/// has passed: the one place a test waits, for a condition rather than for an amount of time.
+pub fn eventually<T>(
+    what: &str,
+    deadline: std::time::Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "{what}: not within {deadline:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
