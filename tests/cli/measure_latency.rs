@@ -78,9 +78,12 @@ async fn one_stall_dominates_the_corrected_p99_and_not_the_naive_one() {
         corrected >= 90_000.0,
         "the stall must show in the corrected p99: {corrected} µs"
     );
+    // What the stall determines, not a ratio of two figures one of which is machine noise:
+    // the naive p99 sees only the handful of requests that were in flight during the stall
+    // (4 connections of ~19 000 requests, under 1 %), so it stays far below the stall.
     assert!(
-        corrected >= 100.0 * naive,
-        "corrected p99 {corrected} µs is not ≥ 100× the naive {naive} µs"
+        naive < 50_000.0,
+        "the naive p99 {naive} µs should not see the 200 ms stall (coordinated omission)"
     );
     assert!(data(&r, "risk", "count") >= 19_000.0);
 }
