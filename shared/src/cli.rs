@@ -36,6 +36,10 @@ pub struct CommonArgs {
     #[arg(long, global = true, env = EnvVars::JUNIT, value_name = "FILE")]
     pub junit: Option<PathBuf>,
 
+    /// Also write an HTML page of the result here (the tool's charts where it has them).
+    #[arg(long, global = true, env = EnvVars::HTML, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
     /// Timeout for each check or network call (e.g. 500ms, 10s) [default: the file's, else 10s].
     #[arg(long, global = true, env = EnvVars::TIMEOUT, value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
     pub timeout: Option<Duration>,
@@ -278,6 +282,10 @@ fn emit(out: &Output, common: &CommonArgs, format: Format, report: &Report) -> R
     if let Some(path) = &common.junit {
         report.write_junit(path)?;
     }
+    if let Some(path) = &common.html {
+        std::fs::write(path, report.render_html())
+            .map_err(|e| Error::io("write HTML page", path, e))?;
+    }
     out.result(&match format {
         Format::Human => report.render_human(out.color),
         Format::Json => report.render_json(),
@@ -308,19 +316,25 @@ fn fail<T: Tool>(out: &Output, common: &CommonArgs, format: Format, e: &Error) -
             serde_json::to_string_pretty(&doc).expect("json")
         ));
     }
-    // Another output that could not be written (an --html path, a reports directory) still
-    // gets its JUnit case; only a JUnit path that itself failed is not retried.
+    // Every file output still says why the tool could not run (JUnit for Jenkins, the page for
+    // a person); only a path that itself failed is not retried.
+    let mut r = Report::new(T::NAME, common.environment.as_str());
+    r.push(
+        crate::report::Check::fail("runner", format!("{} could not run", T::NAME), message)
+            .hint(hint.unwrap_or_default()),
+    );
+    let failed_path = |path: &std::path::Path| matches!(e, Error::Io { path: p, .. } if p == path);
     if let Some(path) = &common.junit
-        && !matches!(e, Error::Io { path: p, .. } if p == path)
+        && !failed_path(path)
+        && let Err(w) = r.write_junit(path)
     {
-        let mut r = Report::new(T::NAME, common.environment.as_str());
-        r.push(
-            crate::report::Check::fail("runner", format!("{} could not run", T::NAME), message)
-                .hint(hint.unwrap_or_default()),
-        );
-        if let Err(w) = r.write_junit(path) {
-            out.message(&format!("error: {w}"));
-        }
+        out.message(&format!("error: {w}"));
+    }
+    if let Some(path) = &common.html
+        && !failed_path(path)
+        && let Err(w) = std::fs::write(path, r.render_html())
+    {
+        out.message(&format!("error: write HTML page {}: {w}", path.display()));
     }
     code
 }

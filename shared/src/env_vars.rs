@@ -11,7 +11,9 @@ impl EnvVars {
     pub const FORMAT: &'static str = "DEPLOYKIT_FORMAT";
     /// Where to write the JUnit XML report.
     pub const JUNIT: &'static str = "DEPLOYKIT_JUNIT";
-    /// Overall timeout (humantime: `30s`, `5m`).
+    /// Where to write the HTML page of the result.
+    pub const HTML: &'static str = "DEPLOYKIT_HTML";
+    /// Timeout for each check or network call (`500ms`, `10s`), like `--timeout`.
     pub const TIMEOUT: &'static str = "DEPLOYKIT_TIMEOUT";
     /// Log format on stderr: text or json.
     pub const LOG_FORMAT: &'static str = "DEPLOYKIT_LOG_FORMAT";
@@ -27,6 +29,20 @@ impl EnvVars {
     pub const COLOR: &'static str = "DEPLOYKIT_COLOR";
     /// Any value turns colour off (https://no-color.org), unless DEPLOYKIT_COLOR says otherwise.
     pub const NO_COLOR: &'static str = "NO_COLOR";
+    /// Default name of the variable holding staging refresh's hashing key (a secret).
+    pub const ANONYMIZE_KEY: &'static str = "DEPLOYKIT_ANONYMIZE_KEY";
+    /// Docker's daemon address; verify_env reads a `unix://` socket path from it.
+    pub const DOCKER_HOST: &'static str = "DOCKER_HOST";
+    /// The SSH agent's socket; verify_env counts the agent's identities when it is set.
+    pub const SSH_AUTH_SOCK: &'static str = "SSH_AUTH_SOCK";
+    /// The host's name when /proc cannot tell (names the environment lock's holder).
+    pub const HOSTNAME: &'static str = "HOSTNAME";
+    /// verify_env looks for SSH keys under it.
+    pub const HOME: &'static str = "HOME";
+    /// Where tools are looked up (verify_env's tool checks, pg_dump).
+    pub const PATH: &'static str = "PATH";
+    /// Debian's pg_wrapper picks a cluster by it; without it pg_dump resolves to the newest.
+    pub const PGCLUSTER: &'static str = "PGCLUSTER";
     /// Fault injection for tests: a cutover SIGKILLs itself after this step's action, before
     /// journaling it done.
     pub const FAULT_KILL_AFTER: &'static str = "DEPLOYKIT_FAULT_KILL_AFTER";
@@ -37,7 +53,11 @@ impl EnvVars {
         (Self::CONFIG, "config file (--config)"),
         (Self::FORMAT, "output format (--format)"),
         (Self::JUNIT, "JUnit XML report path (--junit)"),
-        (Self::TIMEOUT, "overall timeout (--timeout)"),
+        (Self::HTML, "HTML page path (--html)"),
+        (
+            Self::TIMEOUT,
+            "timeout for each check or network call (--timeout)",
+        ),
         (Self::LOG_FORMAT, "log format on stderr (--log-format)"),
         (Self::LOG, "tracing filter directives, overriding -v/-q"),
         (Self::DRY_RUN, "print the plan without acting (--dry-run)"),
@@ -50,6 +70,25 @@ impl EnvVars {
         (
             Self::NO_COLOR,
             "any value: no colour unless DEPLOYKIT_COLOR=always",
+        ),
+        (
+            Self::ANONYMIZE_KEY,
+            "default staging-refresh hashing-key variable (a secret)",
+        ),
+        (Self::DOCKER_HOST, "verify_env: a unix:// Docker socket"),
+        (
+            Self::SSH_AUTH_SOCK,
+            "verify_env: the SSH agent to ask for identities",
+        ),
+        (
+            Self::HOSTNAME,
+            "host name when /proc cannot tell (lock holder)",
+        ),
+        (Self::HOME, "verify_env: where SSH keys are looked for"),
+        (Self::PATH, "where tools (git, pg_dump, …) are found"),
+        (
+            Self::PGCLUSTER,
+            "Debian pg_wrapper's cluster choice for pg_dump",
         ),
         (
             Self::FAULT_KILL_AFTER,

@@ -167,6 +167,36 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #d0d7de;paddi
 section{margin:1.5em 0}h2{font-size:1.1em;margin:.2em 0}";
 
 /// A self-contained page (no scripts, no external resources), redacted.
+/// A report's checks as a page: outcome, then one row per check (status, group, name, message,
+/// hint, time), then the notes.
+pub fn report_page(r: &crate::report::Report) -> String {
+    let title = format!("{} · {} · {:?}", r.tool, r.environment, r.outcome);
+    let body = html! {
+        h1 { (r.tool) " — " (r.environment) }
+        p { "Outcome: " strong { (format!("{:?}", r.outcome).to_uppercase()) }
+            " · " (r.checks.len()) " check(s) · " (r.duration_ms.as_millis()) " ms" }
+        table {
+            thead { tr { th { "status" } th { "group" } th { "check" } th { "what happened" } th { "what to do" } th { "ms" } } }
+            tbody {
+                @for c in &r.checks {
+                    tr {
+                        td { (format!("{:?}", c.status).to_uppercase()) }
+                        td { (c.group) }
+                        td { (c.name) }
+                        td { (c.message.as_deref().unwrap_or("")) }
+                        td { (c.hint.as_deref().unwrap_or("")) }
+                        td { (c.duration_ms.as_millis()) }
+                    }
+                }
+            }
+        }
+        @if !r.notes.is_empty() {
+            ul { @for n in &r.notes { li { (n) } } }
+        }
+    };
+    page(&title, body)
+}
+
 pub fn page(title: &str, body: Markup) -> String {
     let doc = html! {
         (DOCTYPE)

@@ -163,7 +163,7 @@ fn hostname() -> String {
         .map(|h| h.trim().to_string())
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var(crate::env_vars::EnvVars::HOSTNAME).ok())
         .unwrap_or_else(|| "localhost".into())
 }
 
@@ -371,6 +371,11 @@ impl Journal {
         if let Some(why) = self.lost() {
             return Err(self.lost_error(&why));
         }
+        // Journal rows are read back into reports and pages: no secret is ever stored.
+        let e = &Entry {
+            detail: crate::redact::redact(&e.detail),
+            ..e.clone()
+        };
         match &self.store {
             Store::Pg(c) => {
                 c.execute(

@@ -76,7 +76,9 @@ pub async fn run(
 /// Running it directly skips the wrapper's Perl start-up (~24 ms of CPU per `psql --version`).
 pub fn resolve_pg_wrapper(program: &Path, lib_root: &Path) -> Option<std::path::PathBuf> {
     let target = std::fs::canonicalize(program).ok()?;
-    if target.file_name()? != "pg_wrapper" || std::env::var_os("PGCLUSTER").is_some() {
+    if target.file_name()? != "pg_wrapper"
+        || std::env::var_os(crate::env_vars::EnvVars::PGCLUSTER).is_some()
+    {
         return None;
     }
     let name = program.file_name()?;
@@ -98,7 +100,7 @@ pub fn which(program: &str) -> Option<std::path::PathBuf> {
         let p = Path::new(program);
         return p.is_file().then(|| p.to_owned());
     }
-    let path = std::env::var_os("PATH")?;
+    let path = std::env::var_os(crate::env_vars::EnvVars::PATH)?;
     std::env::split_paths(&path)
         .map(|d| d.join(program))
         .find(|p| is_executable(p))

@@ -143,6 +143,9 @@ pub struct Report {
     pub notes: Vec<String>,
     #[serde(skip)]
     inconclusive: bool,
+    /// A tool's own page for `--html` (charts, a history); without one the checks' table.
+    #[serde(skip)]
+    page: Option<String>,
 }
 
 impl Report {
@@ -156,7 +159,22 @@ impl Report {
             checks: vec![],
             notes: vec![],
             inconclusive: false,
+            page: None,
         }
+    }
+
+    /// The page `--html` writes for this run, instead of the checks' table.
+    pub fn set_page(&mut self, html: String) {
+        self.page = Some(html);
+    }
+
+    /// HTML: the tool's own page, else every check in a table — one more renderer of the
+    /// same model, redacted like the others.
+    pub fn render_html(&self) -> String {
+        if let Some(p) = &self.page {
+            return crate::redact::redact(p);
+        }
+        crate::html::report_page(self)
     }
 
     pub fn push(&mut self, c: Check) {

@@ -382,7 +382,7 @@ pub async fn ssh_check(keys: &[PathBuf], timeout: Duration) -> Check {
         )
         .hint(format!("chmod 600 {}", k.display()));
     }
-    if std::env::var_os("SSH_AUTH_SOCK").is_some()
+    if std::env::var_os(crate::env_vars::EnvVars::SSH_AUTH_SOCK).is_some()
         && let Ok(o) = process::run("ssh-add", &["-l"], None, timeout).await
         && o.success
     {
@@ -402,7 +402,7 @@ pub async fn ssh_check(keys: &[PathBuf], timeout: Duration) -> Check {
 }
 
 pub fn default_ssh_keys() -> Vec<PathBuf> {
-    let home = std::env::var_os("HOME")
+    let home = std::env::var_os(crate::env_vars::EnvVars::HOME)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/root"));
     ["id_ed25519", "id_ecdsa", "id_rsa"]
@@ -451,7 +451,7 @@ pub async fn vpn_check(vpn: Option<&Vpn>, timeout: Duration) -> Check {
 }
 
 pub fn default_docker_socket() -> PathBuf {
-    std::env::var("DOCKER_HOST")
+    std::env::var(crate::env_vars::EnvVars::DOCKER_HOST)
         .ok()
         .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))

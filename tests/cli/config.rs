@@ -196,6 +196,25 @@ fn every_environment_variable_is_documented() {
             "docs/configuration.md lacks {name}"
         );
     }
+    // And none is read by a literal name outside the table.
+    let mut stack = vec![repo_root().join("shared/src")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                for needle in ["env::var(\"", "env::var_os(\""] {
+                    assert!(
+                        !text.contains(needle),
+                        "{} reads a variable by a literal name: add it to EnvVars",
+                        p.display()
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Durations are bounded (a week at most) and a huge value is never echoed in full.

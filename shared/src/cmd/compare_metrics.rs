@@ -46,10 +46,6 @@ pub struct Args {
     /// Save the current window's figures here (a later --baseline FILE judges against them).
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
-
-    /// Write an HTML page with a chart per metric (baseline vs current).
-    #[arg(long, value_name = "FILE")]
-    pub html: Option<PathBuf>,
 }
 
 enum Source {
@@ -172,11 +168,8 @@ impl Tool for Args {
             std::fs::write(path, text).map_err(|e| Error::io("write figures", path, e))?;
         }
         let verdicts = metrics::judge_all(&specs, &b, &c);
-        if let Some(path) = &self.html {
-            std::fs::write(path, html(ctx.env_name.as_str(), &specs, &verdicts, &b, &c))
-                .map_err(|e| Error::io("write HTML report", path, e))?;
-        }
         let mut report = ctx.report();
+        report.set_page(html(ctx.env_name.as_str(), &specs, &verdicts, &b, &c));
         for v in &verdicts {
             report.push(to_check(v));
         }

@@ -3,10 +3,9 @@
 use crate::cli::{CommonArgs, Context, Tool};
 use crate::config::parse_span;
 use crate::deploy_report::{self as dr, Outcome};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::journal::{Journal, JournalArgs};
 use crate::report::{Check, Report};
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// Report every deployment of the environment's deploy journal — stages, durations, verdicts,
@@ -22,10 +21,6 @@ pub struct Args {
     /// Window of the DORA figures and of the listed runs.
     #[arg(long, value_parser = parse_span, allow_hyphen_values = true, default_value = "30days", value_name = "DURATION")]
     pub since: Duration,
-
-    /// Also write a small HTML page.
-    #[arg(long, value_name = "FILE")]
-    pub html: Option<PathBuf>,
 
     #[command(flatten)]
     pub journal: JournalArgs,
@@ -81,11 +76,7 @@ impl Tool for Args {
                 ctx.env_name
             ));
         }
-        if let Some(path) = &self.html {
-            std::fs::write(path, dr::html(ctx.env_name.as_str(), &runs, &dora))
-                .map_err(|e| Error::io("write", path, e))?;
-            report.note(format!("HTML report: {}", path.display()));
-        }
+        report.set_page(dr::html(ctx.env_name.as_str(), &runs, &dora));
         Ok(report)
     }
 }

@@ -66,7 +66,7 @@ struct RulesFile {
 }
 
 fn default_key_env() -> String {
-    "DEPLOYKIT_ANONYMIZE_KEY".into()
+    crate::env_vars::EnvVars::ANONYMIZE_KEY.into()
 }
 
 #[derive(Debug)]
