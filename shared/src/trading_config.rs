@@ -82,10 +82,22 @@ pub struct AppConfig {
 pub const MAX_POSITION: i64 = 1_000_000;
 pub const MAX_LOSS: f64 = 10_000_000.0;
 
-fn located(path: &Path, e: &serde_yaml::Error) -> String {
+/// `file:line:col: message` on one line (the parser's snippet rendering is for terminals; a
+/// check message is one line).
+pub fn located(path: &Path, e: &serde_saphyr::Error) -> String {
+    let plain = e.render_with_options(serde_saphyr::render_options! {
+        formatter: &serde_saphyr::UserMessageFormatter,
+        snippets: serde_saphyr::SnippetMode::Off,
+    });
+    let first = plain.lines().next().unwrap_or_default();
     match e.location() {
-        Some(l) => format!("{}:{}:{}: {}", path.display(), l.line(), l.column(), e),
-        None => format!("{}: {e}", path.display()),
+        Some(l) => {
+            // The location leads the line already; the parser's own suffix would repeat it.
+            let suffix = format!(" at line {}, column {}", l.line(), l.column());
+            let msg = first.strip_suffix(suffix.as_str()).unwrap_or(first);
+            format!("{}:{}:{}: {msg}", path.display(), l.line(), l.column())
+        }
+        None => format!("{}: {first}", path.display()),
     }
 }
 
@@ -98,7 +110,8 @@ pub fn validate(kind: Kind, path: &Path, text: &str) -> Result<Option<RiskLimits
     };
     match kind {
         Kind::RiskLimits => {
-            let l: RiskLimits = serde_yaml::from_str(text).map_err(|e| vec![located(path, &e)])?;
+            let l: RiskLimits =
+                serde_saphyr::from_str(text).map_err(|e| vec![located(path, &e)])?;
             let mut errs = vec![];
             for (name, lim) in std::iter::once(("default", &l.default))
                 .chain(l.limits.iter().map(|(k, v)| (k.as_str(), v)))
@@ -142,7 +155,7 @@ pub fn validate(kind: Kind, path: &Path, text: &str) -> Result<Option<RiskLimits
         }
         Kind::Strategy => {
             let s: StrategyParams =
-                serde_yaml::from_str(text).map_err(|e| vec![located(path, &e)])?;
+                serde_saphyr::from_str(text).map_err(|e| vec![located(path, &e)])?;
             let mut errs = vec![];
             if !name_ok(&s.name) {
                 errs.push(format!(
@@ -186,7 +199,7 @@ pub fn validate(kind: Kind, path: &Path, text: &str) -> Result<Option<RiskLimits
             if errs.is_empty() { Ok(None) } else { Err(errs) }
         }
         Kind::App => {
-            let a: AppConfig = serde_yaml::from_str(text).map_err(|e| vec![located(path, &e)])?;
+            let a: AppConfig = serde_saphyr::from_str(text).map_err(|e| vec![located(path, &e)])?;
             let mut errs = vec![];
             if !["error", "warn", "info", "debug", "trace"].contains(&a.log_level.as_str()) {
                 errs.push(format!(

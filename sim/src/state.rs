@@ -61,8 +61,17 @@ impl RiskLimits {
 
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let l: RiskLimits =
-            serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let l: RiskLimits = serde_saphyr::from_str(&text).map_err(|e| {
+            let plain = e.render_with_options(serde_saphyr::render_options! {
+                formatter: &serde_saphyr::UserMessageFormatter,
+                snippets: serde_saphyr::SnippetMode::Off,
+            });
+            format!(
+                "{}: {}",
+                path.display(),
+                plain.lines().next().unwrap_or_default()
+            )
+        })?;
         for (name, lim) in l
             .default
             .iter()
