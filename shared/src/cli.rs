@@ -129,6 +129,25 @@ pub fn main<T: Tool>() -> ExitCode {
     ExitCode::from(run_parsed(args))
 }
 
+/// The causes a person needs below the error line: not one the message already spells out
+/// (with or without a severity prefix such as `ERROR: `), nor a bare label ("db error") that
+/// only announces the next cause. JSON keeps the whole chain.
+fn shown_causes<'a>(message: &str, causes: &'a [String]) -> Vec<&'a str> {
+    causes
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| {
+            let core = c
+                .split_once(": ")
+                .filter(|(p, _)| p.chars().all(|ch| ch.is_ascii_uppercase()))
+                .map_or(c.as_str(), |(_, r)| r);
+            let bare_label = !c.contains(':') && *i + 1 < causes.len();
+            !message.contains(core) && !bare_label
+        })
+        .map(|(_, c)| c.as_str())
+        .collect()
+}
+
 /// Whether the command line (or DEPLOYKIT_FORMAT) asks for JSON, read without clap: used only
 /// when clap itself refused the command line.
 fn json_requested() -> bool {
@@ -299,7 +318,11 @@ fn fail<T: Tool>(out: &Output, common: &CommonArgs, format: Format, e: &Error) -
     let code = e.exit_code();
     let message = redact(&e.to_string());
     let hint = e.hint();
+    let causes = e.causes();
     out.message(&format!("error: {message}"));
+    for c in shown_causes(&message, &causes) {
+        out.message(&format!("  caused by: {c}"));
+    }
     if let Some(h) = hint {
         out.message(&format!("hint: {h}"));
     }
@@ -309,7 +332,7 @@ fn fail<T: Tool>(out: &Output, common: &CommonArgs, format: Format, e: &Error) -
             "environment": common.environment.as_str(),
             "outcome": "error",
             "exit_code": code,
-            "error": { "message": message, "hint": hint },
+            "error": { "message": message, "hint": hint, "causes": causes },
         });
         out.result(&format!(
             "{}\n",

@@ -467,118 +467,69 @@ impl Default for Policy {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
     /// Post-deploy latency gate: p99 may rise at most this much.
-    #[serde(default = "d_latency_pct")]
     pub latency_increase_pct: Pct,
     /// Error rate may be at most this multiple of the baseline.
-    #[serde(default = "d_error_ratio")]
     pub error_rate_max_ratio: Ratio,
     /// Alert (and roll back) on a latency spike above this.
-    #[serde(default = "d_spike_pct")]
     pub alert_latency_spike_pct: Pct,
     /// P&L trend during cutover watches and strategy holds: the active strategies may lose at
     /// most this much per minute (the account currency).
-    #[serde(default = "d_strategy_loss")]
     pub max_strategy_loss_per_min: NonNegative,
     /// Error rate ceiling (percent of business requests), whatever the baseline: the watch,
     /// holds and compare_metrics' default `error_rate`.
-    #[serde(default = "d_max_error_rate")]
     pub max_error_rate_pct: Pct,
     /// compare_metrics' default `p99_latency` may never exceed this, whatever the baseline.
-    #[serde(default = "d_max_p99")]
     pub max_p99_latency_ms: NonNegative,
     /// Watches and holds: the new colour's mean latency may never exceed this, whatever the
     /// baseline (the ceiling that still judges when the baseline window was idle).
-    #[serde(default = "d_max_mean_latency")]
     pub max_mean_latency_ms: NonNegative,
     /// Watches and holds: the new colour must carry at least this share of the business
     /// traffic the old one carried (req/s, percent); less is a failure, not missing data.
-    #[serde(default = "d_min_traffic")]
     pub min_traffic_pct: Pct,
     /// Watches and holds: the fill rate (fills per accepted order, 0…1) may never fall below
     /// this, whatever the baseline; unset, fill rate is judged against the baseline only.
-    #[serde(default)]
     pub min_fill_rate: Option<NonNegative>,
     /// Watches and holds: how much longer to watch while a fail-closed metric is still
     /// inconclusive, before its `on_inconclusive` policy decides.
-    #[serde(default = "d_inconclusive_extend")]
     pub inconclusive_extend: HumanDuration,
     /// Per watch metric: `fail` (roll back) or `pass` when it never became conclusive. Unlisted
     /// metrics: error_rate and throughput fail, the rest pass and are listed in the report.
-    #[serde(default)]
     pub on_inconclusive: std::collections::BTreeMap<String, OnInconclusive>,
-}
-
-fn d_max_error_rate() -> Pct {
-    Pct(1.0)
-}
-fn d_max_p99() -> NonNegative {
-    NonNegative(250.0)
-}
-fn d_max_mean_latency() -> NonNegative {
-    NonNegative(100.0)
-}
-fn d_min_traffic() -> Pct {
-    Pct(50.0)
-}
-fn d_inconclusive_extend() -> HumanDuration {
-    HumanDuration(Duration::from_secs(120))
-}
-
-fn d_latency_pct() -> Pct {
-    Pct(10.0)
-}
-fn d_error_ratio() -> Ratio {
-    Ratio(2.0)
-}
-fn d_spike_pct() -> Pct {
-    Pct(50.0)
-}
-fn d_strategy_loss() -> NonNegative {
-    NonNegative(100.0)
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
-            latency_increase_pct: d_latency_pct(),
-            error_rate_max_ratio: d_error_ratio(),
-            alert_latency_spike_pct: d_spike_pct(),
-            max_strategy_loss_per_min: d_strategy_loss(),
-            max_error_rate_pct: d_max_error_rate(),
-            max_p99_latency_ms: d_max_p99(),
-            max_mean_latency_ms: d_max_mean_latency(),
-            min_traffic_pct: d_min_traffic(),
+            latency_increase_pct: Pct(10.0),
+            error_rate_max_ratio: Ratio(2.0),
+            alert_latency_spike_pct: Pct(50.0),
+            max_strategy_loss_per_min: NonNegative(100.0),
+            max_error_rate_pct: Pct(1.0),
+            max_p99_latency_ms: NonNegative(250.0),
+            max_mean_latency_ms: NonNegative(100.0),
+            min_traffic_pct: Pct(50.0),
             min_fill_rate: None,
-            inconclusive_extend: d_inconclusive_extend(),
+            inconclusive_extend: HumanDuration(Duration::from_secs(120)),
             on_inconclusive: Default::default(),
         }
     }
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Timeouts {
-    #[serde(default = "d_connect")]
     pub connect: HumanDuration,
-    #[serde(default = "d_request")]
     pub request: HumanDuration,
-}
-
-fn d_connect() -> HumanDuration {
-    HumanDuration(Duration::from_secs(2))
-}
-fn d_request() -> HumanDuration {
-    HumanDuration(Duration::from_secs(10))
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
-            connect: d_connect(),
-            request: d_request(),
+            connect: HumanDuration(Duration::from_secs(2)),
+            request: HumanDuration(Duration::from_secs(10)),
         }
     }
 }
@@ -732,124 +683,66 @@ fn d_min_samples() -> usize {
 
 /// db_migrate's limits: every step runs with these timeouts and retries on lock timeout.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Migrate {
-    #[serde(default = "d_lock_timeout")]
     pub lock_timeout: HumanDuration,
-    #[serde(default = "d_statement_timeout")]
     pub statement_timeout: HumanDuration,
-    #[serde(default = "d_max_retries")]
     pub max_retries: u32,
     /// How long to wait for another run's migration lock.
-    #[serde(default = "d_lock_wait")]
     pub lock_wait: HumanDuration,
-    #[serde(default = "d_backups")]
     pub backups_dir: PathBuf,
     /// How long pg_dump may take.
-    #[serde(default = "d_backup_timeout")]
     pub backup_timeout: HumanDuration,
-}
-
-fn d_lock_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(5))
-}
-fn d_statement_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(15 * 60))
-}
-fn d_max_retries() -> u32 {
-    10
-}
-fn d_lock_wait() -> HumanDuration {
-    HumanDuration(Duration::from_secs(10 * 60))
-}
-fn d_backups() -> PathBuf {
-    PathBuf::from("backups")
-}
-fn d_backup_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30 * 60))
 }
 
 impl Default for Migrate {
     fn default() -> Self {
         Migrate {
-            lock_timeout: d_lock_timeout(),
-            statement_timeout: d_statement_timeout(),
-            max_retries: d_max_retries(),
-            lock_wait: d_lock_wait(),
-            backups_dir: d_backups(),
-            backup_timeout: d_backup_timeout(),
+            lock_timeout: HumanDuration(Duration::from_secs(5)),
+            statement_timeout: HumanDuration(Duration::from_secs(15 * 60)),
+            max_retries: 10,
+            lock_wait: HumanDuration(Duration::from_secs(10 * 60)),
+            backups_dir: PathBuf::from("backups"),
+            backup_timeout: HumanDuration(Duration::from_secs(30 * 60)),
         }
     }
 }
 
 /// smoke_tests' parameters: what the test orders trade and what "healthy" means for feeds.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Smoke {
     /// Symbol the test orders trade.
-    #[serde(default = "d_symbol")]
     pub symbol: String,
     /// Quantity of each test order.
-    #[serde(default = "d_qty")]
     pub qty: i64,
     /// A feed whose last message is older than this is stale.
-    #[serde(default = "d_feed_age")]
     pub max_feed_age_ms: u64,
-    #[serde(default = "d_min_rate")]
     pub min_msgs_per_s: f64,
     pub max_msgs_per_s: Option<f64>,
-    #[serde(default = "d_feed_latency")]
     pub max_feed_latency_us: u64,
     /// P&L may differ from fills × marks by this much (marks move between reads).
-    #[serde(default = "d_pnl_tol")]
     pub pnl_tolerance: f64,
     /// Share of 5xx answers (over the service's lifetime counters) above which a service fails.
-    #[serde(default = "d_error_ratio_max")]
     pub max_error_ratio: f64,
     /// Tables `--database-focused` requires.
-    #[serde(default = "d_tables")]
     pub required_tables: Vec<String>,
-}
-
-fn d_symbol() -> String {
-    "AAPL".into()
-}
-fn d_qty() -> i64 {
-    1
-}
-fn d_feed_age() -> u64 {
-    1000
-}
-fn d_min_rate() -> f64 {
-    1.0
-}
-fn d_feed_latency() -> u64 {
-    5000
-}
-fn d_pnl_tol() -> f64 {
-    1.0
-}
-fn d_error_ratio_max() -> f64 {
-    0.01
-}
-fn d_tables() -> Vec<String> {
-    ["orders", "positions", "risk_limits"]
-        .map(String::from)
-        .to_vec()
 }
 
 impl Default for Smoke {
     fn default() -> Self {
         Smoke {
-            symbol: d_symbol(),
-            qty: d_qty(),
-            max_feed_age_ms: d_feed_age(),
-            min_msgs_per_s: d_min_rate(),
+            symbol: "AAPL".into(),
+            qty: 1,
+            max_feed_age_ms: 1000,
+            min_msgs_per_s: 1.0,
             max_msgs_per_s: None,
-            max_feed_latency_us: d_feed_latency(),
-            pnl_tolerance: d_pnl_tol(),
-            max_error_ratio: d_error_ratio_max(),
-            required_tables: d_tables(),
+            max_feed_latency_us: 5000,
+            pnl_tolerance: 1.0,
+            max_error_ratio: 0.01,
+            required_tables: ["orders", "positions", "risk_limits"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 }

@@ -12,7 +12,7 @@ pub async fn connect(url: &Secret, timeout: Duration) -> Result<tokio_postgres::
     let fut = tokio_postgres::connect(url.expose(), tokio_postgres::NoTls);
     let (client, conn) = match tokio::time::timeout(timeout, fut).await {
         Ok(Ok(pair)) => pair,
-        Ok(Err(e)) => return Err(error("PostgreSQL", &e)),
+        Ok(Err(e)) => return Err(error("PostgreSQL", e)),
         Err(_) => {
             return Err(Error::unreachable(
                 "PostgreSQL",
@@ -80,6 +80,7 @@ fn hint(code: &SqlState) -> Option<&'static str> {
 }
 
 /// A PostgreSQL failure while doing `what`, as the error every tool exits with (4).
-pub fn error(what: &str, e: &tokio_postgres::Error) -> Error {
-    Error::unreachable(what, describe(e))
+pub fn error(what: &str, e: tokio_postgres::Error) -> Error {
+    let detail = describe(&e);
+    Error::unreachable_from(what, detail, e)
 }

@@ -16,9 +16,15 @@ pub enum Error {
     #[error("{location}: {message}")]
     Config { location: String, message: String },
 
-    /// A dependency did not answer: service, database, HAProxy, Prometheus.
+    /// A dependency did not answer: service, database, HAProxy, Prometheus. `detail` is what
+    /// an operator reads; `source`, when kept, is the typed failure behind it.
     #[error("cannot reach {what}: {detail}")]
-    Unreachable { what: String, detail: String },
+    Unreachable {
+        what: String,
+        detail: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 
     /// Another run holds the lock, or the current state forbids the action.
     #[error("{0}")]
@@ -69,7 +75,32 @@ impl Error {
         Error::Unreachable {
             what: what.into(),
             detail: detail.to_string(),
+            source: None,
         }
+    }
+
+    /// Unreachable, keeping the typed failure as the source (its chain goes to `causes`).
+    pub fn unreachable_from(
+        what: impl Into<String>,
+        detail: impl std::fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Unreachable {
+            what: what.into(),
+            detail: detail.to_string(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// The chain of causes below this error, outermost first, each redacted.
+    pub fn causes(&self) -> Vec<String> {
+        let mut out = vec![];
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            out.push(crate::redact::redact(&c.to_string()));
+            cause = c.source();
+        }
+        out
     }
 
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {

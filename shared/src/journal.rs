@@ -190,7 +190,7 @@ pub struct Journal {
 }
 
 fn db_err(e: tokio_postgres::Error) -> Error {
-    crate::db::error("PostgreSQL (deploy journal)", &e)
+    crate::db::error("PostgreSQL (deploy journal)", e)
 }
 
 fn lock_key(env: &str) -> i64 {

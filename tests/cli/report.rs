@@ -171,3 +171,47 @@ fn a_usage_error_under_format_json_is_a_json_document() {
         "{v}"
     );
 }
+
+/// An error keeps its causes: the JSON document lists the chain, the human line names the
+/// server's message once, without the bare "db error" label.
+#[test]
+fn an_error_keeps_its_causes() {
+    let admin = crate::support::pg_admin_url();
+    let url = format!("{}/no_such_database_dk", admin.rsplit_once('/').unwrap().0);
+    let (_d, cfg) =
+        crate::support::config("[environments.local]\ndatabase = { url_env = \"DATABASE_URL\" }\n");
+    let c = cfg.to_str().unwrap();
+    let r = crate::support::run(
+        "db_migrate",
+        &["--config", c, "--format", "json", "info"],
+        &[("DATABASE_URL", url.as_str())],
+    );
+    assert_eq!(r.code, 4, "{}", r.all());
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect(&r.stdout);
+    let causes = v["error"]["causes"].as_array().unwrap();
+    assert!(
+        causes
+            .iter()
+            .any(|c| c.as_str().unwrap().contains("does not exist")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SQLSTATE 3D000"),
+        "{v}"
+    );
+    let r = crate::support::run(
+        "db_migrate",
+        &["--config", c, "info"],
+        &[("DATABASE_URL", url.as_str())],
+    );
+    assert!(!r.stderr.contains("caused by: db error"), "{}", r.stderr);
+    assert_eq!(
+        r.stderr.matches("does not exist").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+}

@@ -29,7 +29,7 @@ pub async fn schema(c: &tokio_postgres::Client) -> Result<String> {
     let row = c
         .query_one(QUERY, &[])
         .await
-        .map_err(|e| crate::db::error("PostgreSQL", &e))?;
+        .map_err(|e| crate::db::error("PostgreSQL", e))?;
     Ok(row.get(0))
 }
 

@@ -45,7 +45,7 @@ pub struct Applied {
 }
 
 fn db_err(e: tokio_postgres::Error) -> Error {
-    crate::db::error("PostgreSQL", &e)
+    crate::db::error("PostgreSQL", e)
 }
 
 pub async fn exists(c: &tokio_postgres::Client) -> Result<bool> {

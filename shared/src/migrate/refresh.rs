@@ -142,7 +142,7 @@ pub fn ident(s: &str) -> String {
 }
 
 fn db_err(what: &str, e: tokio_postgres::Error) -> Error {
-    crate::db::error(&format!("PostgreSQL ({what})"), &e)
+    crate::db::error(&format!("PostgreSQL ({what})"), e)
 }
 
 /// Every ordinary table of the user schemas with its columns.

@@ -27,7 +27,7 @@ pub struct Limits {
 }
 
 fn db_err(e: tokio_postgres::Error) -> Error {
-    crate::db::error("PostgreSQL", &e)
+    crate::db::error("PostgreSQL", e)
 }
 
 /// Take the migration lock. `no_wait`: exit 5 at once if another run holds it; otherwise
