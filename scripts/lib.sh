@@ -11,7 +11,7 @@ need() {
   local missing=() pair cmd pkg
   for pair in "$@"; do
     cmd=${pair%%:*}; pkg=${pair#*:}
-    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/lib/postgresql/15/bin/$cmd" ] || missing+=("$pkg")
+    command -v "$cmd" >/dev/null 2>&1 || pg_bin "$cmd" >/dev/null || missing+=("$pkg")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   # De-duplicate while keeping order.
@@ -38,6 +38,39 @@ pg_bin() {
     [ -x "$d/$1" ] && { echo "$d/$1"; return; }
   done
   return 1
+}
+
+# The one way scripts find or start PostgreSQL (scripts/test and scripts/stack).
+# pg_reachable — print an admin URL that answers: DATABASE_URL, else 127.0.0.1:5432; else fail.
+pg_reachable() {
+  if [ -n "${DATABASE_URL:-}" ] && psql "$DATABASE_URL" -qAtc 'select 1' >/dev/null 2>&1; then
+    echo "$DATABASE_URL"
+  elif psql "postgres://postgres@127.0.0.1:5432/postgres" -qAtc 'select 1' >/dev/null 2>&1; then
+    echo "postgres://postgres@127.0.0.1:5432/postgres"
+  else
+    return 1
+  fi
+}
+
+# pg_throwaway_start DIR PORT — a private initdb cluster in DIR (whatever major version is
+# installed), trust auth, listening on 127.0.0.1:PORT; prints its admin URL. As root it runs as
+# `postgres`, which must be able to reach DIR.
+pg_throwaway_start() {
+  local dir=$1 port=$2 as=()
+  pg_bin initdb >/dev/null || need initdb:postgresql
+  if [ "$(id -u)" -eq 0 ]; then chown postgres "$dir"; as=(runuser -u postgres --); fi
+  "${as[@]}" "$(pg_bin initdb)" -D "$dir/data" -U postgres -A trust >/dev/null
+  "${as[@]}" "$(pg_bin pg_ctl)" -D "$dir/data" -l "$dir/log" -w -t 30 \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
+  echo "postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+# pg_throwaway_stop DIR — stop the cluster pg_throwaway_start made and remove DIR.
+pg_throwaway_stop() {
+  local dir=$1 as=()
+  [ "$(id -u)" -eq 0 ] && as=(runuser -u postgres --)
+  "${as[@]}" "$(pg_bin pg_ctl)" -D "$dir/data" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+  rm -rf "$dir"
 }
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
