@@ -25,11 +25,11 @@ impl CutoverStack for Stack {
         let mut a = args.to_vec();
         let jd = self.dir.path().join("journal");
         a.extend(["--journal-dir", jd.to_str().unwrap()]);
-        let (code, out, err) = self.run("cutover", &a).await;
+        let r = self.run("cutover", &a).await;
         (
-            code,
-            serde_json::from_str(&out).unwrap_or(serde_json::Value::Null),
-            err,
+            r.code,
+            serde_json::from_str(&r.stdout).unwrap_or(serde_json::Value::Null),
+            r.stderr,
         )
     }
 }

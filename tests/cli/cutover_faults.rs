@@ -231,7 +231,8 @@ async fn a_lost_lock_stops_the_run_and_a_live_holder_is_never_overtaken() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Two operators at once: maintenance_mode and a second cutover are refused, naming the holder.
-    let (code, _, err) = st.run("maintenance_mode", &["--enable"]).await;
+    let r = st.run("maintenance_mode", &["--enable"]).await;
+    let (code, err) = (r.code, r.stderr);
     assert_eq!(code, 5, "{err}");
     assert!(err.contains(&format!("cutover (pid {pid}")), "{err}");
     assert_eq!(

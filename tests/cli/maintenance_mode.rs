@@ -7,8 +7,8 @@ use deploykit::contract::{Faults, OrderRequest, OrderType, Side};
 use std::time::{Duration, Instant};
 
 async fn mm(st: &Stack, args: &[&str]) -> (i32, String) {
-    let (code, out, _) = st.run("maintenance_mode", args).await;
-    (code, out)
+    let r = st.run("maintenance_mode", args).await;
+    (r.code, r.stdout)
 }
 
 fn order(ty: OrderType, price: Option<f64>, id: &str) -> OrderRequest {

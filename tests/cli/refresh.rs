@@ -366,7 +366,8 @@ async fn the_weekly_refresh_script_runs_end_to_end_and_always_notifies() {
         "{}",
         sent[1].1
     );
-    let (code, status, _) = stack.run("maintenance_mode", &["--status"]).await;
+    let r = stack.run("maintenance_mode", &["--status"]).await;
+    let (code, status) = (r.code, r.stdout);
     assert_eq!(code, 0, "{status}");
     assert!(!status.contains("\"maintenance page on"), "{status}");
     let h = stack.health("BLUE_URL").await;

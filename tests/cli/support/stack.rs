@@ -45,21 +45,24 @@ impl Stack {
         c
     }
 
-    /// Run `tool args --format json` off the async runtime: (exit code, stdout, stderr).
-    pub async fn run(&self, tool: &str, args: &[&str]) -> (i32, String, String) {
+    /// Run `tool args --format json` off the async runtime: the same [`super::Run`] every
+    /// other harness call returns.
+    pub async fn run(&self, tool: &str, args: &[&str]) -> super::Run {
         let mut cmd = self.cmd(tool, args);
         cmd.args(["--format", "json"]);
         let junit = super::junit::Capture::attach(&mut cmd, tool, args, &[]);
+        let start = std::time::Instant::now();
         let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
             .await
             .unwrap();
         let code = out.status.code().unwrap_or(-1);
         junit.verify(code);
-        (
+        super::Run {
             code,
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
+            stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+            elapsed: start.elapsed(),
+        }
     }
 
     /// `GET /health` of the stack URL named `key` (HAPROXY_URL, BLUE_URL, …).
