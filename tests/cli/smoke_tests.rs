@@ -295,24 +295,31 @@ async fn sigint_mid_run_cleans_up_and_exits_130() {
         })
         .await
         .unwrap();
-    let cfg = f.cfg.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        let child = std::process::Command::new(crate::support::bin("smoke_tests"))
-            .args(["--config", cfg.to_str().unwrap(), "--timeout", "10s"])
-            .env("DEPLOYKIT_ADMIN_TOKEN", ADMIN_TOKEN)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(1000));
-        std::process::Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
+    let child = std::process::Command::new(crate::support::bin("smoke_tests"))
+        .args(["--config", f.cfg.to_str().unwrap(), "--timeout", "10s"])
+        .env("DEPLOYKIT_ADMIN_TOKEN", ADMIN_TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Signalled once it is mid-run: its risk check is being served (and hangs).
+    let risk = client(&f.risk.url());
+    let mut mid_run = false;
+    for _ in 0..500 {
+        if risk.inflight().await.is_ok_and(|i| i.inflight_requests > 0) {
+            mid_run = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await; // polling interval, not a wait for time
+    }
+    assert!(mid_run, "smoke_tests never reached the risk check");
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(
