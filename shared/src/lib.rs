@@ -24,6 +24,7 @@ pub mod output;
 pub mod process;
 pub mod redact;
 pub mod report;
+pub mod rollout;
 pub mod smoke;
 pub mod telemetry;
 pub mod trading_config;
