@@ -934,6 +934,16 @@ fn validate_env(name: EnvName, env: &Environment) -> std::result::Result<(), Str
             ));
         }
     }
+    // A misspelt metric would silently keep its default policy: refuse it.
+    for k in env.thresholds.on_inconclusive.keys() {
+        if !crate::watch::WATCH_METRICS.contains(&k.as_str()) {
+            return Err(format!(
+                "environments.{name}.thresholds.on_inconclusive: `{}` is not a watch metric (one of {})",
+                shown(k),
+                crate::watch::WATCH_METRICS.join(", ")
+            ));
+        }
+    }
     for lb in &env.load_balancers {
         if lb.backends.is_empty() {
             return Err(format!("load balancer `{}` lists no backends", lb.name));

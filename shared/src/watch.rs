@@ -147,6 +147,16 @@ impl Figurer {
 ///
 /// Inconclusive: error rate and throughput fail closed; the others pass and are listed;
 /// `thresholds.on_inconclusive` overrides either per metric.
+/// The metrics every watch and hold judges (`thresholds.on_inconclusive` keys must be these).
+pub const WATCH_METRICS: &[&str] = &[
+    "error_rate",
+    "throughput",
+    "mean_latency",
+    "fill_rate",
+    "risk_rejections",
+    "strategy_loss_per_min",
+];
+
 pub fn watch_specs(env: &Environment) -> Vec<MetricSpec> {
     let t = &env.thresholds;
     let base = |name: &str, kind, direction, tol: f64, max: Option<f64>| MetricSpec {
@@ -433,4 +443,18 @@ pub async fn observe(
         watched_ms: start.elapsed().as_millis() as u64,
         extended_ms: extended_at.map_or(0, |t| t.elapsed().as_millis() as u64),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// The list config validation checks keys against is exactly what the watch judges.
+    #[test]
+    fn watch_metrics_name_every_spec() {
+        let env: crate::config::Environment = toml::from_str("").expect("empty environment");
+        let names: Vec<String> = super::watch_specs(&env)
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, super::WATCH_METRICS);
+    }
 }

@@ -290,3 +290,32 @@ fn history_spans_are_not_bounded_like_waits() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("ten years"), "{}", r.stderr);
 }
+
+/// A misspelt metric in `thresholds.on_inconclusive` is a config error naming the real ones,
+/// not a policy silently ignored.
+#[test]
+fn a_misspelt_on_inconclusive_metric_is_refused() {
+    let (_d, p) =
+        config("[environments.local.thresholds]\non_inconclusive = { fill_rte = \"fail\" }\n");
+    let r = run("cutover", &["--config", p.to_str().unwrap(), "status"], &[]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("`fill_rte` is not a watch metric") && r.stderr.contains("fill_rate"),
+        "{}",
+        r.stderr
+    );
+    let (_d, p) =
+        config("[environments.local.thresholds]\non_inconclusive = { fill_rate = \"fail\" }\n");
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(
+        "generate_deployment_report",
+        &[
+            "--config",
+            p.to_str().unwrap(),
+            "--journal-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
