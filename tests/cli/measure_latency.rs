@@ -110,8 +110,11 @@ async fn unchanged_target_passes_its_baseline_and_30_percent_slower_fails() {
         "3s",
         "--warmup",
         "500ms",
+        // Gated on the median: with 300 samples p90 is at the mercy of the machine (a busy
+        // 2-core CI run moved an unchanged p90 by +15 %); the median is what a 30 % slower
+        // service moves and noise does not. p99.9 stays to show it is reported, never gated.
         "--percentiles",
-        "50,90,99.9",
+        "50,99.9",
     ];
     let mut a = common.to_vec();
     a.extend(["--save-baseline", base.to_str().unwrap()]);
