@@ -97,6 +97,25 @@ impl JournalArgs {
             None => base.join(".deploykit"),
         })
     }
+
+    /// Open the environment's journal and take its lock for `ctx.tool`: the one way a tool that
+    /// changes an environment starts. `on_lost` is cancelled if the lock is lost while held.
+    pub async fn lock(
+        &self,
+        ctx: &crate::cli::Context,
+        on_lost: CancellationToken,
+    ) -> Result<Journal> {
+        let env = ctx.env()?;
+        Journal::open(
+            ctx.tool,
+            ctx.env_name.as_str(),
+            env,
+            ctx.timeout,
+            self.dir(ctx)?,
+            on_lost,
+        )
+        .await
+    }
 }
 
 /// Who holds an environment lock: enough for an operator to find it.
@@ -485,6 +504,14 @@ impl Journal {
         Ok(std::fs::read_to_string(&path)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// Run `work` under the lock, then give the lock back. A lost lock explains whatever stopped
+    /// the work, so it is the error reported; otherwise the work's own result.
+    pub async fn hold<T>(self, work: impl AsyncFnOnce(&Journal) -> Result<T>) -> Result<T> {
+        let r = work(&self).await;
+        self.release().await?;
+        r
     }
 
     /// Give the lock back. Err when it had been lost while held: the run stopped early.

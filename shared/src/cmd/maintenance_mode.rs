@@ -4,7 +4,7 @@ use crate::cli::{CommonArgs, Context, Tool};
 use crate::config::{Color, parse_duration};
 use crate::cutover::Ctx;
 use crate::error::Result;
-use crate::journal::{Journal, JournalArgs};
+use crate::journal::JournalArgs;
 use crate::maintenance;
 use crate::report::Report;
 use std::time::Duration;
@@ -73,26 +73,17 @@ impl Tool for Args {
         }
         // Changing the environment: the same lock a cutover or rollout holds, taken before the
         // live colour is read so a cutover cannot move it underneath.
-        let journal = Journal::open(
-            Self::NAME,
-            ctx.env_name.as_str(),
-            &env,
-            ctx.timeout,
-            self.journal.dir(&ctx)?,
-            c.cancel.clone(),
-        )
-        .await?;
-        let r = async {
-            let color = crate::lb::target_color(&env, self.color, ctx.timeout).await?;
-            if self.enable {
-                maintenance::enable(&c, color, &self.reason, self.deadline, &mut report).await
-            } else {
-                maintenance::disable(&c, color, self.resume_strategies, &mut report).await
-            }
-        }
-        .await;
-        journal.release().await?;
-        r?;
+        let journal = self.journal.lock(&ctx, c.cancel.clone()).await?;
+        journal
+            .hold(async |_| {
+                let color = crate::lb::target_color(&env, self.color, ctx.timeout).await?;
+                if self.enable {
+                    maintenance::enable(&c, color, &self.reason, self.deadline, &mut report).await
+                } else {
+                    maintenance::disable(&c, color, self.resume_strategies, &mut report).await
+                }
+            })
+            .await?;
         Ok(report)
     }
 }

@@ -5,7 +5,7 @@ use crate::cli::{CommonArgs, Context, DryRunArgs, Tool};
 use crate::config::{Color, parse_duration};
 use crate::cutover::{self as co, Ctx};
 use crate::error::{Error, Result};
-use crate::journal::{Journal, JournalArgs};
+use crate::journal::JournalArgs;
 use crate::report::Report;
 use crate::rollout::{FINISHED, PLAN, Plan, Rollout, engines, interrupted, plan_report, reverse};
 use crate::watch;
@@ -117,21 +117,13 @@ impl Tool for Args {
             plan_report(&new_plan(color), &BTreeSet::new(), &engines, &mut report);
             return Ok(report);
         }
-        let journal = Journal::open(
-            Self::NAME,
-            ctx.env_name.as_str(),
-            &env,
-            ctx.timeout,
-            self.journal.dir(&ctx)?,
-            c.cancel.clone(),
-        )
-        .await?;
-        let result = async {
+        let journal = self.journal.lock(&ctx, c.cancel.clone()).await?;
+        journal.hold(async |journal| {
             if self.reverse {
-                return reverse(&c, &ctx, &journal, &mut report).await;
+                return reverse(&c, &ctx, journal, &mut report).await;
             }
             let (plan, run_id, done) = if self.resume {
-                interrupted(&ctx, &journal).await?
+                interrupted(&ctx, journal).await?
             } else {
                 let color = crate::lb::target_color(&env, self.color, ctx.timeout).await?;
                 (
@@ -148,7 +140,7 @@ impl Tool for Args {
             let r = Rollout {
                 c: &c,
                 ctx: &ctx,
-                journal: &journal,
+                journal,
                 run_id,
                 plan: &plan,
                 engines: &engines,
@@ -184,10 +176,8 @@ impl Tool for Args {
             };
             r.note(FINISHED, state, String::new()).await.ok();
             outcome.map(|_| ())
-        }
-        .await;
-        journal.release().await?;
-        result?;
+        })
+        .await?;
         Ok(report)
     }
 }
