@@ -130,8 +130,8 @@ pub fn main<T: Tool>() -> ExitCode {
 }
 
 /// The causes a person needs below the error line: not one the message already spells out
-/// (with or without a severity prefix such as `ERROR: `), nor a bare label ("db error") that
-/// only announces the next cause. JSON keeps the whole chain.
+/// (with or without a severity prefix such as `ERROR: `), nor a bare label that only announces
+/// the next cause (hyper's "client error (Connect)"). JSON keeps the whole chain.
 fn shown_causes<'a>(message: &str, causes: &'a [String]) -> Vec<&'a str> {
     causes
         .iter()
@@ -317,15 +317,13 @@ fn emit(out: &Output, common: &CommonArgs, format: Format, report: &Report) -> R
 fn fail<T: Tool>(out: &Output, common: &CommonArgs, format: Format, e: &Error) -> u8 {
     let code = e.exit_code();
     let message = redact(&e.to_string());
-    let hint = e.hint();
+    let hint = redact(&e.hint());
     let causes = e.causes();
     out.message(&format!("error: {message}"));
     for c in shown_causes(&message, &causes) {
         out.message(&format!("  caused by: {c}"));
     }
-    if let Some(h) = hint {
-        out.message(&format!("hint: {h}"));
-    }
+    out.message(&format!("hint: {hint}"));
     if format == Format::Json {
         let doc = serde_json::json!({
             "tool": T::NAME,
@@ -344,7 +342,7 @@ fn fail<T: Tool>(out: &Output, common: &CommonArgs, format: Format, e: &Error) -
     let mut r = Report::new(T::NAME, common.environment.as_str());
     r.push(
         crate::report::Check::fail("runner", format!("{} could not run", T::NAME), message)
-            .hint(hint.unwrap_or_default()),
+            .hint(hint),
     );
     let failed_path = |path: &std::path::Path| matches!(e, Error::Io { path: p, .. } if p == path);
     if let Some(path) = &common.junit

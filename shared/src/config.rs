@@ -171,7 +171,11 @@ struct DurationRule {
 }
 
 /// The one parser behind every duration flag and field: humantime, then the form's rule.
-fn parse_with(s: &str, rule: &DurationRule) -> std::result::Result<Duration, String> {
+fn parse_with(s: &str, rule: &DurationRule) -> std::result::Result<Duration, InvalidDuration> {
+    parse_rule(s, rule).map_err(InvalidDuration)
+}
+
+fn parse_rule(s: &str, rule: &DurationRule) -> std::result::Result<Duration, String> {
     if rule.zero_ok && s.trim() == "0" {
         return Ok(Duration::ZERO);
     }
@@ -200,8 +204,14 @@ fn parse_with(s: &str, rule: &DurationRule) -> std::result::Result<Duration, Str
 
 const WAIT: &str = "longer than 7 days, the most any wait here may take";
 
+crate::failure!(
+    /// A duration on the command line or in the config that is not one: what is wrong and
+    /// what would be accepted.
+    InvalidDuration
+);
+
 /// A span of history (`30days`, `-1d` back from now), not a wait: up to ten years.
-pub fn parse_span(s: &str) -> std::result::Result<Duration, String> {
+pub fn parse_span(s: &str) -> std::result::Result<Duration, InvalidDuration> {
     parse_with(
         s,
         &DurationRule {
@@ -215,7 +225,7 @@ pub fn parse_span(s: &str) -> std::result::Result<Duration, String> {
 
 /// Parse `30s`, `1m30s`, `250ms`, up to 7 days. Zero is refused: a zero timeout is never what
 /// anyone means.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, InvalidDuration> {
     parse_with(
         s,
         &DurationRule {
@@ -228,7 +238,7 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
 }
 
 /// Like [`parse_duration`] but zero is allowed (a warm-up may be skipped).
-pub fn parse_duration_or_zero(s: &str) -> std::result::Result<Duration, String> {
+pub fn parse_duration_or_zero(s: &str) -> std::result::Result<Duration, InvalidDuration> {
     parse_with(
         s,
         &DurationRule {

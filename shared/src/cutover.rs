@@ -109,8 +109,18 @@ pub async fn live_colors(ctx: &Ctx) -> Result<Vec<(String, Option<Color>)>> {
     Ok(out)
 }
 
+crate::failure!(
+    /// Why a step of a cutover or rollback failed (or a precondition of one does not hold):
+    /// the run records it as the step's failed check and then rolls back or stops, so it
+    /// carries no exit code of its own; the report's verdict decides that.
+    StepFailure
+);
+
+/// A step's outcome: its message and data for the report, or why it failed.
+pub type StepResult = std::result::Result<(String, serde_json::Value), StepFailure>;
+
 /// The one colour every instance agrees is live, or why not.
-pub fn agreed(live: &[(String, Option<Color>)]) -> std::result::Result<Color, String> {
+pub fn agreed(live: &[(String, Option<Color>)]) -> std::result::Result<Color, StepFailure> {
     let colors: Vec<Option<Color>> = live.iter().map(|(_, c)| *c).collect();
     match colors.first() {
         None => Err("no load balancer configured for this environment".into()),
@@ -121,7 +131,8 @@ pub fn agreed(live: &[(String, Option<Color>)]) -> std::result::Result<Color, St
                 .map(|(n, c)| format!("{n}={}", c.map_or("none".to_string(), |c| c.to_string())))
                 .collect::<Vec<_>>()
                 .join(", ")
-        )),
+        )
+        .into()),
     }
 }
 
@@ -130,10 +141,10 @@ pub async fn health(
     ctx: &Ctx,
     color: Color,
     version: Option<&str>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), StepFailure> {
     let clients = ctx.all(color);
     if clients.is_empty() {
-        return Err(format!("no services configured for {color}"));
+        return Err(format!("no services configured for {color}").into());
     }
     let results = futures_util::future::join_all(
         clients
@@ -160,7 +171,7 @@ pub async fn health(
     if bad.is_empty() {
         Ok(())
     } else {
-        Err(bad.join("; "))
+        Err(bad.join("; ").into())
     }
 }
 
@@ -197,7 +208,7 @@ impl Runner<'_> {
     pub async fn step<F, Fut>(&mut self, name: &str, f: F) -> Result<bool>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = std::result::Result<(String, serde_json::Value), String>>,
+        Fut: std::future::Future<Output = StepResult>,
     {
         self.note(name, "started", "").await?;
         let start = Instant::now();
@@ -216,7 +227,7 @@ impl Runner<'_> {
                 );
                 Ok(true)
             }
-            Err(msg) => {
+            Err(StepFailure(msg)) => {
                 self.note(name, "failed", &msg).await?;
                 tracing::error!("{} {name}: {msg}", self.action);
                 self.report
@@ -244,11 +255,7 @@ fn crash_point(step: &str) {
 }
 
 /// New traffic to `to`, `from` draining: one transaction per HAProxy instance.
-pub async fn switch_traffic(
-    ctx: &Ctx,
-    from: Color,
-    to: Color,
-) -> std::result::Result<(String, serde_json::Value), String> {
+pub async fn switch_traffic(ctx: &Ctx, from: Color, to: Color) -> StepResult {
     let decided = now_ms();
     let mut done = vec![];
     for l in &ctx.env.load_balancers {
@@ -259,10 +266,9 @@ pub async fn switch_traffic(
                 let back = lb::switch_commands(d, to, from);
                 let _ = lb::transaction(&d.runtime_api, &back, ctx.timeout).await;
             }
-            return Err(format!(
-                "{}: {e}; instances already switched were put back",
-                l.name
-            ));
+            return Err(
+                format!("{}: {e}; instances already switched were put back", l.name).into(),
+            );
         }
         done.push(l.clone());
     }
@@ -280,11 +286,7 @@ pub async fn switch_traffic(
 /// Wait until `color` has nothing in flight: HAProxy scur+qcur and the services' counters.
 /// Returns when it was detected (unix ms). After `deadline`, cancels working orders and kills
 /// remaining sessions, saying so.
-pub async fn drain(
-    ctx: &Ctx,
-    color: Color,
-    deadline: Duration,
-) -> std::result::Result<(String, serde_json::Value), String> {
+pub async fn drain(ctx: &Ctx, color: Color, deadline: Duration) -> StepResult {
     let start = Instant::now();
     let clients = ctx.clients(color, &[Role::TradingEngine, Role::Oms]);
     let mut note = Every::new(Duration::from_secs(5));
@@ -304,7 +306,7 @@ pub async fn drain(
                     open += i.open_orders;
                 }
                 Err(e) if e.is_unreachable() => {} // a dead service has nothing in flight
-                Err(e) => return Err(format!("{}: {e}", c.base())),
+                Err(e) => return Err(format!("{}: {e}", c.base()).into()),
             }
         }
         if sessions == 0 && inflight == 0 && open == 0 {
@@ -357,11 +359,7 @@ pub async fn drain(
 }
 
 /// `from` out of rotation (maint) everywhere, then read back that `to` is live everywhere.
-pub async fn finalize_switch(
-    ctx: &Ctx,
-    from: Color,
-    to: Color,
-) -> std::result::Result<(String, serde_json::Value), String> {
+pub async fn finalize_switch(ctx: &Ctx, from: Color, to: Color) -> StepResult {
     for l in &ctx.env.load_balancers {
         lb::transaction(&l.runtime_api, &lb::maint_commands(l, from), ctx.timeout)
             .await
@@ -373,16 +371,12 @@ pub async fn finalize_switch(
             format!("{to} live on every instance (read back), {from} in maintenance"),
             serde_json::json!({}),
         )),
-        Ok(c) => Err(format!("read back: {c} is live, expected {to}")),
-        Err(e) => Err(format!("read back: {e}")),
+        Ok(c) => Err(format!("read back: {c} is live, expected {to}").into()),
+        Err(e) => Err(format!("read back: {e}").into()),
     }
 }
 
-pub async fn admin_all<F, Fut>(
-    clients: &[Client],
-    what: &str,
-    f: F,
-) -> std::result::Result<(String, serde_json::Value), String>
+pub async fn admin_all<F, Fut>(clients: &[Client], what: &str, f: F) -> StepResult
 where
     F: Fn(Client) -> Fut,
     Fut: std::future::Future<
@@ -390,7 +384,7 @@ where
         >,
 {
     if clients.is_empty() {
-        return Err(format!("{what}: no service configured"));
+        return Err(format!("{what}: no service configured").into());
     }
     for c in clients {
         f(c.clone())
@@ -403,10 +397,7 @@ where
     ))
 }
 
-pub async fn set_feeds(
-    ctx: &Ctx,
-    color: Color,
-) -> std::result::Result<(String, serde_json::Value), String> {
+pub async fn set_feeds(ctx: &Ctx, color: Color) -> StepResult {
     admin_all(
         &ctx.clients(color, &[Role::Marketdata]),
         "feeds → production",
@@ -417,11 +408,7 @@ pub async fn set_feeds(
 
 /// `color` takes orders and trades, running `strategies` (the ones the colour it replaces ran);
 /// read back.
-pub async fn activate(
-    ctx: &Ctx,
-    color: Color,
-    strategies: &Strategies,
-) -> std::result::Result<(String, serde_json::Value), String> {
+pub async fn activate(ctx: &Ctx, color: Color, strategies: &Strategies) -> StepResult {
     let clients = ctx.clients(color, &[Role::TradingEngine, Role::Oms]);
     admin_all(&clients, "resume orders", |c| async move {
         c.resume_orders().await
@@ -450,7 +437,8 @@ pub async fn activate(
                 c.base(),
                 st.trading_active,
                 st.accepting_orders
-            ));
+            )
+            .into());
         }
     }
     Ok((
@@ -478,7 +466,10 @@ pub fn describe_strategies(s: &Strategies) -> String {
 }
 
 /// The strategies active on any of `color`'s trading engines (the largest size wins).
-pub async fn active_strategies(ctx: &Ctx, color: Color) -> std::result::Result<Strategies, String> {
+pub async fn active_strategies(
+    ctx: &Ctx,
+    color: Color,
+) -> std::result::Result<Strategies, StepFailure> {
     let mut out = Strategies::new();
     for c in ctx.clients(color, &[Role::TradingEngine]) {
         let st = c
@@ -498,32 +489,23 @@ pub async fn active_strategies(ctx: &Ctx, color: Color) -> std::result::Result<S
 /// `color` becomes a standby: refuses orders, trading off, every strategy off — read back on
 /// each service. A service that cannot be reached is named, not failed on: it trades nothing
 /// while down, and the cutover must not be undone for a colour that is gone.
-pub async fn standby(
-    ctx: &Ctx,
-    color: Color,
-) -> std::result::Result<(String, serde_json::Value), String> {
+pub async fn standby(ctx: &Ctx, color: Color) -> StepResult {
     let clients = ctx.clients(color, &[Role::TradingEngine, Role::Oms]);
     let mut down = vec![];
     let mut stopped = 0;
     for c in &clients {
-        let st = match c.admin_state().await {
-            Ok(st) => st,
+        // A service that is down is listed, not fatal: it trades nothing while down.
+        match c.admin_state().await {
+            Ok(_) => {}
             Err(e) if e.is_unreachable() => {
                 down.push(c.base().to_string());
                 continue;
             }
-            Err(e) => return Err(format!("{}: {e}", c.base())),
-        };
+            Err(e) => return Err(format!("{}: {e}", c.base()).into()),
+        }
         let fail = |e: crate::http::HttpError| format!("{}: {e}", c.base());
         c.stop_orders().await.map_err(fail)?;
-        c.set_trading(false).await.map_err(fail)?;
-        for (name, s) in st.strategies.iter().filter(|(_, s)| s.active) {
-            let off = crate::contract::Strategy {
-                active: false,
-                size_pct: s.size_pct,
-            };
-            c.set_strategy(name, &off).await.map_err(fail)?;
-        }
+        trading_off(c).await.map_err(fail)?;
         let after = c.admin_state().await.map_err(fail)?;
         let still: Vec<&String> = after
             .strategies
@@ -537,7 +519,8 @@ pub async fn standby(
                 c.base(),
                 after.trading_active,
                 after.accepting_orders
-            ));
+            )
+            .into());
         }
         stopped += 1;
     }
@@ -555,6 +538,23 @@ pub async fn standby(
         ));
     }
     Ok((msg, serde_json::json!({ "unreachable": down })))
+}
+
+/// Trading and every active strategy off on one service, each strategy keeping its size for
+/// the day it is switched back on. Standby and rollback both stop a colour this way.
+async fn trading_off(
+    c: &crate::contract::Client,
+) -> std::result::Result<(), crate::http::HttpError> {
+    c.set_trading(false).await?;
+    let st = c.admin_state().await?;
+    for (name, s) in st.strategies.iter().filter(|(_, s)| s.active) {
+        let off = crate::contract::Strategy {
+            active: false,
+            size_pct: s.size_pct,
+        };
+        c.set_strategy(name, &off).await?;
+    }
+    Ok(())
 }
 
 /// The rollback: stop trading on `bad` → traffic back to `good` (one prepared transaction per
@@ -583,17 +583,8 @@ pub async fn rollback(
         r.step("stop_trading", || async {
             let mut n = 0;
             for c in &clients {
-                if c.set_trading(false).await.is_ok() {
+                if trading_off(c).await.is_ok() {
                     n += 1;
-                }
-                if let Ok(st) = c.admin_state().await {
-                    for (name, s) in st.strategies.iter().filter(|(_, s)| s.active) {
-                        let off = crate::contract::Strategy {
-                            active: false,
-                            size_pct: s.size_pct,
-                        };
-                        let _ = c.set_strategy(name, &off).await;
-                    }
                 }
             }
             // The colour we return to must take orders the moment traffic arrives.
@@ -661,7 +652,7 @@ pub async fn rollback(
                         format!("{good} live everywhere and healthy"),
                         serde_json::json!({}),
                     )),
-                    Ok(c) => Err(format!("{c} is live, expected {good}")),
+                    Ok(c) => Err(format!("{c} is live, expected {good}").into()),
                     Err(e) => Err(e),
                 }
             })

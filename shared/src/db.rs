@@ -46,15 +46,10 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             }
             s
         }
-        None => {
-            let mut s = e.to_string();
-            let mut cause = std::error::Error::source(e);
-            while let Some(c) = cause {
-                s.push_str(&format!(": {c}"));
-                cause = c.source();
-            }
-            s
-        }
+        None => std::iter::once(e.to_string())
+            .chain(crate::error::sources(e).map(|c| c.to_string()))
+            .collect::<Vec<_>>()
+            .join(": "),
     };
     redact(&text)
 }
@@ -82,5 +77,9 @@ fn hint(code: &SqlState) -> Option<&'static str> {
 /// A PostgreSQL failure while doing `what`, as the error every tool exits with (4).
 pub fn error(what: &str, e: tokio_postgres::Error) -> Error {
     let detail = describe(&e);
-    Error::unreachable_from(what, detail, e)
+    // The server's own error is the cause to show, not tokio-postgres's "db error" wrapper.
+    match e.as_db_error() {
+        Some(d) => Error::unreachable_from(what, detail, d.clone()),
+        None => Error::unreachable_from(what, detail, e),
+    }
 }

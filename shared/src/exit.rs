@@ -1,7 +1,7 @@
 //! The one exit-code table every binary speaks (docs/exit-codes.md mirrors it).
 //!
 //! Jenkins maps 1 to UNSTABLE on non-blocking stages and anything else to FAILURE, so
-//! "the target is bad" (1) stays apart from "the tool could not do its job" (2–6).
+//! "the target is bad" (1) stays apart from "the tool could not do its job" (2–7).
 
 /// Everything checked holds / the action completed.
 pub const OK: u8 = 0;
@@ -17,6 +17,8 @@ pub const UNREACHABLE: u8 = 4;
 pub const CONFLICT: u8 = 5;
 /// Inconclusive: not enough data to judge; a human decides.
 pub const INCONCLUSIVE: u8 = 6;
+/// A local file or directory the tool needs could not be read or written.
+pub const IO: u8 = 7;
 /// Interrupted by SIGINT, after cleaning up.
 pub const SIGINT: u8 = 130;
 /// Interrupted by SIGTERM, after cleaning up.
@@ -50,6 +52,11 @@ pub const TABLE: &[(u8, &str, &str)] = &[
         INCONCLUSIVE,
         "inconclusive",
         "not enough data to judge (a human decides)",
+    ),
+    (
+        IO,
+        "io",
+        "a local file or directory could not be read or written (report, journal, figures)",
     ),
     (SIGINT, "sigint", "interrupted by SIGINT, after cleaning up"),
     (

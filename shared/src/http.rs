@@ -93,12 +93,11 @@ impl Http {
                 timeout: self.timeout,
             }
         } else if e.is_connect() || e.is_request() {
-            let mut detail = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                detail = s.to_string();
-                src = s.source();
-            }
+            // The innermost cause says what happened ("Connection refused"); the outer ones
+            // only wrap it.
+            let detail = crate::error::sources(&e)
+                .last()
+                .map_or_else(|| e.to_string(), |c| c.to_string());
             HttpError::Connect { url, detail }
         } else {
             HttpError::Decode {

@@ -641,14 +641,19 @@ pub fn encode(h: &Histogram<u64>) -> String {
     base64::engine::general_purpose::STANDARD.encode(buf)
 }
 
-pub fn decode(s: &str) -> std::result::Result<Histogram<u64>, String> {
+crate::failure!(
+    /// A saved histogram that does not decode.
+    CorruptHistogram
+);
+
+pub fn decode(s: &str) -> std::result::Result<Histogram<u64>, CorruptHistogram> {
     use base64::Engine;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(s)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| CorruptHistogram(e.to_string()))?;
     hdrhistogram::serialization::Deserializer::new()
         .deserialize(&mut std::io::Cursor::new(bytes))
-        .map_err(|e| format!("{e:?}"))
+        .map_err(|e| CorruptHistogram(format!("{e:?}")))
 }
 
 /// The classic `.hgrm` percentile distribution (values in milliseconds).

@@ -89,7 +89,7 @@ fn step(
     report: &mut Report,
     name: &str,
     start: Instant,
-    r: std::result::Result<String, String>,
+    r: std::result::Result<String, co::StepFailure>,
 ) -> bool {
     match r {
         Ok(m) => {

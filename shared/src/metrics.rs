@@ -150,10 +150,15 @@ pub struct Snapshot {
     pub metrics: BTreeMap<String, Figures>,
 }
 
+crate::failure!(
+    /// Why a snapshot cannot be judged: a figures file no window could have produced.
+    InvalidSnapshot
+);
+
 impl Snapshot {
     /// Refuses what no window can hold: infinite samples, counts that are not finite, negative
     /// counts, more events than trials, a window that ends before it starts.
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), InvalidSnapshot> {
         let w = &self.window;
         if !(w.start.is_finite() && w.end.is_finite() && w.step.is_finite())
             || w.end < w.start
@@ -162,28 +167,30 @@ impl Snapshot {
             return Err(format!(
                 "window {} → {} step {} is impossible",
                 w.start, w.end, w.step
-            ));
+            )
+            .into());
         }
         for (name, f) in &self.metrics {
             match f {
                 Figures::Series { samples } => {
                     if let Some(x) = samples.iter().find(|x| x.is_infinite()) {
-                        return Err(format!("{name}: sample {x} is not a finite number"));
+                        return Err(format!("{name}: sample {x} is not a finite number").into());
                     }
                 }
                 Figures::Proportion { events, trials } => {
                     if !(events.is_finite() && trials.is_finite()) {
-                        return Err(format!("{name}: counts must be finite numbers"));
+                        return Err(format!("{name}: counts must be finite numbers").into());
                     }
                     if *events < 0.0 || *trials < 0.0 {
                         return Err(format!(
                             "{name}: negative counts ({events} events, {trials} trials)"
-                        ));
+                        )
+                        .into());
                     }
                     if events > trials {
                         return Err(format!(
                             "{name}: {events} events out of {trials} trials (events must be ≤ trials)"
-                        ));
+                        ).into());
                     }
                 }
                 Figures::Error { .. } => {}

@@ -13,15 +13,16 @@ use crate::config::{
 };
 use crate::contract::{Client, MetricTotals as Totals};
 use crate::cutover::{Ctx, health};
+use crate::http::HttpError;
 use crate::metrics::{self, Figures, Outcome, Verdict};
 use crate::telemetry::Every;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
-async fn totals(clients: &[Client]) -> std::result::Result<Totals, String> {
+async fn totals(clients: &[Client]) -> std::result::Result<Totals, HttpError> {
     let mut t = Totals::default();
     for c in clients {
-        t.add(&c.metric_totals().await.map_err(|e| e.to_string())?);
+        t.add(&c.metric_totals().await?);
     }
     Ok(t)
 }
@@ -43,7 +44,7 @@ pub struct Figurer {
 }
 
 impl Figurer {
-    pub async fn start(clients: Vec<Client>) -> std::result::Result<Figurer, String> {
+    pub async fn start(clients: Vec<Client>) -> std::result::Result<Figurer, HttpError> {
         let t = totals(&clients).await?;
         Ok(Figurer::from(clients, t))
     }
@@ -62,7 +63,7 @@ impl Figurer {
         }
     }
 
-    pub async fn sample(&mut self) -> std::result::Result<(), String> {
+    pub async fn sample(&mut self) -> std::result::Result<(), HttpError> {
         let t = totals(&self.clients).await?;
         let (dn, ds) = (
             t.latency_count - self.last.latency_count,
@@ -271,7 +272,7 @@ pub async fn baseline(
     clients: Vec<Client>,
     window: Duration,
     tick: Duration,
-) -> std::result::Result<metrics::Snapshot, String> {
+) -> std::result::Result<metrics::Snapshot, HttpError> {
     let mut fig = Figurer::start(clients).await?;
     let start = Instant::now();
     while start.elapsed() < window {

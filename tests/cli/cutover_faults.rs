@@ -3,7 +3,9 @@
 //! dies mid-run; two operators at once (another cutover, maintenance_mode, a second working
 //! directory); and the old colour, which must stop trading after a switch.
 
-use crate::cutover::{CutoverStack, check, finish, orders_by_id, start_load, until_live};
+use crate::cutover::{
+    CutoverStack, check, finish, orders_by_id, spawn_cutover, start_load, until_live,
+};
 use crate::support::stack::Stack;
 use deploykit::contract::{AdminState, Strategy};
 use std::os::unix::process::ExitStatusExt;
@@ -18,26 +20,12 @@ fn other(c: &str) -> &'static str {
     if c == "blue" { "green" } else { "blue" }
 }
 
-/// A client of one colour with the stack's own admin token.
-fn colour(st: &Stack, color: &str) -> deploykit::contract::Client {
-    deploykit::contract::Client::new(
-        st.url(&format!("{}_URL", color.to_uppercase())),
-        deploykit::http::Http::new(Duration::from_secs(2), Duration::from_secs(5)).with_token(
-            deploykit::redact::Secret::new(st.url("DEPLOYKIT_ADMIN_TOKEN")),
-        ),
-    )
-}
-
 async fn admin(st: &Stack, color: &str) -> AdminState {
-    colour(st, color).admin_state().await.unwrap()
+    st.client(color).admin_state().await.unwrap()
 }
 
 async fn strategy_pnl(st: &Stack, color: &str) -> f64 {
-    colour(st, color)
-        .metric_totals()
-        .await
-        .unwrap()
-        .strategy_pnl
+    st.client(color).metric_totals().await.unwrap().strategy_pnl
 }
 
 /// Exactly one colour live and trading the strategy, the other a standby that refuses orders
@@ -89,7 +77,7 @@ async fn killed_at(st: &Stack, to: &str, step: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_at_every_step_then_resume_or_rollback_loses_no_order() {
     let st = Stack::up();
-    colour(&st, "blue")
+    st.client("blue")
         .set_strategy(
             STRATEGY,
             &Strategy {
@@ -100,6 +88,7 @@ async fn kill_9_at_every_step_then_resume_or_rollback_loses_no_order() {
         .await
         .unwrap();
     let load = start_load(&st.url("HAPROXY_URL"), 100);
+    // About time: blue under load before the baseline window opens.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // A plain cutover: blue becomes a standby (its P&L stops moving), green runs the strategy.
@@ -131,6 +120,7 @@ async fn kill_9_at_every_step_then_resume_or_rollback_loses_no_order() {
     );
     one_colour_trades(&st, "green", "plain cutover").await;
     let before = strategy_pnl(&st, "blue").await;
+    // About time: a standby's P&L stays still for a second of market ticks.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(
         strategy_pnl(&st, "blue").await,
@@ -209,25 +199,12 @@ async fn kill_9_at_every_step_then_resume_or_rollback_loses_no_order() {
 async fn a_lost_lock_stops_the_run_and_a_live_holder_is_never_overtaken() {
     let st = Stack::up();
     let load = start_load(&st.url("HAPROXY_URL"), 50);
+    // About time: blue under load before the baseline window opens.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let child = st
-        .cutover_cmd(&[
-            "run",
-            "--to",
-            "green",
-            "--watch",
-            "60s",
-            "--baseline-window",
-            "1s",
-            "--format",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_cutover(&st, &["--watch", "60s", "--baseline-window", "1s"]);
     let pid = child.id();
     until_live(&st, "green").await;
+    // About time: the run is into its watch, heartbeating its lease, before anyone contends.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Two operators at once: maintenance_mode and a second cutover are refused, naming the holder.

@@ -133,8 +133,8 @@ fn every_binary_that_cannot_run_says_so_in_junit() {
     }
 }
 
-/// Another output that cannot be written (an `--html` path in a missing directory) is exit 3,
-/// and the JUnit file Jenkins reads is still written, with a failing case that says why.
+/// Another output that cannot be written (an `--html` path in a missing directory) is exit 7
+/// (I/O), with a hint naming the directory, and the JUnit file Jenkins reads is still written, with a failing case that says why.
 #[test]
 fn junit_is_written_when_the_html_page_cannot_be() {
     let dir = tempfile::tempdir().unwrap();
@@ -154,7 +154,12 @@ fn junit_is_written_when_the_html_page_cannot_be() {
         ],
         &[],
     );
-    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("hint: create /nonexistent/dir"),
+        "{}",
+        r.stderr
+    );
     let xml = std::fs::read_to_string(&junit).expect("JUnit written although --html failed");
     assert!(
         xml.contains("<failure") && xml.contains("report.html"),

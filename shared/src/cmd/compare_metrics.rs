@@ -59,7 +59,7 @@ fn resolve(spec: &str, duration: Duration, step: Duration, now: f64) -> Result<S
         "yesterday" => Some(now - 86_400.0),
         s if s.starts_with('-') => Some(
             now - crate::config::parse_span(&s[1..])
-                .map_err(Error::Usage)?
+                .map_err(|e| Error::Usage(e.0))?
                 .as_secs_f64(),
         ),
         s => chrono::DateTime::parse_from_rfc3339(s)

@@ -138,7 +138,7 @@ impl Tool for Args {
                 report.push(match &agreed {
                     Ok(col) => Check::ok("status", "Load balancers agree")
                         .message(format!("{col} is live")),
-                    Err(e) => Check::fail("status", "Load balancers agree", e)
+                    Err(e) => Check::fail("status", "Load balancers agree", e.to_string())
                         .hint("finish or roll back the cutover: cutover rollback"),
                 });
                 let entries =
@@ -202,31 +202,24 @@ impl Tool for Args {
                     plan_run(&c, to.other(), *to, &mut report);
                     return Ok(report);
                 }
-                let journal = Journal::open(
-                    Self::NAME,
-                    ctx.env_name.as_str(),
-                    &env,
-                    ctx.timeout,
-                    journal_dir.clone(),
-                    c.cancel.clone(),
-                )
-                .await?;
-                let r = run(
-                    &c,
-                    &journal,
-                    *to,
-                    *watch,
-                    expect_version.as_deref(),
-                    *drain_deadline,
-                    *baseline_window,
-                    *tick,
-                    *resume,
-                    &mut report,
-                )
-                .await;
-                // A lost lock explains whatever stopped the run; it is the error to report.
-                journal.release().await?;
-                r?;
+                let journal = self.journal.lock(&ctx, c.cancel.clone()).await?;
+                journal
+                    .hold(async |journal| {
+                        run(
+                            &c,
+                            journal,
+                            *to,
+                            *watch,
+                            expect_version.as_deref(),
+                            *drain_deadline,
+                            *baseline_window,
+                            *tick,
+                            *resume,
+                            &mut report,
+                        )
+                        .await
+                    })
+                    .await?;
             }
             Command::Rollback { to } => {
                 if self.dry.dry_run {
@@ -237,62 +230,53 @@ impl Tool for Args {
                 if token.is_none() {
                     env.admin_token()?;
                 }
-                let journal = Journal::open(
-                    Self::NAME,
-                    ctx.env_name.as_str(),
-                    &env,
-                    ctx.timeout,
-                    journal_dir.clone(),
-                    c.cancel.clone(),
-                )
-                .await?;
-                let last = journal
-                    .last_run(ctx.env_name.as_str(), CUTOVER_ACTIONS)
+                let journal = self.journal.lock(&ctx, c.cancel.clone()).await?;
+                journal
+                    .hold(async |journal| {
+                        let last = journal
+                            .last_run(ctx.env_name.as_str(), CUTOVER_ACTIONS)
+                            .await?;
+                        let (good, bad) = match (to, last.first()) {
+                            (Some(g), _) => (*g, g.other()),
+                            (None, Some(e)) if e.action == "cutover" => {
+                                let g = parse_color(&e.from_color)?;
+                                (g, g.other())
+                            }
+                            (None, Some(e)) => {
+                                let g = parse_color(&e.to_color)?;
+                                (g, g.other())
+                            }
+                            (None, None) => {
+                                return Err(Error::Usage(
+                                    "no cutover in the journal: pass --to blue|green".into(),
+                                ));
+                            }
+                        };
+                        // The strategies to give back: the ones the rolled-back run recorded, else the
+                        // ones the bad colour runs now (it took them over).
+                        let strategies = match recorded_strategies(&last) {
+                            Some(s) => s,
+                            None => co::active_strategies(&c, bad).await.unwrap_or_default(),
+                        };
+                        let run_id = format!("rollback-{}", co::now_ms());
+                        let mut r = Runner {
+                            ctx: &c,
+                            journal,
+                            run_id,
+                            action: "rollback",
+                            from: bad,
+                            to: good,
+                            report: &mut report,
+                        };
+                        r.note(
+                            STRATEGIES_STEP,
+                            "done",
+                            &serde_json::to_string(&strategies).expect("json"),
+                        )
+                        .await?;
+                        co::rollback(&mut r, good, bad, &[], &strategies).await
+                    })
                     .await?;
-                let (good, bad) = match (to, last.first()) {
-                    (Some(g), _) => (*g, g.other()),
-                    (None, Some(e)) if e.action == "cutover" => {
-                        let g = parse_color(&e.from_color)?;
-                        (g, g.other())
-                    }
-                    (None, Some(e)) => {
-                        let g = parse_color(&e.to_color)?;
-                        (g, g.other())
-                    }
-                    (None, None) => {
-                        return Err(Error::Usage(
-                            "no cutover in the journal: pass --to blue|green".into(),
-                        ));
-                    }
-                };
-                // The strategies to give back: the ones the rolled-back run recorded, else the
-                // ones the bad colour runs now (it took them over).
-                let strategies = match recorded_strategies(&last) {
-                    Some(s) => s,
-                    None => co::active_strategies(&c, bad).await.unwrap_or_default(),
-                };
-                let run_id = format!("rollback-{}", co::now_ms());
-                let mut r = Runner {
-                    ctx: &c,
-                    journal: &journal,
-                    run_id,
-                    action: "rollback",
-                    from: bad,
-                    to: good,
-                    report: &mut report,
-                };
-                let res = async {
-                    r.note(
-                        STRATEGIES_STEP,
-                        "done",
-                        &serde_json::to_string(&strategies).expect("json"),
-                    )
-                    .await?;
-                    co::rollback(&mut r, good, bad, &[], &strategies).await
-                }
-                .await;
-                journal.release().await?;
-                res?;
             }
         }
         Ok(report)
@@ -840,7 +824,7 @@ async fn run(
                             serde_json::to_value(&w).unwrap_or_default(),
                         )
                     })
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string().into())
             })
             .await?;
     }

@@ -242,8 +242,13 @@ pub fn check_rules(rules: &Rules, tables: &[Table]) -> (Vec<String>, Vec<String>
 const TEXT_TYPES: &[&str] = &["text", "varchar", "bpchar", "citext", "name"];
 const INT_TYPES: &[&str] = &["int2", "int4", "int8"];
 
+crate::failure!(
+    /// An anonymizing rule that cannot apply to its column's type or constraints.
+    UnfitRule
+);
+
 /// The anonymizing SQL expression for one column (NULL stays NULL).
-pub fn expression(rule: &Rule, c: &Column) -> std::result::Result<String, String> {
+pub fn expression(rule: &Rule, c: &Column) -> std::result::Result<String, UnfitRule> {
     let col = ident(&c.name);
     // Keyed SHA-256 of the value as hex; the key is a session setting, never in the SQL text.
     let hex = format!(
@@ -273,7 +278,8 @@ pub fn expression(rule: &Rule, c: &Column) -> std::result::Result<String, String
             return Err(format!(
                 "hash works on text, bigint, integer and uuid columns, not {}",
                 c.type_text
-            ));
+            )
+            .into());
         }
         Rule::Fake(f) if text => when(fit(match f {
             Fake::Text => format!("'fake_' || left({hex}, 12)"),
@@ -298,7 +304,8 @@ pub fn expression(rule: &Rule, c: &Column) -> std::result::Result<String, String
             return Err(format!(
                 "fake works on text columns (fake also on integer, numeric and date), not {}",
                 c.type_text
-            ));
+            )
+            .into());
         }
     })
 }
@@ -476,7 +483,7 @@ pub async fn refresh(
             }
             exprs.push(format!(
                 "{} AS {}",
-                expression(&rule, c).map_err(Error::Conflict)?,
+                expression(&rule, c).map_err(|e| Error::Conflict(e.0))?,
                 ident(&c.name)
             ));
         }
