@@ -443,19 +443,16 @@ async fn prometheus(data: &str) -> Prom {
         .spawn()
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{url}/-/ready")).await
-            && r.status().is_success()
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "prometheus did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let ready = format!("{url}/-/ready");
+    crate::support::eventually_async("prometheus ready", Duration::from_secs(30), async || {
+        reqwest::get(&ready)
+            .await
+            .ok()?
+            .status()
+            .is_success()
+            .then_some(())
+    })
+    .await;
     Prom {
         child,
         url,

@@ -289,6 +289,7 @@ async fn risk_limits_are_enforced_and_reloadable() {
 async fn market_data_feeds_and_ticks() {
     let s = sim("blue", "1.0.0").await;
     let c = client(&s.url());
+    // About time: 300 ms of ticks, so every feed has published more than once.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let feeds = c.feeds().await.unwrap();
     assert_eq!(feeds.len(), 2);
@@ -395,8 +396,12 @@ async fn inflight_counts_requests_being_served() {
     .unwrap();
     let c2 = c.clone();
     let slow = tokio::spawn(async move { c2.positions(ACC).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(c.inflight().await.unwrap().inflight_requests, 1);
+    crate::support::eventually_async(
+        "the slow request in flight",
+        Duration::from_secs(5),
+        async || (c.inflight().await.ok()?.inflight_requests == 1).then_some(()),
+    )
+    .await;
     slow.await.unwrap().unwrap();
     assert_eq!(c.inflight().await.unwrap().inflight_requests, 0);
 }

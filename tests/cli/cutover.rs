@@ -2,8 +2,8 @@
 //! from counters, traffic switched within 100 ms, automatic rollback on a degraded colour,
 //! journal-based resume after a crash.
 
-use crate::support::client;
 use crate::support::stack::Stack;
+use crate::support::{client, eventually_async};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -112,6 +112,7 @@ pub(crate) fn start_load(url: &str, rate: u64) -> Load {
                 Ok(r) => ll.lock().unwrap().1.push(format!("HTTP {}", r.status())),
                 Err(e) => ll.lock().unwrap().1.push(e.to_string()),
             }
+            // Pacing of the background reader, not a wait for a condition.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
@@ -162,6 +163,7 @@ async fn cutover_and_rollback_lose_no_order() {
     let st = Stack::up();
     let (blue, green) = (st.url("BLUE_URL"), st.url("GREEN_URL"));
     let load = start_load(&st.url("HAPROXY_URL"), 500);
+    // About time: blue serves 1.5 s of load before the switch, so orders are in flight at it.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Slow in-flight requests on blue at the moment of the switch.
     client(&blue)
@@ -185,6 +187,7 @@ async fn cutover_and_rollback_lose_no_order() {
     assert_eq!(code, 0, "{run}\n{err}");
     assert_eq!(st.live().await, "green");
     client(&blue).clear_faults().await.unwrap();
+    // About time: the load runs on after the cutover, so a late loss would be counted.
     tokio::time::sleep(Duration::from_millis(800)).await;
     client(&green)
         .set_faults(&deploykit::contract::Faults {
@@ -196,6 +199,7 @@ async fn cutover_and_rollback_lose_no_order() {
     let (code, rb, err) = st.cutover(&["rollback"]).await;
     assert_eq!(code, 0, "{rb}\n{err}");
     client(&green).clear_faults().await.unwrap();
+    // About time: the load runs on after the rollback, so a late loss would be counted.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let (samples, (ll_ok, ll_err)) = load.finish().await;
     assert_eq!(st.live().await, "blue");
@@ -305,7 +309,11 @@ async fn unhealthy_or_wrong_version_green_is_refused_and_blue_stays() {
         })
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let green = client(&st.url("GREEN_URL"));
+    eventually_async("green crashed", Duration::from_secs(5), async || {
+        green.health().await.is_err().then_some(())
+    })
+    .await;
     let (code, v, _) = st.cutover(&["run", "--to", "green", "--watch", "1s"]).await;
     assert_eq!(code, 1, "{v}");
     assert!(
@@ -332,6 +340,7 @@ async fn green_degrading_during_the_watch_rolls_back_automatically() {
     ] {
         let st = Stack::up();
         let load = start_load(&st.url("HAPROXY_URL"), 200);
+        // About time: the baseline window needs blue under load.
         tokio::time::sleep(Duration::from_millis(500)).await;
         client(&st.url("GREEN_URL"))
             .set_faults(&fault)
@@ -377,21 +386,8 @@ async fn killed_mid_cutover_resumes_or_rolls_back_and_two_at_once_are_refused() 
     // Client traffic, as in production: the watch fails closed on a colour nobody uses.
     let load = start_load(&st.url("HAPROXY_URL"), 20);
     // Kill -9 during the watch (after the switch).
-    let mut child = st
-        .cutover_cmd(&[
-            "run",
-            "--to",
-            "green",
-            "--watch",
-            "30s",
-            "--baseline-window",
-            "1s",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut child = spawn_cutover(&st, &["--watch", "30s", "--baseline-window", "1s"]);
+    until_live(&st, "green").await;
     // While it runs, a second cutover is refused.
     let (code, _, err) = st.cutover(&["run", "--to", "green"]).await;
     assert_eq!(code, 5, "{err}");
@@ -419,21 +415,8 @@ async fn killed_mid_cutover_resumes_or_rolls_back_and_two_at_once_are_refused() 
     // Killed again mid-cutover the other way round: rollback brings blue back from any step.
     let (code, _, _) = st.cutover(&["rollback"]).await;
     assert_eq!(code, 0);
-    let mut child = st
-        .cutover_cmd(&[
-            "run",
-            "--to",
-            "green",
-            "--watch",
-            "30s",
-            "--baseline-window",
-            "1s",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut child = spawn_cutover(&st, &["--watch", "30s", "--baseline-window", "1s"]);
+    until_live(&st, "green").await;
     child.kill().unwrap();
     child.wait().unwrap();
     let (code, v, err) = st.cutover(&["rollback"]).await;
@@ -462,7 +445,7 @@ async fn dry_run_prints_the_runtime_api_commands_and_changes_nothing() {
 }
 
 /// Spawns `cutover run --to green` with `args` (JSON on stdout), returning the child.
-fn spawn_cutover(st: &Stack, args: &[&str]) -> std::process::Child {
+pub(crate) fn spawn_cutover(st: &Stack, args: &[&str]) -> std::process::Child {
     let mut a = vec!["run", "--to", "green", "--format", "json"];
     a.extend_from_slice(args);
     st.cutover_cmd(&a)
@@ -477,6 +460,7 @@ fn spawn_cutover(st: &Stack, args: &[&str]) -> std::process::Child {
 async fn switched_under_load(watch: &str) -> (Stack, Load, std::process::Child) {
     let st = Stack::up();
     let load = start_load(&st.url("HAPROXY_URL"), 200);
+    // About time: blue under load before the baseline window opens.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let child = spawn_cutover(&st, &["--watch", watch, "--baseline-window", "1500ms"]);
     until_live(&st, "green").await;
@@ -485,16 +469,21 @@ async fn switched_under_load(watch: &str) -> (Stack, Load, std::process::Child) 
 
 /// Waits (bounded, 20 s) until HAProxy answers from `color`.
 pub(crate) async fn until_live(st: &Stack, color: &str) {
-    for _ in 0..400 {
-        if let Ok(r) = reqwest::get(format!("{}/health", st.url("HAPROXY_URL"))).await
-            && let Ok(v) = r.json::<serde_json::Value>().await
-            && v["color"] == color
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{color} never became live");
+    let url = format!("{}/health", st.url("HAPROXY_URL"));
+    eventually_async(
+        &format!("{color} becoming live"),
+        Duration::from_secs(20),
+        async || {
+            let v = reqwest::get(&url)
+                .await
+                .ok()?
+                .json::<serde_json::Value>()
+                .await
+                .ok()?;
+            (v["color"] == color).then_some(())
+        },
+    )
+    .await
 }
 
 pub(crate) async fn finish(child: std::process::Child) -> (i32, serde_json::Value, String) {
@@ -582,6 +571,7 @@ async fn a_stalled_new_colour_rolls_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn haproxy_killed_during_the_watch_is_not_a_success() {
     let (st, load, child) = switched_under_load("15s").await;
+    // About time: the watch has judged a few ticks of green before HAProxy dies.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = std::fs::read_to_string(st.dir.path().join("s/haproxy.pid")).unwrap();
     std::process::Command::new("kill")
@@ -604,6 +594,7 @@ async fn haproxy_killed_during_the_watch_is_not_a_success() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_resumed_watch_judges_against_the_journaled_baseline() {
     let (st, load, mut child) = switched_under_load("60s").await;
+    // About time: killed a second into the watch, with ticks of it already judged.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     child.kill().unwrap();
     child.wait().unwrap();

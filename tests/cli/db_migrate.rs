@@ -1,6 +1,6 @@
 //! db_migrate on a real PostgreSQL, one database per test.
 
-use crate::support::{Run, TestDb, checks_with, config, repo_root, run};
+use crate::support::{Run, TestDb, checks_with, config, eventually, repo_root, run};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -235,7 +235,13 @@ fn no_wait_exits_5_while_another_run_holds_the_lock() {
         ])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    eventually(
+        "the holder taking the lock",
+        Duration::from_secs(10),
+        || {
+            (f.db.sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())") != "0").then_some(())
+        },
+    );
     let r = f.run(&["migrate", "--no-wait"]);
     holder.kill().ok();
     holder.wait().ok();
@@ -309,7 +315,13 @@ fn blocked_migration_times_out_retries_and_never_stalls_the_application() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    eventually(
+        "the blocker holding trades",
+        Duration::from_secs(10),
+        || {
+            (f.db.sql("SELECT count(*) FROM pg_locks WHERE relation = 'trades'::regclass AND granted AND pid <> pg_backend_pid()") != "0").then_some(())
+        },
+    );
     let lock_timeout = Duration::from_millis(300);
     let (r, app_worst) = std::thread::scope(|s| {
         let mig = s.spawn(|| f.run(&["--format", "json", "migrate", "--lock-timeout", "300ms"]));
@@ -367,18 +379,22 @@ fn kill_9_mid_migration_leaves_a_consistent_history() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    // Killed mid-migration: while its file's statements run.
+    eventually("the migration running", Duration::from_secs(10), || {
+        (f.db.sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND query LIKE '%pg\\_sleep(3)%' AND pid <> pg_backend_pid()") != "0").then_some(())
+    });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    // The server notices the dead client and aborts its transaction; the next run applies cleanly.
-    let mut r = f.run(&["migrate", "--no-wait"]);
-    for _ in 0..50 {
-        if r.code != 5 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        r = f.run(&["migrate", "--no-wait"]);
-    }
+    // The server notices the dead client and aborts its transaction; the next run applies cleanly
+    // (exit 5 until then: the dead client's session still holds the migration lock).
+    let r = eventually(
+        "the lock freed by the server",
+        Duration::from_secs(10),
+        || {
+            let r = f.run(&["migrate", "--no-wait"]);
+            (r.code != 5).then_some(r)
+        },
+    );
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(f.history_rows(), "1");
     assert_eq!(f.db.sql("SELECT to_regclass('slow') IS NOT NULL"), "t");

@@ -87,6 +87,7 @@ async fn stall_fault_holds_requests_for_its_duration() {
     let t = Instant::now();
     c.feeds().await.unwrap();
     assert!(t.elapsed() >= Duration::from_millis(200));
+    // About time: the stall's window has passed.
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(
         c.faults().await.unwrap().stall_ms,
@@ -99,6 +100,7 @@ async fn stall_fault_holds_requests_for_its_duration() {
 async fn stale_feed_fault_stops_ticks() {
     let s = sim("blue", "1.0.0").await;
     let c = client(&s.url());
+    // About time: the feeds tick before they are stopped.
     tokio::time::sleep(Duration::from_millis(50)).await;
     c.set_faults(&Faults {
         stale_feed: Some(true),
@@ -106,10 +108,12 @@ async fn stale_feed_fault_stops_ticks() {
     })
     .await
     .unwrap();
+    // About time: a stale feed ages; 400 ms of no ticks.
     tokio::time::sleep(Duration::from_millis(400)).await;
     let feeds = c.feeds().await.unwrap();
     assert!(feeds.iter().all(|f| f.last_msg_age_ms >= 300), "{feeds:?}");
     let seq = c.ticks("AAPL").await.unwrap().last().unwrap().seq;
+    // About time: no tick arrives in the next 100 ms.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(c.ticks("AAPL").await.unwrap().last().unwrap().seq, seq);
 }
@@ -165,8 +169,12 @@ async fn crash_fault_takes_the_service_down() {
     tokio::time::timeout(Duration::from_secs(2), s.crashed())
         .await
         .expect("crash fired");
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let e = c.health().await.unwrap_err();
+    let e = crate::support::eventually_async(
+        "the listener closed",
+        Duration::from_secs(5),
+        async || c.health().await.err(),
+    )
+    .await;
     assert!(e.is_unreachable(), "{e}");
 }
 

@@ -118,7 +118,13 @@ async fn in_flight_orders_complete_and_the_deadline_cancels_working_orders() {
             .place_order(&order(OrderType::Market, None, "slow-1"))
             .await
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let admin = st.client("blue");
+    crate::support::eventually_async(
+        "the slow order in flight",
+        Duration::from_secs(5),
+        async || (admin.inflight().await.ok()?.inflight_requests > 0).then_some(()),
+    )
+    .await;
     let t = Instant::now();
     let (code, out) = mm(&st, &["--enable", "--deadline", "1500ms"]).await;
     let took = t.elapsed();

@@ -43,6 +43,7 @@ async fn one_stall_dominates_the_corrected_p99_and_not_the_naive_one() {
     let cl = client(&s.url());
     // One 200 ms stall, 5 s into a 10 s run at 2000 req/s.
     let stall = tokio::spawn(async move {
+        // About time: the stall lands mid-run, with steady samples on both sides of it.
         tokio::time::sleep(Duration::from_millis(6000)).await;
         cl.set_faults(&Faults {
             stall_ms: Some(200),

@@ -2,7 +2,7 @@
 //! that watches it, with a message naming the cause; the test account is always left clean.
 
 use crate::support::{
-    ADMIN_TOKEN, Run, check_message, checks_with, client, config, run_async, sim,
+    ADMIN_TOKEN, Run, check_message, checks_with, client, config, eventually_async, run_async, sim,
 };
 use deploykit::contract::Faults;
 use std::time::Duration;
@@ -34,8 +34,13 @@ async fn fleet(extra: &str) -> Fleet {
         w = web.url()
     );
     let (d, p) = config(&text);
-    // Let the feeds publish before the first check.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The feeds publish before the first check.
+    let feeds = client(&md.url());
+    eventually_async("feeds publishing", Duration::from_secs(5), async || {
+        let f = feeds.feeds().await.ok()?;
+        (!f.is_empty() && f.iter().all(|f| f.last_msg_age_ms < 250)).then_some(())
+    })
+    .await;
     Fleet {
         md_url: md.url(),
         trading,
@@ -117,7 +122,12 @@ async fn failing_with(
 ) -> (Vec<String>, Run) {
     client(target).set_faults(&faults).await.unwrap();
     if faults.stale_feed == Some(true) {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        let feeds = client(target);
+        eventually_async("feeds going stale", Duration::from_secs(5), async || {
+            let f = feeds.feeds().await.ok()?;
+            f.iter().all(|f| f.last_msg_age_ms > 300).then_some(())
+        })
+        .await;
     }
     let r = smoke(f, args).await;
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
@@ -245,7 +255,11 @@ async fn fault_wrong_version() {
 async fn fault_service_down() {
     let mut f = fleet("").await;
     drop(f.md.take());
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let md = client(&f.md_url);
+    eventually_async("marketdata down", Duration::from_secs(5), async || {
+        md.health().await.is_err().then_some(())
+    })
+    .await;
     let r = smoke(&f, &[]).await;
     assert_eq!(r.code, 1);
     let mut failed = checks_with(&r.stdout, "fail");
@@ -304,15 +318,12 @@ async fn sigint_mid_run_cleans_up_and_exits_130() {
         .unwrap();
     // Signalled once it is mid-run: its risk check is being served (and hangs).
     let risk = client(&f.risk.url());
-    let mut mid_run = false;
-    for _ in 0..500 {
-        if risk.inflight().await.is_ok_and(|i| i.inflight_requests > 0) {
-            mid_run = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await; // polling interval, not a wait for time
-    }
-    assert!(mid_run, "smoke_tests never reached the risk check");
+    eventually_async(
+        "smoke_tests reaching the risk check",
+        Duration::from_secs(10),
+        async || (risk.inflight().await.ok()?.inflight_requests > 0).then_some(()),
+    )
+    .await;
     std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -81,25 +81,16 @@ async fn two_stacks_route_to_blue_and_leave_nothing_behind() {
         assert!(!e["DEPLOYKIT_ADMIN_TOKEN"].is_empty());
         // Prometheus scrapes both colours.
         let prom = &e["PROMETHEUS_URL"];
-        let mut up = 0;
-        for _ in 0..50 {
-            let v: serde_json::Value = reqwest::get(format!("{prom}/api/v1/query?query=sum(up)"))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            up = v["data"]["result"][0]["value"][1]
-                .as_str()
-                .unwrap_or("0")
-                .parse::<i32>()
-                .unwrap_or(0);
-            if up == 2 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-        assert_eq!(up, 2, "Prometheus does not scrape both colours");
+        let url = format!("{prom}/api/v1/query?query=sum(up)");
+        crate::support::eventually_async(
+            "Prometheus scraping both colours",
+            std::time::Duration::from_secs(10),
+            async || {
+                let v: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+                (v["data"]["result"][0]["value"][1].as_str() == Some("2")).then_some(())
+            },
+        )
+        .await;
         for k in ["HAPROXY_URL", "BLUE_URL", "GREEN_URL", "PROMETHEUS_URL"] {
             ports.push(port(&e[k]));
         }

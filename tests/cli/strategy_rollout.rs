@@ -50,6 +50,7 @@ fn traffic(url: String) -> tokio_util::sync::CancellationToken {
         };
         while !s.is_cancelled() {
             let _ = c.risk_check(&o).await;
+            // Pacing of the background load, not a wait for a condition.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });
@@ -60,10 +61,16 @@ fn traffic(url: String) -> tokio_util::sync::CancellationToken {
 /// the test's assertions then say why).
 async fn reached_50_percent(url: &str) -> bool {
     let c = client(url);
-    for _ in 0..1000 {
-        if c.admin_state().await.unwrap().strategies["MM_EQ_001"].size_pct == 50 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if c.admin_state()
+            .await
+            .is_ok_and(|s| s.strategies["MM_EQ_001"].size_pct == 50)
+        {
             return true;
         }
+        // Pacing of the poll: this runs in a spawned task, where `until`'s borrowing closure
+        // is not `Send`.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     false
@@ -227,6 +234,7 @@ async fn risk_rejections_rising_at_a_step_stop_the_rollout() {
                 strategy: None,
             };
             let _ = c.place_order(&o).await;
+            // Pacing of the background load, not a wait for a condition.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });

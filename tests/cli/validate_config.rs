@@ -308,11 +308,13 @@ impl RestartableSim {
                 .success()
         );
         let c = client(&sim.url);
-        for _ in 0..100 {
-            if c.health().await.is_ok() {
-                return sim;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if crate::support::until(std::time::Duration::from_secs(10), async || {
+            c.health().await.ok()
+        })
+        .await
+        .is_some()
+        {
+            return sim;
         }
         panic!(
             "trading_sim did not start: {}",

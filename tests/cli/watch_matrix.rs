@@ -100,6 +100,7 @@ async fn watch_once(
         .unwrap();
     }
     let stop_blue = orders(blue.url(), baseline_rate);
+    // About time: blue under load before the baseline window opens.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let base = watch::baseline(
         c.clients(Color::Blue, &deploykit::config::Role::ALL),

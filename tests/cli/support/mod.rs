@@ -290,3 +290,74 @@ pub fn eventually<T>(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// `eventually` for async probes: polls every 20 ms, `None` once `deadline` has passed (for the
+/// callers whose own assertion says what went wrong).
+pub async fn until<T>(
+    deadline: std::time::Duration,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        if start.elapsed() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// `until`, panicking with `what` when the condition never holds.
+pub async fn eventually_async<T>(
+    what: &str,
+    deadline: std::time::Duration,
+    probe: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    match until(deadline, probe).await {
+        Some(v) => v,
+        None => panic!("{what}: not within {deadline:?}"),
+    }
+}
+
+/// Tests wait for conditions (`eventually`, `until`), not for time: a `sleep(` anywhere else in
+/// the suite says why on the line above ("About time: …" when time itself is under test,
+/// "Pacing …" for a load generator's rhythm).
+#[test]
+fn tests_wait_for_conditions_not_for_time() {
+    let mut stack = vec![repo_root().join("tests/cli")];
+    let mut bare = vec![];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            if p.extension().is_none_or(|x| x != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, l) in lines.iter().enumerate() {
+                let helper = p.ends_with("support/mod.rs") && l.contains("from_millis(20)");
+                let code = l.trim_start();
+                let sleeps = code.contains("sleep(")
+                    && !code.starts_with("//")
+                    && !code.contains("_sleep(")
+                    && !code.contains("\"sleep(");
+                let said = lines[i.saturating_sub(2)..i]
+                    .iter()
+                    .any(|c| c.contains("About time") || c.contains("Pacing"));
+                if sleeps && !helper && !said {
+                    bare.push(format!("{}:{}", p.display(), i + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        bare.is_empty(),
+        "sleeps that wait for time, not a condition: {bare:?}"
+    );
+}

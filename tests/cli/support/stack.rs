@@ -36,6 +36,16 @@ impl Stack {
         self.env[k].clone()
     }
 
+    /// A client of `color`'s service holding the stack's admin token.
+    pub fn client(&self, color: &str) -> deploykit::contract::Client {
+        deploykit::contract::Client::new(
+            self.url(&format!("{}_URL", color.to_uppercase())),
+            super::http().with_token(deploykit::redact::Secret::new(
+                self.url("DEPLOYKIT_ADMIN_TOKEN"),
+            )),
+        )
+    }
+
     /// A binary with the stack's environment (config, URLs, token).
     pub fn cmd(&self, tool: &str, args: &[&str]) -> std::process::Command {
         let mut c = std::process::Command::new(super::bin(tool));
