@@ -544,6 +544,9 @@ impl Default for Timeouts {
     }
 }
 
+fn default_keep_previous_for() -> HumanDuration {
+    HumanDuration(Duration::from_secs(3600))
+}
 fn default_colors() -> Vec<Color> {
     vec![Color::Blue, Color::Green]
 }
@@ -601,6 +604,13 @@ pub struct Environment {
     /// `{color}` and `{role}` are replaced per service; e.g.
     /// `["sudo", "systemctl", "restart", "trading-{role}@{color}"]`.
     pub restart_command: Option<Vec<String>>,
+    /// How long the previous colour stays up after a cutover, trading nothing, so a rollback is
+    /// one switch away (guide §5: one hour); `cutover decommission` refuses inside it.
+    #[serde(default = "default_keep_previous_for")]
+    pub keep_previous_for: HumanDuration,
+    /// Command that stops every service of one colour, for `cutover decommission` (`{color}` is
+    /// replaced); e.g. `["ansible-playbook", "playbooks/stop_color.yml", "-e", "color={color}"]`.
+    pub stop_command: Option<Vec<String>>,
     /// Where the deploy journal and the environment lock live when there is no `database`
     /// (relative to this file) [default: `.deploykit` beside this file]. One place per
     /// environment, so runs started from different directories still exclude each other.

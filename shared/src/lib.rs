@@ -17,6 +17,7 @@ pub mod http;
 pub mod journal;
 pub mod latency;
 pub mod lb;
+pub mod lifecycle;
 pub mod maintenance;
 pub mod metrics;
 pub mod migrate;

@@ -619,3 +619,264 @@ async fn a_resumed_watch_judges_against_the_journaled_baseline() {
     );
     rolled_back_on(&st, &v, "error_rate").await;
 }
+
+/// One pipeline stage script against the stack, as Jenkins runs it (ENVIRONMENT=local).
+async fn stage(
+    st: &Stack,
+    reports: &Path,
+    script: &str,
+    vars: &[(&str, &str)],
+) -> crate::support::Run {
+    let mut c = std::process::Command::new("bash");
+    c.arg(
+        crate::support::repo_root()
+            .join("scripts/pipeline")
+            .join(script),
+    )
+    .current_dir(crate::support::repo_root())
+    .envs(st.env.clone())
+    .env("BIN", crate::support::bin_dir())
+    .env("ENVIRONMENT", "local")
+    .env("STACK_DIR", st.dir.path().join("s"))
+    .env("REPORTS", reports)
+    .envs(vars.iter().copied());
+    let t = std::time::Instant::now();
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    crate::support::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+        elapsed: t.elapsed(),
+    }
+}
+
+fn pid(st: &Stack, color: &str) -> String {
+    std::fs::read_to_string(st.dir.path().join(format!("s/{color}.pid")))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// Two production deploys in a row through the stage scripts, under client orders: each goes
+/// to the idle colour (green, then blue), the live colour's process is never restarted, and
+/// deploying to or "cutting over" to the live colour is refused (exit 5) instead of passing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_production_deploys_alternate_and_never_restart_the_live_colour() {
+    let st = Stack::up();
+    let reports = st.dir.path().join("reports");
+    let load = start_load(&st.url("HAPROXY_URL"), 50);
+    let mut order = vec![];
+    for (version, live_before) in [("1.1.0", "blue"), ("1.2.0", "green")] {
+        let r = stage(&st, &reports, "idle.sh", &[]).await;
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        let idle = std::fs::read_to_string(reports.join("idle_color")).unwrap();
+        let idle = idle.trim().to_string();
+        let expected = if live_before == "blue" {
+            "green"
+        } else {
+            "blue"
+        };
+        assert_eq!(idle, expected, "{}", r.stdout);
+        order.push(idle.clone());
+
+        // Injected: the pipeline asks to deploy the live colour. Refused before any restart.
+        let live_pid = pid(&st, live_before);
+        let r = stage(
+            &st,
+            &reports,
+            "deploy.sh",
+            &[
+                ("COLOR", live_before),
+                ("VERSION", version),
+                ("BLUE_GREEN", "1"),
+            ],
+        )
+        .await;
+        assert_eq!(r.code, 5, "{}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains(&format!("{live_before} is live")),
+            "{}",
+            r.stderr
+        );
+        assert!(
+            r.stderr
+                .contains(&format!("deploy to the idle colour, {idle}")),
+            "{}",
+            r.stderr
+        );
+
+        let r = stage(
+            &st,
+            &reports,
+            "deploy.sh",
+            &[("COLOR", &idle), ("VERSION", version), ("BLUE_GREEN", "1")],
+        )
+        .await;
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        assert_eq!(
+            pid(&st, live_before),
+            live_pid,
+            "the live colour was restarted"
+        );
+        // Injected: a cutover to the colour that is already live is a conflict, not a pass.
+        let (code, v, err) = st
+            .cutover(&["run", "--to", live_before, "--expect-version", version])
+            .await;
+        assert_eq!(code, 5, "{v}\n{err}");
+        assert!(err.contains("already live"), "{err}");
+
+        let (code, v, err) = st
+            .cutover(&[
+                "run",
+                "--to",
+                &idle,
+                "--expect-version",
+                version,
+                "--watch",
+                "1s",
+                "--baseline-window",
+                "1s",
+            ])
+            .await;
+        assert_eq!(code, 0, "{v}\n{err}");
+        assert_eq!(
+            pid(&st, live_before),
+            live_pid,
+            "the old colour stays up for a rollback"
+        );
+        // A retried stage of the run that just did it is nothing to do, not a conflict.
+        let (code, v, err) = st
+            .cutover(&["run", "--to", &idle, "--expect-version", version])
+            .await;
+        assert_eq!(code, 0, "{v}\n{err}");
+        assert!(v.to_string().contains("nothing to do"), "{v}");
+        let h = st.health("HAPROXY_URL").await;
+        assert_eq!(
+            (h["color"].as_str(), h["version"].as_str()),
+            (Some(idle.as_str()), Some(version))
+        );
+    }
+    assert_eq!(order, ["green", "blue"]);
+    let (samples, _) = load.finish().await;
+    let failed: Vec<&Sample> = samples.iter().filter(|s| s.result.is_err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} client orders failed, e.g. {:?}",
+        failed.len(),
+        samples.len(),
+        failed.first()
+    );
+}
+
+/// The previous colour's lifecycle: kept for the rollback window (refused inside it, a forced
+/// stop needs a reason), refused while it trades, then stopped and read back as gone; a
+/// rollback after that says what to do instead, and the next release deploys to it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn decommission_waits_out_the_rollback_window_and_a_rollback_after_it_refuses() {
+    let st = Stack::up();
+    let cfg = st.dir.path().join("s/deploy.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("keep_previous_for = \"1h\"", "keep_previous_for = \"5s\""),
+    )
+    .unwrap();
+    let reports = st.dir.path().join("reports");
+    let load = start_load(&st.url("HAPROXY_URL"), 50);
+    // About time: blue under load before the baseline window opens.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (code, v, err) = st
+        .cutover(&[
+            "run",
+            "--to",
+            "green",
+            "--watch",
+            "1s",
+            "--baseline-window",
+            "1s",
+        ])
+        .await;
+    assert_eq!(code, 0, "{v}\n{err}");
+    let blue_pid = pid(&st, "blue");
+
+    // Inside the window: refused, blue untouched; a force without a reason is a usage error.
+    let (code, _, err) = st.cutover(&["decommission"]).await;
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("blue is the rollback target until"), "{err}");
+    let (code, _, err) = st.cutover(&["decommission", "--force", " "]).await;
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(pid(&st, "blue"), blue_pid);
+    assert!(st.client("blue").health().await.is_ok());
+
+    // About time: the rollback window is wall-clock time since the cutover.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Injected: blue trades again (someone switched it on) — not a standby, not stopped.
+    st.client("blue").set_trading(true).await.unwrap();
+    let (code, _, err) = st.cutover(&["decommission"]).await;
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("still trades"), "{err}");
+    assert!(st.client("blue").health().await.is_ok());
+    st.client("blue").set_trading(false).await.unwrap();
+
+    let (code, v, err) = st.cutover(&["decommission"]).await;
+    assert_eq!(code, 0, "{v}\n{err}");
+    assert!(v.to_string().contains("read back as gone"), "{v}");
+    assert!(
+        st.client("blue").health().await.is_err(),
+        "blue still answers"
+    );
+    assert_eq!(st.live().await, "green");
+
+    // Nothing to roll back to: refused, saying what to do instead.
+    let (code, _, err) = st.cutover(&["rollback"]).await;
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains("decommissioned") && err.contains("redeploy the previous release to blue"),
+        "{err}"
+    );
+    assert_eq!(st.live().await, "green");
+
+    // The next release goes to the retired colour and cuts over as usual.
+    let r = stage(&st, &reports, "idle.sh", &[]).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(reports.join("idle_color"))
+            .unwrap()
+            .trim(),
+        "blue"
+    );
+    let r = stage(
+        &st,
+        &reports,
+        "deploy.sh",
+        &[("COLOR", "blue"), ("VERSION", "1.2.0"), ("BLUE_GREEN", "1")],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let (code, v, err) = st
+        .cutover(&[
+            "run",
+            "--to",
+            "blue",
+            "--expect-version",
+            "1.2.0",
+            "--watch",
+            "1s",
+            "--baseline-window",
+            "1s",
+        ])
+        .await;
+    assert_eq!(code, 0, "{v}\n{err}");
+    assert_eq!(st.live().await, "blue");
+    let (samples, _) = load.finish().await;
+    let failed: Vec<&Sample> = samples.iter().filter(|s| s.result.is_err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} client orders failed, e.g. {:?}",
+        failed.len(),
+        samples.len(),
+        failed.first()
+    );
+}

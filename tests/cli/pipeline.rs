@@ -186,6 +186,21 @@ fn the_jenkinsfile_has_every_pipeline_of_the_guide() {
     ] {
         assert!(j.contains(needle), "Jenkinsfile lacks {needle}");
     }
+    // Production deploys to the idle colour the load balancers name, never a fixed one: a
+    // fixed colour restarts the live one on every second release.
+    let prod = &j[j.find("stage('Production blue-green')").unwrap()
+        ..j.find("stage('Staging rollback')").unwrap()];
+    assert!(
+        prod.contains("runStage('idle.sh')") && prod.contains("env.DEPLOY_COLOR"),
+        "{prod}"
+    );
+    assert!(
+        prod.contains("BLUE_GREEN: '1'"),
+        "the deploy stage must guard the live colour"
+    );
+    for fixed in ["'green'", "'blue'", "\"green\"", "\"blue\""] {
+        assert!(!prod.contains(fixed), "production names a colour: {fixed}");
+    }
     // Every stage script the Jenkinsfile runs exists.
     for c in regex::Regex::new(r#"runStage\(["']([a-z_]+\.sh)"#)
         .unwrap()

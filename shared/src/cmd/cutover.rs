@@ -83,6 +83,22 @@ pub enum Command {
     },
     /// Which colour is live on every HAProxy instance, and whether they agree.
     Status,
+    /// Stop the previous colour once its rollback window (`keep_previous_for`, 1h) has passed:
+    /// it must be idle and trading nothing; the environment's `stop_command` stops it and every
+    /// service is read back as gone. Refused (exit 5) inside the window unless forced.
+    Decommission {
+        /// Stop it inside the rollback window; the reason is journaled.
+        #[arg(long, value_name = "REASON")]
+        force: Option<String>,
+    },
+    /// The idle colour, the one a blue-green deploy goes to: whichever no load balancer sends
+    /// traffic to. Exit 5 when the load balancers disagree (finish or roll back first).
+    Idle {
+        /// Exit 5 unless this colour is the idle one: deploying to the live colour would
+        /// restart the servers that take orders.
+        #[arg(long, value_enum, value_name = "COLOR")]
+        expect: Option<Color>,
+    },
 }
 
 impl Tool for Args {
@@ -151,6 +167,50 @@ impl Tool for Args {
                         report.push(ch);
                     }
                 }
+            }
+            Command::Decommission { force } => {
+                if self.dry.dry_run {
+                    report.note(format!(
+                        "would stop the idle colour with environments.{}.stop_command once keep_previous_for ({}) has passed since the last cutover",
+                        ctx.env_name,
+                        humantime::format_duration(env.keep_previous_for.0)
+                    ));
+                    return Ok(report);
+                }
+                let journal = self.journal.lock(&ctx, c.cancel.clone()).await?;
+                journal
+                    .hold(async |journal| {
+                        crate::lifecycle::decommission(
+                            &c,
+                            journal,
+                            env.keep_previous_for,
+                            env.stop_command.as_deref(),
+                            force.as_deref(),
+                            &mut report,
+                        )
+                        .await
+                    })
+                    .await?;
+            }
+            Command::Idle { expect } => {
+                let live = co::agreed(&co::live_colors(&c).await?).map_err(|e| {
+                    Error::Conflict(format!(
+                        "{e}: no colour is idle until the cutover is finished or rolled back (`cutover status`)"
+                    ))
+                })?;
+                let idle = live.other();
+                if let Some(want) = expect
+                    && *want != idle
+                {
+                    return Err(Error::Conflict(format!(
+                        "{want} is live: deploying to it would restart the servers taking orders; deploy to the idle colour, {idle}"
+                    )));
+                }
+                report.push(
+                    Check::ok("idle", "Idle colour")
+                        .message(format!("{idle} ({live} is live)"))
+                        .data(serde_json::json!({ "idle": idle.as_str(), "live": live.as_str() })),
+                );
             }
             Command::Warmup { to, rounds } => warmup(&c, *to, *rounds, &mut report).await,
             Command::Verify { to, expect_version } => {
@@ -252,7 +312,20 @@ impl Tool for Args {
                                 ));
                             }
                         };
-                        // The strategies to give back: the ones the rolled-back run recorded, else the
+                        // A decommissioned colour has nothing to switch back to.
+                if let Some(d) = crate::lifecycle::decommissioned_since_switch(
+                    journal,
+                    ctx.env_name.as_str(),
+                    good,
+                )
+                .await?
+                {
+                    return Err(Error::Conflict(format!(
+                        "{good} was decommissioned at {} ({}): there is nothing to switch back to; redeploy the previous release to {good} (the idle colour), then `cutover run --to {good}`",
+                        d.at, d.run_id
+                    )));
+                }
+                // The strategies to give back: the ones the rolled-back run recorded, else the
                         // ones the bad colour runs now (it took them over).
                         let strategies = match recorded_strategies(&last) {
                             Some(s) => s,
@@ -669,11 +742,30 @@ async fn run(
                 return Ok(());
             }
             Ok(l) if l == to => {
-                report.push(
-                    Check::ok("cutover", "prepare")
-                        .message(format!("{to} is already live: nothing to do")),
-                );
-                return Ok(());
+                // Nothing to do only for a retry of the run that did it: the journal's last
+                // cutover finished on `to`, which runs the expected version. Otherwise the
+                // pipeline deployed to the live colour (or chose the wrong one): a conflict,
+                // never a green build without a switch.
+                let last = journal.last_run(&c.env_name, CUTOVER_ACTIONS).await?;
+                let finished_here = last
+                    .first()
+                    .is_some_and(|e| e.action == "cutover" && e.to_color == to.as_str())
+                    && last.iter().any(|x| x.state == "finished");
+                let on_version = match expect_version {
+                    Some(v) => co::health(c, to, Some(v)).await.is_ok(),
+                    None => false,
+                };
+                if finished_here && on_version {
+                    report.push(Check::ok("cutover", "prepare").message(format!(
+                        "{to} is already live on {}: the journal's last cutover ({}) finished there; nothing to do",
+                        expect_version.unwrap_or_default(),
+                        last.first().map_or("", |e| e.run_id.as_str())
+                    )));
+                    return Ok(());
+                }
+                return Err(Error::Conflict(format!(
+                    "{to} is already live: nothing to cut over to; deploy the release to the idle colour ({from}, as `cutover idle` says) and cut over to that"
+                )));
             }
             Ok(_) => {}
         }
