@@ -19,6 +19,7 @@ pub mod latency;
 pub mod lb;
 pub mod lifecycle;
 pub mod maintenance;
+pub mod measure;
 pub mod metrics;
 pub mod migrate;
 pub mod output;

@@ -545,6 +545,30 @@ pub struct Created {
     pub order_ids: Vec<String>,
 }
 
+/// The order flow's steps in order: a step after a failed one is skipped (saying which failed),
+/// and only the groups asked for are reported.
+struct Steps<'a> {
+    out: Vec<Check>,
+    broken: Option<String>,
+    wanted: &'a BTreeSet<Group>,
+}
+
+impl Steps<'_> {
+    async fn run(&mut self, group: Group, name: &str, body: impl AsyncFnOnce() -> Check) {
+        let start = Instant::now();
+        let c = match &self.broken {
+            Some(why) => Check::skip(group.name(), name, format!("skipped: {why}")),
+            None => body().await,
+        };
+        if c.status == Status::Fail && self.broken.is_none() {
+            self.broken = Some(format!("`{name}` failed"));
+        }
+        if self.wanted.contains(&group) {
+            self.out.push(c.took(start.elapsed()));
+        }
+    }
+}
+
 /// Limit order rests → cancel confirmed → market order fills → fills match → position moves by
 /// the filled quantity → P&L consistent. Later steps are skipped when an earlier one fails.
 pub async fn order_flow(
@@ -552,7 +576,6 @@ pub async fn order_flow(
     groups: &BTreeSet<Group>,
     created: &tokio::sync::Mutex<Created>,
 ) -> Vec<Check> {
-    let mut out = vec![];
     let Some(te) = t.first(Role::TradingEngine) else {
         return vec![Check::skip(
             "orders",
@@ -563,24 +586,11 @@ pub async fn order_flow(
     let acc = t.account.clone().unwrap_or_default();
     let s = t.smoke();
     let sym = s.symbol.clone();
-    let mut broken: Option<String> = None;
-    let want = |g: Group| groups.contains(&g);
-    macro_rules! step {
-        ($group:expr, $name:expr, $body:expr) => {{
-            let start = Instant::now();
-            let c: Check = if let Some(why) = &broken {
-                Check::skip($group.name(), $name, format!("skipped: {why}"))
-            } else {
-                $body
-            };
-            if c.status == Status::Fail && broken.is_none() {
-                broken = Some(format!("`{}` failed", $name));
-            }
-            if want($group) {
-                out.push(c.took(start.elapsed()));
-            }
-        }};
-    }
+    let mut steps = Steps {
+        out: vec![],
+        broken: None,
+        wanted: groups,
+    };
     // A far-from-market limit price that rests: 10 % under the last tick, or 1.0 without one.
     let mark = match t.first(Role::Marketdata) {
         Some(md) => md
@@ -594,204 +604,228 @@ pub async fn order_flow(
     let before = te.positions(&acc).await.map(|p| p.qty(&sym));
 
     let mut resting_id = None;
-    step!(Group::Orders, "Limit order accepted and resting", {
-        match te
-            .place_order(&req(
-                t,
-                &sym,
-                Side::Buy,
-                s.qty,
-                OrderType::Limit,
-                Some(limit_price),
-                "limit",
-            ))
-            .await
-        {
-            Ok(o) => {
-                created.lock().await.order_ids.push(o.order_id.clone());
-                resting_id = Some(o.order_id.clone());
-                match o.status {
-                    OrderStatus::Resting => Check::ok("orders", "Limit order accepted and resting")
-                        .message(format!(
-                            "{} buy {} {sym} @ {limit_price}",
-                            o.order_id, s.qty
-                        )),
-                    st => Check::fail(
+    steps
+        .run(
+            Group::Orders,
+            "Limit order accepted and resting",
+            async || match te
+                .place_order(&req(
+                    t,
+                    &sym,
+                    Side::Buy,
+                    s.qty,
+                    OrderType::Limit,
+                    Some(limit_price),
+                    "limit",
+                ))
+                .await
+            {
+                Ok(o) => {
+                    created.lock().await.order_ids.push(o.order_id.clone());
+                    resting_id = Some(o.order_id.clone());
+                    match o.status {
+                        OrderStatus::Resting => {
+                            Check::ok("orders", "Limit order accepted and resting").message(
+                                format!("{} buy {} {sym} @ {limit_price}", o.order_id, s.qty),
+                            )
+                        }
+                        st => Check::fail(
+                            "orders",
+                            "Limit order accepted and resting",
+                            format!(
+                                "order {} is {st:?}: {}",
+                                o.order_id,
+                                o.reason.unwrap_or_default()
+                            ),
+                        ),
+                    }
+                }
+                Err(e) => http_fail("orders", "Limit order accepted and resting", &e),
+            },
+        )
+        .await;
+    steps
+        .run(Group::Orders, "Cancel confirmed", async || {
+            let id = resting_id.clone().unwrap_or_default();
+            match te.cancel_order(&id).await {
+                Ok(o) if o.status == OrderStatus::Cancelled => match te.order(&id).await {
+                    Ok(again) if again.status == OrderStatus::Cancelled => {
+                        Check::ok("orders", "Cancel confirmed").message(id)
+                    }
+                    Ok(again) => Check::fail(
                         "orders",
-                        "Limit order accepted and resting",
+                        "Cancel confirmed",
                         format!(
-                            "order {} is {st:?}: {}",
-                            o.order_id,
-                            o.reason.unwrap_or_default()
+                            "cancel answered, but the order reads back {:?}",
+                            again.status
                         ),
                     ),
-                }
-            }
-            Err(e) => http_fail("orders", "Limit order accepted and resting", &e),
-        }
-    });
-    step!(Group::Orders, "Cancel confirmed", {
-        let id = resting_id.clone().unwrap_or_default();
-        match te.cancel_order(&id).await {
-            Ok(o) if o.status == OrderStatus::Cancelled => match te.order(&id).await {
-                Ok(again) if again.status == OrderStatus::Cancelled => {
-                    Check::ok("orders", "Cancel confirmed").message(id)
-                }
-                Ok(again) => Check::fail(
+                    Err(e) => http_fail("orders", "Cancel confirmed", &e),
+                },
+                Ok(o) => Check::fail(
                     "orders",
                     "Cancel confirmed",
-                    format!(
-                        "cancel answered, but the order reads back {:?}",
-                        again.status
-                    ),
+                    format!("order {id} is {:?} after cancel", o.status),
                 ),
                 Err(e) => http_fail("orders", "Cancel confirmed", &e),
-            },
-            Ok(o) => Check::fail(
-                "orders",
-                "Cancel confirmed",
-                format!("order {id} is {:?} after cancel", o.status),
-            ),
-            Err(e) => http_fail("orders", "Cancel confirmed", &e),
-        }
-    });
+            }
+        })
+        .await;
     let mut filled = None;
-    step!(Group::Orders, "Market order filled", {
-        match te
-            .place_order(&req(
-                t,
-                &sym,
-                Side::Buy,
-                s.qty,
-                OrderType::Market,
-                None,
-                "market",
-            ))
-            .await
-        {
-            Ok(o) => {
-                created.lock().await.order_ids.push(o.order_id.clone());
-                let c = if o.status == OrderStatus::Filled && o.filled_qty == s.qty {
-                    Check::ok("orders", "Market order filled").message(format!(
-                        "{} {} @ {:.4}",
-                        o.order_id,
-                        o.filled_qty,
-                        o.avg_price.unwrap_or(0.0)
-                    ))
-                } else {
-                    Check::fail(
-                        "orders",
-                        "Market order filled",
-                        format!(
-                            "order {} is {:?} with {} of {} filled: {}",
+    steps
+        .run(Group::Orders, "Market order filled", async || {
+            match te
+                .place_order(&req(
+                    t,
+                    &sym,
+                    Side::Buy,
+                    s.qty,
+                    OrderType::Market,
+                    None,
+                    "market",
+                ))
+                .await
+            {
+                Ok(o) => {
+                    created.lock().await.order_ids.push(o.order_id.clone());
+                    let c = if o.status == OrderStatus::Filled && o.filled_qty == s.qty {
+                        Check::ok("orders", "Market order filled").message(format!(
+                            "{} {} @ {:.4}",
                             o.order_id,
-                            o.status,
                             o.filled_qty,
-                            s.qty,
-                            o.reason.clone().unwrap_or_default()
-                        ),
-                    )
-                };
-                filled = Some(o);
-                c
-            }
-            Err(e) => http_fail("orders", "Market order filled", &e),
-        }
-    });
-    step!(Group::Orders, "Fills match the order", {
-        let o = filled.clone().expect("set by the previous step");
-        let qty: i64 = o.fills.iter().map(|f| f.qty).sum();
-        let notional: f64 = o.fills.iter().map(|f| f.qty as f64 * f.price).sum();
-        let avg = if qty > 0 { notional / qty as f64 } else { 0.0 };
-        if qty != o.filled_qty {
-            Check::fail(
-                "orders",
-                "Fills match the order",
-                format!("fills add up to {qty}, the order says {}", o.filled_qty),
-            )
-        } else if (avg - o.avg_price.unwrap_or(0.0)).abs() > 1e-6 * avg.max(1.0) {
-            Check::fail(
-                "orders",
-                "Fills match the order",
-                format!("fills average {avg:.6}, the order says {:?}", o.avg_price),
-            )
-        } else {
-            Check::ok("orders", "Fills match the order")
-                .message(format!("{} fill(s), {qty} @ {avg:.4}", o.fills.len()))
-        }
-    });
-    step!(Group::Positions, "Position moved by the filled quantity", {
-        let o = filled.clone().expect("set by an earlier step");
-        match (&before, te.positions(&acc).await) {
-            (Ok(b), Ok(after)) => {
-                let moved = after.qty(&sym) - b;
-                if moved == o.filled_qty {
-                    Check::ok("positions", "Position moved by the filled quantity")
-                        .message(format!("{sym} {b} → {}", after.qty(&sym)))
-                } else {
-                    Check::fail(
-                        "positions",
-                        "Position moved by the filled quantity",
-                        format!("{sym} moved by {moved}, filled {}", o.filled_qty),
-                    )
-                    .hint("positions and fills disagree: reconcile before trading")
-                }
-            }
-            (Err(e), _) => http_fail("positions", "Position moved by the filled quantity", e),
-            (_, Err(e)) => http_fail("positions", "Position moved by the filled quantity", &e),
-        }
-    });
-    step!(Group::Pnl, "P&L consistent with fills and marks", {
-        match (te.pnl(&acc).await, te.positions(&acc).await) {
-            (Ok(p), Ok(pos)) => {
-                let realized: f64 = pos.positions.iter().map(|x| x.realized_pnl).sum();
-                let from_marks: f64 = pos
-                    .positions
-                    .iter()
-                    .map(|x| x.qty as f64 * (x.mark - x.avg_price))
-                    .sum();
-                let tol = s.pnl_tolerance;
-                let problems: Vec<String> = [
-                    ((p.total - (p.realized + p.unrealized)).abs() > 1e-6).then(|| {
-                        format!(
-                            "total {:.2} ≠ realized {:.2} + unrealized {:.2}",
-                            p.total, p.realized, p.unrealized
+                            o.avg_price.unwrap_or(0.0)
+                        ))
+                    } else {
+                        Check::fail(
+                            "orders",
+                            "Market order filled",
+                            format!(
+                                "order {} is {:?} with {} of {} filled: {}",
+                                o.order_id,
+                                o.status,
+                                o.filled_qty,
+                                s.qty,
+                                o.reason.clone().unwrap_or_default()
+                            ),
                         )
-                    }),
-                    ((p.realized - realized).abs() > tol).then(|| {
-                        format!("realized {:.2} but positions say {realized:.2}", p.realized)
-                    }),
-                    ((p.unrealized - from_marks).abs() > tol).then(|| {
-                        format!(
-                            "unrealized {:.2} but positions × marks give {from_marks:.2}",
-                            p.unrealized
-                        )
-                    }),
-                ]
-                .into_iter()
-                .flatten()
-                .collect();
-                if problems.is_empty() {
-                    Check::ok("pnl", "P&L consistent with fills and marks")
-                        .message(format!("total {:.2} (tolerance {tol})", p.total))
-                } else {
-                    Check::fail(
-                        "pnl",
-                        "P&L consistent with fills and marks",
-                        problems.join("; "),
-                    )
-                    .hint("reconcile P&L before enabling strategies")
+                    };
+                    filled = Some(o);
+                    c
                 }
+                Err(e) => http_fail("orders", "Market order filled", &e),
             }
-            (Err(e), _) | (_, Err(e)) => {
-                http_fail("pnl", "P&L consistent with fills and marks", &e)
+        })
+        .await;
+    steps
+        .run(Group::Orders, "Fills match the order", async || {
+            let o = filled.clone().expect("set by the previous step");
+            let qty: i64 = o.fills.iter().map(|f| f.qty).sum();
+            let notional: f64 = o.fills.iter().map(|f| f.qty as f64 * f.price).sum();
+            let avg = if qty > 0 { notional / qty as f64 } else { 0.0 };
+            if qty != o.filled_qty {
+                Check::fail(
+                    "orders",
+                    "Fills match the order",
+                    format!("fills add up to {qty}, the order says {}", o.filled_qty),
+                )
+            } else if (avg - o.avg_price.unwrap_or(0.0)).abs() > 1e-6 * avg.max(1.0) {
+                Check::fail(
+                    "orders",
+                    "Fills match the order",
+                    format!("fills average {avg:.6}, the order says {:?}", o.avg_price),
+                )
+            } else {
+                Check::ok("orders", "Fills match the order")
+                    .message(format!("{} fill(s), {qty} @ {avg:.4}", o.fills.len()))
             }
-        }
-    });
-    if let Some(why) = broken {
+        })
+        .await;
+    steps
+        .run(
+            Group::Positions,
+            "Position moved by the filled quantity",
+            async || {
+                let o = filled.clone().expect("set by an earlier step");
+                match (&before, te.positions(&acc).await) {
+                    (Ok(b), Ok(after)) => {
+                        let moved = after.qty(&sym) - b;
+                        if moved == o.filled_qty {
+                            Check::ok("positions", "Position moved by the filled quantity")
+                                .message(format!("{sym} {b} → {}", after.qty(&sym)))
+                        } else {
+                            Check::fail(
+                                "positions",
+                                "Position moved by the filled quantity",
+                                format!("{sym} moved by {moved}, filled {}", o.filled_qty),
+                            )
+                            .hint("positions and fills disagree: reconcile before trading")
+                        }
+                    }
+                    (Err(e), _) => {
+                        http_fail("positions", "Position moved by the filled quantity", e)
+                    }
+                    (_, Err(e)) => {
+                        http_fail("positions", "Position moved by the filled quantity", &e)
+                    }
+                }
+            },
+        )
+        .await;
+    steps
+        .run(
+            Group::Pnl,
+            "P&L consistent with fills and marks",
+            async || match (te.pnl(&acc).await, te.positions(&acc).await) {
+                (Ok(p), Ok(pos)) => {
+                    let realized: f64 = pos.positions.iter().map(|x| x.realized_pnl).sum();
+                    let from_marks: f64 = pos
+                        .positions
+                        .iter()
+                        .map(|x| x.qty as f64 * (x.mark - x.avg_price))
+                        .sum();
+                    let tol = s.pnl_tolerance;
+                    let problems: Vec<String> = [
+                        ((p.total - (p.realized + p.unrealized)).abs() > 1e-6).then(|| {
+                            format!(
+                                "total {:.2} ≠ realized {:.2} + unrealized {:.2}",
+                                p.total, p.realized, p.unrealized
+                            )
+                        }),
+                        ((p.realized - realized).abs() > tol).then(|| {
+                            format!("realized {:.2} but positions say {realized:.2}", p.realized)
+                        }),
+                        ((p.unrealized - from_marks).abs() > tol).then(|| {
+                            format!(
+                                "unrealized {:.2} but positions × marks give {from_marks:.2}",
+                                p.unrealized
+                            )
+                        }),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                    if problems.is_empty() {
+                        Check::ok("pnl", "P&L consistent with fills and marks")
+                            .message(format!("total {:.2} (tolerance {tol})", p.total))
+                    } else {
+                        Check::fail(
+                            "pnl",
+                            "P&L consistent with fills and marks",
+                            problems.join("; "),
+                        )
+                        .hint("reconcile P&L before enabling strategies")
+                    }
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    http_fail("pnl", "P&L consistent with fills and marks", &e)
+                }
+            },
+        )
+        .await;
+    if let Some(why) = steps.broken {
         tracing::warn!("order flow stopped early: {why}");
     }
-    out
+    steps.out
 }
 
 /// Leave the test account with no open order and a flat position: cancel every open order,

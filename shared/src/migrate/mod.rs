@@ -7,6 +7,7 @@ pub mod backup;
 pub mod fingerprint;
 pub mod history;
 pub mod lint;
+pub mod ops;
 pub mod refresh;
 pub mod run;
 

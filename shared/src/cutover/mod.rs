@@ -4,6 +4,8 @@
 //! judge against a snapshot taken just before the switch, and rollback is one prepared
 //! transaction away. Every step is journaled before and after it runs.
 
+pub mod ops;
+
 use crate::config::{Color, Environment, Role};
 use crate::contract::{Client, FeedSource};
 use crate::error::Result;
