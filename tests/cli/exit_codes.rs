@@ -167,3 +167,40 @@ fn junit_is_written_when_the_html_page_cannot_be() {
     );
     crate::support::junit::check(&xml).unwrap();
 }
+
+/// What a person sees when a tool cannot do its job — the error line, its causes and the hint
+/// fitted to the failure — recorded whole (exit code, stdout, stderr) so a change is reviewed.
+#[test]
+fn error_transcripts_say_what_failed_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, cfg) = crate::support::config("[environments.local]\n");
+    let cfg = cfg.to_str().unwrap();
+    let journal = dir.path().to_str().unwrap();
+    for (name, tool, args) in [
+        (
+            "usage_bad_colour",
+            "cutover",
+            vec!["idle", "--expect", "purple"],
+        ),
+        (
+            "io_missing_directory",
+            "generate_deployment_report",
+            vec![
+                "--config",
+                cfg,
+                "--journal-dir",
+                journal,
+                "--html",
+                "/nonexistent/dir/report.html",
+            ],
+        ),
+        (
+            "config_no_load_balancers",
+            "cutover",
+            vec!["--config", cfg, "decommission"],
+        ),
+    ] {
+        let r = crate::support::run(tool, &args, &[]);
+        crate::run_snapshot!(name, r);
+    }
+}

@@ -142,7 +142,7 @@ fn every_binary_invocation_parses_with_that_binarys_clap_definition() {
         }
         *per_tool.entry(tool.as_str()).or_default() += 1;
     }
-    for t in TOOLS {
+    for t in TOOLS.iter() {
         assert!(
             per_tool.contains_key(t),
             "no invocation of {t} found in the pipelines: {per_tool:?}"

@@ -21,41 +21,60 @@ impl Run {
     pub fn all(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
     }
+
+    /// The whole run as a person reads it, for a snapshot: exit code, stdout, stderr.
+    pub fn transcript(&self) -> String {
+        format!(
+            "exit_code: {}\n----- stdout -----\n{}\n----- stderr -----\n{}",
+            self.code,
+            self.stdout.trim_end(),
+            self.stderr.trim_end()
+        )
+    }
 }
 
-/// Every binary of the root package (each must also be in `bin` below).
-pub const TOOLS: &[&str] = &[
-    "verify_env",
-    "smoke_tests",
-    "db_migrate",
-    "measure_latency",
-    "compare_metrics",
-    "cutover",
-    "maintenance_mode",
-    "validate_config",
-    "strategy_rollout",
-    "generate_deployment_report",
-    "notify",
+/// Filters that make a run's transcript stable across machines and runs: durations, ports,
+/// temp paths, timestamps and pids become placeholders.
+pub const SNAPSHOT_FILTERS: &[(&str, &str)] = &[
+    (
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)",
+        "[TIME]",
+    ),
+    (r#"(/tmp|/var/tmp)/[^\s"',):]+"#, "[TMP]"),
+    (r"(127\.0\.0\.1|localhost):\d+", "$1:[PORT]"),
+    (r"\b\d+(\.\d+)? ?(ms|µs|s)\b", "[DURATION]"),
+    (r"\bpid \d+", "pid [PID]"),
 ];
 
-/// Path of a root-package binary.
-pub fn bin(name: &str) -> PathBuf {
-    match name {
-        "verify_env" => PathBuf::from(env!("CARGO_BIN_EXE_verify_env")),
-        "smoke_tests" => PathBuf::from(env!("CARGO_BIN_EXE_smoke_tests")),
-        "validate_config" => PathBuf::from(env!("CARGO_BIN_EXE_validate_config")),
-        "strategy_rollout" => PathBuf::from(env!("CARGO_BIN_EXE_strategy_rollout")),
-        "measure_latency" => PathBuf::from(env!("CARGO_BIN_EXE_measure_latency")),
-        "maintenance_mode" => PathBuf::from(env!("CARGO_BIN_EXE_maintenance_mode")),
-        "cutover" => PathBuf::from(env!("CARGO_BIN_EXE_cutover")),
-        "compare_metrics" => PathBuf::from(env!("CARGO_BIN_EXE_compare_metrics")),
-        "db_migrate" => PathBuf::from(env!("CARGO_BIN_EXE_db_migrate")),
-        "notify" => PathBuf::from(env!("CARGO_BIN_EXE_notify")),
-        "generate_deployment_report" => {
-            PathBuf::from(env!("CARGO_BIN_EXE_generate_deployment_report"))
+/// Snapshot a [`Run`] (exit code + stdout + stderr) with [`SNAPSHOT_FILTERS`] applied: the one
+/// way a test records what a person sees.
+#[macro_export]
+macro_rules! run_snapshot {
+    ($name:expr, $run:expr) => {{
+        let mut settings = insta::Settings::clone_current();
+        for (re, with) in $crate::support::SNAPSHOT_FILTERS {
+            settings.add_filter(re, *with);
         }
-        other => sibling_bin(other),
-    }
+        settings.bind(|| insta::assert_snapshot!($name, $run.transcript()));
+    }};
+}
+
+/// Every binary of the root package, read from Cargo.toml's `[[bin]]` table: adding a binary
+/// there is all the harness needs (the tests that need per-tool arguments fail until given them).
+pub static TOOLS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    let text = std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap();
+    let manifest: toml::Table = text.parse().unwrap();
+    manifest["bin"]
+        .as_array()
+        .expect("[[bin]] in Cargo.toml")
+        .iter()
+        .map(|b| &*b["name"].as_str().unwrap().to_string().leak())
+        .collect()
+});
+
+/// Path of a built binary (ours or trading_sim): they share target/<profile>/.
+pub fn bin(name: &str) -> PathBuf {
+    sibling_bin(name)
 }
 
 /// A binary of another workspace crate (trading_sim): next to ours in target/<profile>/.
