@@ -636,6 +636,7 @@ async fn stage(
     .current_dir(crate::support::repo_root())
     .envs(st.env.clone())
     .env("BIN", crate::support::bin_dir())
+    .env("DEPLOYKIT_BIN_DIR", crate::support::bin_dir())
     .env("ENVIRONMENT", "local")
     .env("STACK_DIR", st.dir.path().join("s"))
     .env("REPORTS", reports)
