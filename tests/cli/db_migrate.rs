@@ -864,3 +864,48 @@ fn lint_of_a_huge_file_is_interruptible() {
         eprintln!("{signal}: exited {:?} after the signal", sent.elapsed());
     }
 }
+
+/// Staging is in place (no load balancers): its rollback stage redeploys a release instead of
+/// switching colours, and the schema step runs — it used to be skipped when `cutover rollback`
+/// exited 3 on this topology. A blue-green rollback there is still refused (exit 3), loudly.
+#[test]
+fn staging_rollback_rolls_the_schema_back_on_an_in_place_topology() {
+    let f = fixture(&two(), "");
+    assert_eq!(f.run(&["-e", "staging", "migrate"]).code, 0);
+    assert_eq!(f.db.sql("SELECT to_regclass('t2') IS NOT NULL"), "t");
+    let reports = tempfile::tempdir().unwrap();
+    let stage = |vars: &[(&str, &str)]| {
+        let out = std::process::Command::new("bash")
+            .arg(repo_root().join("scripts/pipeline/rollback.sh"))
+            .current_dir(f._dir.path())
+            .env("BIN", crate::support::bin_dir())
+            .env("ENVIRONMENT", "staging")
+            .env("REPORTS", reports.path())
+            .env("DEPLOYKIT_CONFIG", &f.cfg)
+            .env("DATABASE_URL", &f.db.url)
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // Injected: the blue-green path on staging's topology — refused, schema untouched.
+    let (code, err) = stage(&[("TO_VERSION", "1.0")]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("load_balancers is empty"), "{err}");
+    assert_eq!(f.db.sql("SELECT to_regclass('t2') IS NOT NULL"), "t");
+    // The in-place path: no release given, so the schema alone rolls back, and it says so.
+    let (code, err) = stage(&[("ROLLBACK", "release"), ("TO_VERSION", "1.0")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("rolling back the schema only"), "{err}");
+    assert_eq!(f.db.sql("SELECT to_regclass('t2') IS NULL"), "t");
+    assert_eq!(f.db.sql("SELECT to_regclass('t1') IS NOT NULL"), "t");
+    // A second run is a no-op, not a failure.
+    let (code, err) = stage(&[("ROLLBACK", "release"), ("TO_VERSION", "1.0")]);
+    assert_eq!(code, 0, "{err}");
+    // A typo in ROLLBACK is a usage error before anything runs.
+    let (code, err) = stage(&[("ROLLBACK", "colour"), ("TO_VERSION", "1.0")]);
+    assert_eq!(code, 2, "{err}");
+}
