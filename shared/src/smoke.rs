@@ -101,6 +101,50 @@ fn http_fail(group: &str, name: &str, e: &HttpError) -> Check {
     Check::fail(group, name, e.to_string()).hint(hint)
 }
 
+/// At most this many servers of one role are checked at once: a fleet of dozens is not a burst.
+const SERVERS_AT_ONCE: usize = 8;
+
+/// Run `check` on every server of `role` (bounded concurrency), in the config's order. With more
+/// than one server each check is named after its server (`… (marketdata #2)`, a JUnit case per
+/// server and check) and a failure's message starts with the server's URL: it says which one.
+async fn on_every<'a, F, Fut>(t: &'a Target, role: Role, none: Check, check: F) -> Vec<Check>
+where
+    F: Fn(Client) -> Fut,
+    Fut: std::future::Future<Output = Vec<Check>> + 'a,
+{
+    use futures_util::StreamExt;
+    let urls = t.urls(role);
+    if urls.is_empty() {
+        return vec![none];
+    }
+    let many = urls.len() > 1;
+    let runs: Vec<_> = urls
+        .into_iter()
+        .map(|u| {
+            let fut = check(t.client(&u));
+            let label = t.label(&u);
+            async move { (u, label, fut.await) }
+        })
+        .collect();
+    let done: Vec<_> = futures_util::stream::iter(runs)
+        .buffered(SERVERS_AT_ONCE)
+        .collect()
+        .await;
+    done.into_iter()
+        .flat_map(|(url, label, checks)| {
+            checks.into_iter().map(move |mut c| {
+                if many {
+                    c.name = format!("{} ({label})", c.name);
+                    if c.status == Status::Fail {
+                        c.message = Some(format!("{url}: {}", c.message.unwrap_or_default()));
+                    }
+                }
+                c
+            })
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------- health
 
 pub async fn health(t: &Target) -> Vec<Check> {
@@ -266,14 +310,17 @@ pub fn error_rate_checks(
 
 // ---------------------------------------------------------------- market data
 
+/// Market data on every marketdata server of the colour.
 pub async fn marketdata(t: &Target) -> Vec<Check> {
-    let Some(md) = t.first(Role::Marketdata) else {
-        return vec![Check::skip(
-            "marketdata",
-            "Market data feeds",
-            "no marketdata service configured for this colour",
-        )];
-    };
+    let none = Check::skip(
+        "marketdata",
+        "Market data feeds",
+        "no marketdata service configured for this colour",
+    );
+    on_every(t, Role::Marketdata, none, |md| marketdata_on(t, md)).await
+}
+
+async fn marketdata_on(t: &Target, md: Client) -> Vec<Check> {
     let s = t.smoke();
     let start = Instant::now();
     let feeds = match md.feeds().await {
@@ -385,15 +432,18 @@ fn req(
     }
 }
 
+/// The risk checks on every risk-engine server of the colour.
 pub async fn risk(t: &Target) -> Vec<Check> {
+    let none = Check::skip(
+        "risk",
+        "Risk checks",
+        "no risk-engine service configured for this colour",
+    );
+    on_every(t, Role::RiskEngine, none, |rc| risk_on(t, rc)).await
+}
+
+async fn risk_on(t: &Target, rc: Client) -> Vec<Check> {
     let g = "risk";
-    let Some(rc) = t.first(Role::RiskEngine) else {
-        return vec![Check::skip(
-            g,
-            "Risk checks",
-            "no risk-engine service configured for this colour",
-        )];
-    };
     let acc = t.account.clone().unwrap_or_default();
     let sym = t.smoke().symbol.clone();
     let start = Instant::now();

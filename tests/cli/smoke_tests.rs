@@ -536,3 +536,104 @@ mod database {
         assert!(check_message(&r.stdout, "No invalid indexes").contains("strategies_desc"));
     }
 }
+
+/// Every server of a role is checked, not the first: with two market-data and two risk servers,
+/// a stale feed on the second market-data server and a dead second risk engine fail under that
+/// server's name (and URL), while the first ones pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_server_of_a_role_is_checked_and_a_failure_names_it() {
+    let trading = sim("blue", "1.0.0").await;
+    let (md1, md2) = (sim("blue", "1.0.0").await, sim("blue", "1.0.0").await);
+    let (risk1, risk2) = (sim("blue", "1.0.0").await, sim("blue", "1.0.0").await);
+    let (d, p) = config(&format!(
+        "[environments.local]\ncolors = [\"blue\"]\ntest_account = \"TEST-SMOKE-01\"\n\
+         [environments.local.services.blue]\ntrading-engine = [\"{t}\"]\noms = [\"{t}\"]\n\
+         risk-engine = [\"{r1}\", \"{r2}\"]\nmarketdata = [\"{m1}\", \"{m2}\"]\n\
+         [environments.local.smoke]\nmax_feed_age_ms = 250\n",
+        t = trading.url(),
+        r1 = risk1.url(),
+        r2 = risk2.url(),
+        m1 = md1.url(),
+        m2 = md2.url(),
+    ));
+    let _keep = d;
+    let feeds = client(&md1.url());
+    eventually_async("feeds publishing", Duration::from_secs(5), async || {
+        let f = feeds.feeds().await.ok()?;
+        (!f.is_empty() && f.iter().all(|f| f.last_msg_age_ms < 250)).then_some(())
+    })
+    .await;
+    let args = [
+        "--config",
+        p.to_str().unwrap(),
+        "--format",
+        "json",
+        "--only",
+        "marketdata,risk",
+    ];
+    let r = run_async(
+        "smoke_tests",
+        &args,
+        &[("DEPLOYKIT_ADMIN_TOKEN", ADMIN_TOKEN)],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let ok = checks_with(&r.stdout, "ok");
+    for name in [
+        "No stale data (marketdata #1)",
+        "No stale data (marketdata #2)",
+        "Position limit enforced (risk-engine #2)",
+    ] {
+        assert!(ok.contains(&name.to_string()), "{name}: {ok:?}");
+    }
+
+    // Injected: the second market-data server goes stale, the second risk engine dies.
+    client(&md2.url())
+        .set_faults(&Faults {
+            stale_feed: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let m2 = client(&md2.url());
+    eventually_async("feeds going stale", Duration::from_secs(5), async || {
+        let f = m2.feeds().await.ok()?;
+        f.iter().all(|f| f.last_msg_age_ms > 300).then_some(())
+    })
+    .await;
+    let r2_url = risk2.url();
+    drop(risk2);
+    let dead = client(&r2_url);
+    eventually_async("risk engine #2 down", Duration::from_secs(5), async || {
+        dead.health().await.is_err().then_some(())
+    })
+    .await;
+    let r = run_async(
+        "smoke_tests",
+        &args,
+        &[("DEPLOYKIT_ADMIN_TOKEN", ADMIN_TOKEN)],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let failed = checks_with(&r.stdout, "fail");
+    assert!(
+        failed.contains(&"No stale data (marketdata #2)".to_string()),
+        "{failed:?}"
+    );
+    assert!(
+        !failed
+            .iter()
+            .any(|n| n.ends_with("(marketdata #1)") || n.ends_with("(risk-engine #1)")),
+        "{failed:?}"
+    );
+    assert!(
+        failed.iter().any(|n| n.ends_with("(risk-engine #2)")),
+        "{failed:?}"
+    );
+    assert!(
+        check_message(&r.stdout, "No stale data (marketdata #2)").starts_with(&md2.url()),
+        "{}",
+        r.stdout
+    );
+    let _ = (trading, md1, risk1);
+}
