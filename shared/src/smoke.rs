@@ -79,6 +79,14 @@ impl Target {
             })
             .unwrap_or_else(|| "service".into())
     }
+    /// This target with one trading engine: the order flow and its cleanup run engine by engine.
+    fn on_engine(&self, url: &str) -> Target {
+        let mut t = self.clone();
+        if let (Some(roles), Ok(u)) = (t.env.services.get_mut(&self.color), url::Url::parse(url)) {
+            roles.insert(Role::TradingEngine, vec![crate::config::HttpUrl(u)]);
+        }
+        t
+    }
     /// Every distinct service URL of the colour.
     pub fn all_urls(&self) -> Vec<String> {
         let set: BTreeSet<String> = Role::ALL.iter().flat_map(|r| self.urls(*r)).collect();
@@ -131,16 +139,22 @@ where
         .collect()
         .await;
     done.into_iter()
-        .flat_map(|(url, label, checks)| {
-            checks.into_iter().map(move |mut c| {
-                if many {
-                    c.name = format!("{} ({label})", c.name);
-                    if c.status == Status::Fail {
-                        c.message = Some(format!("{url}: {}", c.message.unwrap_or_default()));
-                    }
+        .flat_map(|(url, label, checks)| named_for(checks, &url, &label, many))
+        .collect()
+}
+
+/// With more than one server in a role, a check carries its server's name and a failure its URL.
+fn named_for(checks: Vec<Check>, url: &str, label: &str, many: bool) -> Vec<Check> {
+    checks
+        .into_iter()
+        .map(|mut c| {
+            if many {
+                c.name = format!("{} ({label})", c.name);
+                if c.status == Status::Fail {
+                    c.message = Some(format!("{url}: {}", c.message.unwrap_or_default()));
                 }
-                c
-            })
+            }
+            c
         })
         .collect()
 }
@@ -621,7 +635,26 @@ impl Steps<'_> {
 
 /// Limit order rests → cancel confirmed → market order fills → fills match → position moves by
 /// the filled quantity → P&L consistent. Later steps are skipped when an earlier one fails.
+/// The order flow on every trading engine of the colour, one engine after another (they may
+/// share the test account's position), each engine's checks named after it when there are more.
 pub async fn order_flow(
+    t: &Target,
+    groups: &BTreeSet<Group>,
+    created: &tokio::sync::Mutex<Created>,
+) -> Vec<Check> {
+    let urls = t.urls(Role::TradingEngine);
+    if urls.len() <= 1 {
+        return order_flow_on(t, groups, created).await;
+    }
+    let mut out = vec![];
+    for url in &urls {
+        let checks = order_flow_on(&t.on_engine(url), groups, created).await;
+        out.extend(named_for(checks, url, &t.label(url), true));
+    }
+    out
+}
+
+async fn order_flow_on(
     t: &Target,
     groups: &BTreeSet<Group>,
     created: &tokio::sync::Mutex<Created>,
@@ -881,6 +914,43 @@ pub async fn order_flow(
 /// Leave the test account with no open order and a flat position: cancel every open order,
 /// flatten every position. Runs after every flow — passed, failed, timed out or interrupted.
 pub async fn cleanup(t: &Target, created: &Created) -> Check {
+    let urls = t.urls(Role::TradingEngine);
+    if urls.len() <= 1 {
+        return cleanup_on(t, created).await;
+    }
+    // Every engine the flow ran on is cleaned; one check, failing if any engine is not clean.
+    let start = Instant::now();
+    let mut worst = Status::Ok;
+    let mut parts = vec![];
+    let mut hint = None;
+    for url in &urls {
+        let c = cleanup_on(&t.on_engine(url), created).await;
+        if c.status == Status::Fail {
+            worst = Status::Fail;
+        }
+        hint = hint.or(c.hint.clone());
+        parts.push(format!(
+            "{}: {}",
+            t.label(url),
+            c.message.unwrap_or_default()
+        ));
+    }
+    let name = "Test account clean after the run";
+    let msg = parts.join("; ");
+    match worst {
+        Status::Fail => {
+            let c = Check::fail("cleanup", name, msg);
+            match hint {
+                Some(h) => c.hint(h),
+                None => c,
+            }
+        }
+        _ => Check::ok("cleanup", name).message(msg),
+    }
+    .took(start.elapsed())
+}
+
+async fn cleanup_on(t: &Target, created: &Created) -> Check {
     let start = Instant::now();
     let name = "Test account clean after the run";
     let Some(te) = t.first(Role::TradingEngine) else {

@@ -881,3 +881,103 @@ async fn decommission_waits_out_the_rollback_window_and_a_rollback_after_it_refu
         failed.first()
     );
 }
+
+/// The fleet, once: per colour 3 trading engines, 2 risk engines, 2 market-data, 1 OMS and 1 web,
+/// HAProxy with a server per trading engine named like the guide's hosts. Smoke tests reach every
+/// engine; a cutover under client orders switches all of them and loses none; deploying the idle
+/// colour leaves every live pid alone; one dead engine of the idle colour stops the next cutover
+/// at prepare, naming that server, with nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fleet_deploys_and_cuts_over_server_by_server_and_one_dead_engine_stops_it() {
+    let st = Stack::up_with(&["--fleet", "3,2,2,1,1"]);
+    let reports = st.dir.path().join("reports");
+    let cfg = std::fs::read_to_string(st.dir.path().join("s/deploy.toml")).unwrap();
+    assert!(
+        cfg.contains(r#"servers = { blue = ["trade-blue-01", "trade-blue-02", "trade-blue-03"], green = ["trade-green-01", "trade-green-02", "trade-green-03"] }"#),
+        "{cfg}"
+    );
+    assert_eq!(st.pids("blue").len(), 9);
+    let r = st.run("smoke_tests", &[]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    for name in [
+        "Market order filled (trading-engine #3)",
+        "No stale data (marketdata #2)",
+        "Position limit enforced (risk-engine #2)",
+    ] {
+        assert!(
+            crate::support::checks_with(&r.stdout, "ok").contains(&name.to_string()),
+            "{name}: {}",
+            r.stdout
+        );
+    }
+
+    let load = start_load(&st.url("HAPROXY_URL"), 100);
+    // About time: blue under load before the baseline window opens.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (code, v, err) = st
+        .cutover(&[
+            "run",
+            "--to",
+            "green",
+            "--watch",
+            "2s",
+            "--baseline-window",
+            "1s",
+        ])
+        .await;
+    assert_eq!(code, 0, "{v}\n{err}");
+    assert!(
+        check(&v, "standby")["message"]
+            .as_str()
+            .unwrap()
+            .contains("4/4 service(s)"),
+        "{v}"
+    );
+
+    let live_pids = st.pids("green");
+    let r = stage(
+        &st,
+        &reports,
+        "deploy.sh",
+        &[("COLOR", "blue"), ("VERSION", "1.2.0"), ("BLUE_GREEN", "1")],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(st.pids("green"), live_pids, "a live server was restarted");
+
+    // Injected: one engine of the idle colour dies after its deploy.
+    let dead = std::fs::read_to_string(st.dir.path().join("s/trade-blue-02.pid")).unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", dead.trim()])
+        .status()
+        .unwrap();
+    let (code, v, err) = st
+        .cutover(&["run", "--to", "blue", "--expect-version", "1.2.0"])
+        .await;
+    assert_eq!(code, 1, "{v}\n{err}");
+    let prepare = check(&v, "prepare")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let procs = std::fs::read_to_string(st.dir.path().join("s/procs")).unwrap();
+    let port = procs
+        .lines()
+        .find(|l| l.contains(" trade-blue-02 "))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .unwrap()
+        .to_string();
+    assert!(
+        prepare.contains(&format!("127.0.0.1:{port}")) && prepare.contains("nothing changed"),
+        "{prepare}"
+    );
+    assert_eq!(st.live().await, "green");
+    let (samples, _) = load.finish().await;
+    let failed: Vec<&Sample> = samples.iter().filter(|s| s.result.is_err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} client orders failed, e.g. {:?}",
+        failed.len(),
+        samples.len(),
+        failed.first()
+    );
+}

@@ -10,10 +10,16 @@ pub struct Stack {
 
 impl Stack {
     pub fn up() -> Stack {
+        Stack::up_with(&[])
+    }
+
+    /// A stack started with extra `scripts/stack up` arguments (`--fleet 3,2,2,1,1`).
+    pub fn up_with(args: &[&str]) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let out = std::process::Command::new("bash")
             .arg(super::repo_root().join("scripts/stack"))
             .args(["up", "--dir", dir.path().join("s").to_str().unwrap()])
+            .args(args)
             .env("DEPLOYKIT_BIN_DIR", super::bin_dir())
             .output()
             .unwrap();
@@ -34,6 +40,25 @@ impl Stack {
 
     pub fn url(&self, k: &str) -> String {
         self.env[k].clone()
+    }
+
+    /// Every process id of `color` (one on the small stack, one per host on a fleet).
+    pub fn pids(&self, color: &str) -> Vec<String> {
+        let out = std::process::Command::new("bash")
+            .arg(super::repo_root().join("scripts/stack"))
+            .args([
+                "pids",
+                "--dir",
+                self.dir.path().join("s").to_str().unwrap(),
+                "--color",
+                color,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// A client of `color`'s service holding the stack's admin token.
