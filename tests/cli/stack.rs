@@ -52,7 +52,7 @@ async fn two_stacks_route_to_blue_and_leave_nothing_behind() {
     // Start both at once: port allocation must not collide.
     let (ra, rb) = std::thread::scope(|s| {
         let ha = s.spawn(|| stack(&["up"], &a, &[]));
-        let hb = s.spawn(|| stack(&["up"], &b, &[]));
+        let hb = s.spawn(|| stack(&["up", "--fleet", "1"], &b, &[]));
         (ha.join().unwrap(), hb.join().unwrap())
     });
     assert!(
@@ -79,7 +79,11 @@ async fn two_stacks_route_to_blue_and_leave_nothing_behind() {
         cfg.environment(deploykit::config::EnvName::Local).unwrap();
         assert!(e["DATABASE_URL"].starts_with("postgres://"));
         assert!(!e["DEPLOYKIT_ADMIN_TOKEN"].is_empty());
-        // Prometheus scrapes both colours.
+        // Prometheus scrapes every process of both colours (18 on the default fleet, 2 on --fleet 1).
+        let procs =
+            std::fs::read_to_string(Path::new(&e["DEPLOYKIT_CONFIG"]).with_file_name("procs"))
+                .unwrap();
+        let want = procs.lines().count().to_string();
         let prom = &e["PROMETHEUS_URL"];
         let url = format!("{prom}/api/v1/query?query=sum(up)");
         crate::support::eventually_async(
@@ -87,7 +91,7 @@ async fn two_stacks_route_to_blue_and_leave_nothing_behind() {
             std::time::Duration::from_secs(10),
             async || {
                 let v: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
-                (v["data"]["result"][0]["value"][1].as_str() == Some("2")).then_some(())
+                (v["data"]["result"][0]["value"][1].as_str() == Some(want.as_str())).then_some(())
             },
         )
         .await;
@@ -120,7 +124,15 @@ async fn two_stacks_route_to_blue_and_leave_nothing_behind() {
     let st = stack(&["status"], &a, &[]);
     let text = String::from_utf8_lossy(&st.stdout);
     assert!(st.status.success(), "{text}");
-    assert!(text.contains("server blue: admin_state=0"), "{text}");
+    // The fleet's HAProxy servers are named like the guide's hosts; blue's are in service.
+    assert!(
+        text.contains("server trade-blue-01: admin_state=0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("server trade-green-03: admin_state=5"),
+        "{text}"
+    );
 
     for d in [&a, &b] {
         let r = stack(&["down"], d, &[]);
@@ -146,7 +158,11 @@ async fn two_stacks_route_to_blue_and_leave_nothing_behind() {
 async fn throwaway_cluster_when_no_postgres_is_offered() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("s");
-    let r = stack(&["up"], &d, &[("DEPLOYKIT_STACK_PG", "throwaway")]);
+    let r = stack(
+        &["up", "--fleet", "1"],
+        &d,
+        &[("DEPLOYKIT_STACK_PG", "throwaway")],
+    );
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let e = read_env(&d);
     let pg_port = port(e["DATABASE_URL"].rsplit_once('/').unwrap().0);

@@ -9,8 +9,9 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// The small stack (one all-roles process per colour): most tests need a stack, not a fleet.
     pub fn up() -> Stack {
-        Stack::up_with(&[])
+        Stack::up_with(&["--fleet", "1"])
     }
 
     /// A stack started with extra `scripts/stack up` arguments (`--fleet 3,2,2,1,1`).
