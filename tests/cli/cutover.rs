@@ -970,6 +970,20 @@ async fn a_fleet_deploys_and_cuts_over_server_by_server_and_one_dead_engine_stop
         prepare.contains(&format!("127.0.0.1:{port}")) && prepare.contains("nothing changed"),
         "{prepare}"
     );
+    // Warm-up reaches every server once per round and names the dead one (asked once, not per
+    // round).
+    let (code, v, err) = st
+        .cutover(&["warmup", "--to", "blue", "--rounds", "3"])
+        .await;
+    assert_eq!(code, 1, "{v}\n{err}");
+    let warm = check(&v, "Connections and caches warmed")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        warm.starts_with("1 of 9 server(s) failed") && warm.contains(&format!("127.0.0.1:{port}")),
+        "{warm}"
+    );
     assert_eq!(st.live().await, "green");
     let (samples, _) = load.finish().await;
     let failed: Vec<&Sample> = samples.iter().filter(|s| s.result.is_err()).collect();

@@ -311,35 +311,64 @@ pub fn smoke_target(c: &Ctx, color: Color, expect_version: Option<String>) -> Ta
 }
 
 pub async fn warmup(c: &Ctx, to: Color, rounds: u32, report: &mut Report) {
+    use futures_util::StreamExt;
     let target = smoke_target(c, to, None);
     let start = std::time::Instant::now();
-    let clients = c.clients(to, &Role::ALL);
-    let mut ok = 0u32;
-    let mut failed = vec![];
-    for _ in 0..rounds {
-        for cl in &clients {
-            match cl.health().await {
-                Ok(_) => ok += 1,
-                Err(e) => failed.push(e.to_string()),
+    // Every server once (one process may serve several roles), up to 8 at once; a server that
+    // fails is not asked again, so a dead one costs one deadline, not one per round.
+    let mut seen = BTreeSet::new();
+    let clients: Vec<_> = c
+        .clients(to, &Role::ALL)
+        .into_iter()
+        .filter(|cl| seen.insert(cl.base().to_string()))
+        .collect();
+    let feeds: BTreeSet<String> = c
+        .clients(to, &[Role::Marketdata])
+        .iter()
+        .map(|cl| cl.base().to_string())
+        .collect();
+    let symbol = c.env.smoke.symbol.clone();
+    let results: Vec<(u32, Option<String>)> = futures_util::stream::iter(clients)
+        .map(|cl| {
+            let md = feeds.contains(cl.base());
+            let symbol = symbol.clone();
+            async move {
+                let mut n = 0u32;
+                for _ in 0..rounds {
+                    if let Err(e) = cl.health().await {
+                        return (n, Some(format!("{}: {e}", cl.base())));
+                    }
+                    n += 1;
+                    if md && cl.feeds().await.is_ok() && cl.ticks(&symbol).await.is_ok() {
+                        n += 1;
+                    }
+                }
+                (n, None)
             }
-        }
-        for cl in c.clients(to, &[Role::Marketdata]) {
-            if cl.feeds().await.is_ok() && cl.ticks(&c.env.smoke.symbol).await.is_ok() {
-                ok += 1;
-            }
-        }
-    }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let ok: u32 = results.iter().map(|(n, _)| n).sum();
+    let failed: Vec<String> = results.into_iter().filter_map(|(_, e)| e).collect();
     report.push(if failed.is_empty() {
         Check::ok("warmup", "Connections and caches warmed").message(format!(
-            "{ok} requests in {} ms",
+            "{ok} requests to {} server(s) in {} ms",
+            seen.len(),
             start.elapsed().as_millis()
         ))
     } else {
         Check::fail(
             "warmup",
             "Connections and caches warmed",
-            failed.into_iter().take(3).collect::<Vec<_>>().join("; "),
+            format!(
+                "{} of {} server(s) failed: {}",
+                failed.len(),
+                seen.len(),
+                failed.join("; ")
+            ),
         )
+        .hint("a server of the idle colour is down or unhealthy: fix or redeploy it before the cutover")
     });
     if c.env.test_account.is_some() {
         let groups: BTreeSet<Group> = [Group::Orders].into();
