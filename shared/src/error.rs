@@ -130,8 +130,14 @@ impl Error {
                 "fix the file or value named above (config fields: docs/configuration.md)".into()
             }
             Error::Unreachable { what, .. } => unreachable_hint(what).into(),
+            // A lock held by another run is waited out; any other conflict is a state that
+            // forbids the action, and the line above says which.
+            Error::Conflict(m) if m.contains("lock") || m.contains("held by") => {
+                "wait for the other run to finish (`cutover status` names it)".into()
+            }
             Error::Conflict(_) => {
-                "wait for the other run to finish, or check the current state".into()
+                "the state above forbids this: do what the line says, `cutover status` shows the environment"
+                    .into()
             }
             Error::Inconclusive(_) => {
                 "a human must judge: collect more data or widen the window".into()
@@ -238,6 +244,7 @@ mod tests {
             Error::unreachable("Prometheus", "refused"),
             Error::unreachable("http://svc", "refused"),
             Error::Conflict("x".into()),
+            Error::Conflict("the environment lock of local is held by cutover".into()),
             Error::Inconclusive("x".into()),
             io(std::io::ErrorKind::NotFound),
             io(std::io::ErrorKind::PermissionDenied),

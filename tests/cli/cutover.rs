@@ -945,6 +945,58 @@ async fn a_fleet_deploys_and_cuts_over_server_by_server_and_one_dead_engine_stop
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(st.pids("green"), live_pids, "a live server was restarted");
 
+    // One component (dev's `--component`): only blue's two risk engines restart.
+    let pid_of = |name: &str| {
+        std::fs::read_to_string(st.dir.path().join(format!("s/{name}.pid")))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let names = [
+        "trade-blue-01",
+        "data-blue-01",
+        "oms-blue-01",
+        "web-blue-01",
+        "risk-blue-01",
+        "risk-blue-02",
+    ];
+    let before: Vec<String> = names.iter().map(|n| pid_of(n)).collect();
+    let r = stage(
+        &st,
+        &reports,
+        "deploy.sh",
+        &[
+            ("COLOR", "blue"),
+            ("VERSION", "1.2.0"),
+            ("COMPONENT", "risk-engine"),
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let after: Vec<String> = names.iter().map(|n| pid_of(n)).collect();
+    assert_eq!(
+        before[..4],
+        after[..4],
+        "a component deploy restarted another role"
+    );
+    assert!(
+        before[4] != after[4] && before[5] != after[5],
+        "the risk engines were not restarted"
+    );
+    assert_eq!(st.pids("green"), live_pids);
+    let r = stage(
+        &st,
+        &reports,
+        "deploy.sh",
+        &[
+            ("COLOR", "blue"),
+            ("VERSION", "1.2.0"),
+            ("COMPONENT", "risk"),
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+
     // Injected: one engine of the idle colour dies after its deploy.
     let dead = std::fs::read_to_string(st.dir.path().join("s/trade-blue-02.pid")).unwrap();
     std::process::Command::new("kill")
