@@ -201,6 +201,17 @@ pub struct AdminState {
     pub strategies: BTreeMap<String, Strategy>,
 }
 
+impl AdminState {
+    /// The names of the strategies switched on.
+    pub fn active_strategies(&self) -> Vec<&String> {
+        self.strategies
+            .iter()
+            .filter(|(_, s)| s.active)
+            .map(|(n, _)| n)
+            .collect()
+    }
+}
+
 /// Fault injection (trading_sim only): any subset may be set.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Faults {

@@ -22,6 +22,19 @@ pub enum Group {
 }
 
 impl Group {
+    /// Every group that checks the services themselves (all but the database's).
+    pub const SERVICES: [Group; 7] = [
+        Group::Health,
+        Group::Orders,
+        Group::Positions,
+        Group::Pnl,
+        Group::Marketdata,
+        Group::Risk,
+        Group::Web,
+    ];
+}
+
+impl Group {
     pub fn name(self) -> &'static str {
         match self {
             Group::Health => "health",

@@ -205,14 +205,7 @@ async fn cutover_and_rollback_lose_no_order() {
     assert_eq!(st.live().await, "blue");
 
     // 1. No failed, reset or timed-out request.
-    let failed: Vec<&Sample> = samples.iter().filter(|s| s.result.is_err()).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed, e.g. {:?}",
-        failed.len(),
-        samples.len(),
-        failed.first()
-    );
+    assert_no_order_failed(&samples);
     assert!(
         ll_err.is_empty() && ll_ok > 50,
         "long-lived connection: {ll_ok} ok, errors {ll_err:?}"
@@ -497,6 +490,18 @@ pub(crate) async fn finish(child: std::process::Child) -> (i32, serde_json::Valu
     )
 }
 
+/// No client request of the load failed, was reset or timed out.
+pub(crate) fn assert_no_order_failed(samples: &[Sample]) {
+    let failed: Vec<&Sample> = samples.iter().filter(|s| s.result.is_err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} client orders failed, e.g. {:?}",
+        failed.len(),
+        samples.len(),
+        failed.first()
+    );
+}
+
 pub(crate) fn check<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     v["checks"]
         .as_array()
@@ -761,14 +766,7 @@ async fn two_production_deploys_alternate_and_never_restart_the_live_colour() {
     }
     assert_eq!(order, ["green", "blue"]);
     let (samples, _) = load.finish().await;
-    let failed: Vec<&Sample> = samples.iter().filter(|s| s.result.is_err()).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} client orders failed, e.g. {:?}",
-        failed.len(),
-        samples.len(),
-        failed.first()
-    );
+    assert_no_order_failed(&samples);
 }
 
 /// The previous colour's lifecycle: kept for the rollback window (refused inside it, a forced
@@ -872,14 +870,7 @@ async fn decommission_waits_out_the_rollback_window_and_a_rollback_after_it_refu
     assert_eq!(code, 0, "{v}\n{err}");
     assert_eq!(st.live().await, "blue");
     let (samples, _) = load.finish().await;
-    let failed: Vec<&Sample> = samples.iter().filter(|s| s.result.is_err()).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} client orders failed, e.g. {:?}",
-        failed.len(),
-        samples.len(),
-        failed.first()
-    );
+    assert_no_order_failed(&samples);
 }
 
 /// The fleet, once: per colour 3 trading engines, 2 risk engines, 2 market-data, 1 OMS and 1 web,
@@ -1038,12 +1029,5 @@ async fn a_fleet_deploys_and_cuts_over_server_by_server_and_one_dead_engine_stop
     );
     assert_eq!(st.live().await, "green");
     let (samples, _) = load.finish().await;
-    let failed: Vec<&Sample> = samples.iter().filter(|s| s.result.is_err()).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} client orders failed, e.g. {:?}",
-        failed.len(),
-        samples.len(),
-        failed.first()
-    );
+    assert_no_order_failed(&samples);
 }

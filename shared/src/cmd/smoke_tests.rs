@@ -52,16 +52,7 @@ pub struct Args {
 impl Args {
     fn groups(&self) -> BTreeSet<Group> {
         let mut g: BTreeSet<Group> = if self.only.is_empty() {
-            [
-                Group::Health,
-                Group::Orders,
-                Group::Positions,
-                Group::Pnl,
-                Group::Marketdata,
-                Group::Risk,
-                Group::Web,
-            ]
-            .into()
+            Group::SERVICES.into()
         } else {
             self.only.iter().copied().collect()
         };

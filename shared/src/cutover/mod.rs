@@ -509,12 +509,7 @@ pub async fn standby(ctx: &Ctx, color: Color) -> StepResult {
         c.stop_orders().await.map_err(fail)?;
         trading_off(c).await.map_err(fail)?;
         let after = c.admin_state().await.map_err(fail)?;
-        let still: Vec<&String> = after
-            .strategies
-            .iter()
-            .filter(|(_, s)| s.active)
-            .map(|(n, _)| n)
-            .collect();
+        let still = after.active_strategies();
         if after.trading_active || after.accepting_orders || !still.is_empty() {
             return Err(format!(
                 "read back {}: still trading_active={} accepting_orders={} strategies on {still:?}",

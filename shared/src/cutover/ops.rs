@@ -88,16 +88,7 @@ pub async fn verify(
     report: &mut Report,
 ) -> Result<()> {
     let target = smoke_target(c, to, expect_version);
-    let groups: BTreeSet<Group> = [
-        Group::Health,
-        Group::Orders,
-        Group::Positions,
-        Group::Pnl,
-        Group::Marketdata,
-        Group::Risk,
-        Group::Web,
-    ]
-    .into();
+    let groups: BTreeSet<Group> = Group::SERVICES.into();
     if c.env.test_account.is_none() {
         return Err(Error::config(
             config_path.display().to_string(),
@@ -241,12 +232,7 @@ pub async fn trading_checks(c: &Ctx, live: Color) -> Vec<Check> {
             match cl.admin_state().await {
                 Err(e) => unread.push(format!("{}: {e}", cl.base())),
                 Ok(st) => {
-                    let on: Vec<&String> = st
-                        .strategies
-                        .iter()
-                        .filter(|(_, s)| s.active)
-                        .map(|(n, _)| n)
-                        .collect();
+                    let on = st.active_strategies();
                     if color == live && (!st.trading_active || !st.accepting_orders) {
                         bad.push(format!(
                             "{}: trading_active={} accepting_orders={}",
