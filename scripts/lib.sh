@@ -94,11 +94,15 @@ bin_dir() {
   echo "$ROOT/target/release"
 }
 
-# pyvenv — the project's Python tools (pinned in scripts/requirements-test.txt) in $ROOT/.venv;
-# prints the venv's python. Installs only what is missing (a marker holds the pins' hash).
+# pyvenv [REQUIREMENTS] — the project's Python tools (pinned; default scripts/requirements-test.txt)
+# in $ROOT/.venv; prints the venv's python. Installs only what is missing (a marker per file holds
+# its pins' hash); a lock keeps two callers (parallel tests) from building the venv at once.
 pyvenv() {
-  local venv="$ROOT/.venv" req="$ROOT/scripts/requirements-test.txt" sum
-  sum=$(sha256sum "$req" | cut -d' ' -f1)
+  local venv="$ROOT/.venv" req="${1:-$ROOT/scripts/requirements-test.txt}" sum marker
+  sum=$(sha256sum "$req" | cut -d' ' -f1); marker="$venv/.pins-$(basename "$req")"
+  mkdir -p "$venv"
+  exec {venv_lock}>"$ROOT/.venv.lock"
+  flock -w 600 "$venv_lock" || die "another process holds $ROOT/.venv.lock for 10 minutes"
   if [ ! -x "$venv/bin/python" ] && ! python3 -m venv "$venv" >&2; then
     # Debian's python3 needs its venv module as a package of its own.
     rm -rf "$venv"
@@ -110,10 +114,42 @@ pyvenv() {
       die "python3 -m venv failed; run: sudo apt-get install -y python3-venv"
     fi
   fi
-  if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$sum" ]; then
-    log "installing Python tools into .venv: $(tr '\n' ' ' < "$req")"
+  if [ "$(cat "$marker" 2>/dev/null)" != "$sum" ]; then
+    log "installing Python tools into .venv: $(grep -v '^#' "$req" | tr '\n' ' ')"
     "$venv/bin/pip" install -q --disable-pip-version-check -r "$req" >&2 || die "pip install -r $req failed"
-    echo "$sum" > "$venv/.pins"
+    echo "$sum" > "$marker"
   fi
+  exec {venv_lock}>&-
   echo "$venv/bin/python"
+}
+
+# ansible_playbook ARGS... — ansible-playbook: the one on PATH when it is at least the pinned
+# minor (a Jenkins agent's own), else the project's pinned one in .venv (installed on first use).
+ansible_playbook() {
+  local py
+  if command -v ansible-playbook >/dev/null 2>&1 \
+    && ansible-playbook --version 2>/dev/null | head -1 | grep -qE 'core 2\.(1[5-9]|[2-9][0-9])'; then
+    ANSIBLE_CONFIG=${ANSIBLE_CONFIG:-$ROOT/ansible.cfg} ansible-playbook "$@"
+  else
+    py=$(pyvenv "$ROOT/scripts/requirements-deploy.txt")
+    ANSIBLE_CONFIG=${ANSIBLE_CONFIG:-$ROOT/ansible.cfg} "$(dirname "$py")/ansible-playbook" "$@"
+  fi
+}
+
+# pack_service_artefact BIN VERSION OUTDIR — the trading services' release artefact
+# (trading_sim stands in for them): OUTDIR/trading-services-VERSION.tar.gz holding bin/trading_sim
+# (debug info stripped: every host keeps a copy per release) and VERSION, recorded in
+# OUTDIR/SHA256SUMS, which the deploy playbook verifies before touching a host.
+pack_service_artefact() {
+  local bin=$1 version=$2 out=$3 name stage
+  [ -x "$bin/trading_sim" ] || die "$bin/trading_sim not found; run: cargo build --workspace --bins"
+  name="trading-services-$version.tar.gz"
+  stage=$(mktemp -d); mkdir -p "$stage/bin" "$out"
+  strip --strip-debug -o "$stage/bin/trading_sim" "$bin/trading_sim" 2>/dev/null || cp "$bin/trading_sim" "$stage/bin/"
+  echo "$version" > "$stage/VERSION"
+  tar -czf "$out/$name" -C "$stage" VERSION bin
+  rm -rf "$stage"
+  touch "$out/SHA256SUMS"
+  { grep -v " $name\$" "$out/SHA256SUMS" || true; (cd "$out" && sha256sum "$name"); } > "$out/SHA256SUMS.new"
+  mv "$out/SHA256SUMS.new" "$out/SHA256SUMS"
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Stage: the release artefact — every binary the workspace builds (read from cargo metadata, so a
-# new binary needs no edit here), copied into dist/<VERSION>/ with a SHA256SUMS file that a
-# deploy verifies before installing.
+# Stage: the release artefacts in dist/<VERSION>/ with one SHA256SUMS file that a deploy verifies
+# before installing: every binary the workspace builds (read from cargo metadata, so a new binary
+# needs no edit here), and trading-services-<VERSION>.tar.gz, what the playbooks install on hosts.
 source "$(dirname "$0")/lib.sh"
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/../lib.sh"
 out="dist/${VERSION:?}"
 rm -rf "$out"; mkdir -p "$out"
 mapfile -t bins < <(cargo metadata --no-deps --format-version 1 --locked \
@@ -13,4 +15,5 @@ for b in "${bins[@]}"; do
   cp "$BIN/$b" "$out/"
 done
 (cd "$out" && sha256sum "${bins[@]}" > SHA256SUMS)
-echo "packaged ${#bins[@]} binaries into $out (SHA256SUMS)"
+pack_service_artefact "$BIN" "$VERSION" "$out"
+echo "packaged ${#bins[@]} binaries and trading-services-$VERSION.tar.gz into $out (SHA256SUMS)"
