@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Stage: roll back the code, then (when TO_VERSION is set) the schema.
 #   ROLLBACK=traffic (default; blue-green): `cutover rollback` switches back to the previous colour.
-#   ROLLBACK=release (in-place environments: dev, staging): redeploy TO_RELEASE (the previous
-#     release) on COLOR in place; without TO_RELEASE the running release stays and only the
-#     schema is rolled back (said in the log).
+#   ROLLBACK=release (in-place environments: dev, staging): playbooks/rollback.yml puts every host
+#     (of COLOR, of COMPONENT, when given) back on its previous release, or on TO_RELEASE when set
+#     (already on the hosts under releases/), then waits for /health to report it.
+#   ROLLBACK=schema: the code stays; only the schema rolls back.
 # The schema step runs whichever code path ran: a topology without load balancers is not a
 # reason to skip it.
 source "$(dirname "$0")/lib.sh"
@@ -12,14 +13,19 @@ case "${ROLLBACK:-traffic}" in
     "$BIN/cutover" -e "$ENVIRONMENT" rollback --junit "$REPORTS/rollback.xml"
     ;;
   release)
-    if [ -n "${TO_RELEASE:-}" ]; then
-      COLOR=${COLOR:-blue} VERSION=$TO_RELEASE bash "$(dirname "$0")/deploy.sh"
-    else
-      echo "rollback: no TO_RELEASE given: the running release stays; rolling back the schema only" >&2
-    fi
+    # shellcheck source=scripts/lib.sh
+    source "$(dirname "$0")/../lib.sh"
+    inventory="inventories/$ENVIRONMENT"
+    [ "$ENVIRONMENT" = local ] && inventory="${STACK_DIR:-.stack}/inventory"
+    ansible_playbook -i "$inventory" playbooks/rollback.yml ${COLOR:+-e "color=$COLOR"} \
+      ${COMPONENT:+-e "component=$COMPONENT"} ${TO_RELEASE:+-e "version=$TO_RELEASE"}
+    ;;
+  schema)
+    [ -n "${TO_VERSION:-}" ] || { echo "error: ROLLBACK=schema needs TO_VERSION (the schema version to go back to)" >&2; exit 2; }
+    echo "rollback: the running release stays; rolling back the schema only" >&2
     ;;
   *)
-    echo "error: ROLLBACK is '${ROLLBACK}': use traffic (blue-green) or release (in-place)" >&2
+    echo "error: ROLLBACK is '${ROLLBACK}': use traffic (blue-green), release (in-place) or schema" >&2
     exit 2
     ;;
 esac

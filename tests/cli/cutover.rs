@@ -873,6 +873,138 @@ async fn decommission_waits_out_the_rollback_window_and_a_rollback_after_it_refu
     assert_no_order_failed(&samples);
 }
 
+/// The pid of each named host of a stack (its supervisor's pid file).
+fn host_pids(st: &Stack, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .map(|n| {
+            std::fs::read_to_string(st.dir.path().join(format!("s/{n}.pid")))
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .collect()
+}
+
+/// The version each named host's /health reports ("down" when it does not answer).
+async fn host_versions(st: &Stack, names: &[&str]) -> Vec<String> {
+    let procs = std::fs::read_to_string(st.dir.path().join("s/procs")).unwrap();
+    let mut out = vec![];
+    for n in names {
+        let port = procs
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f[1] == *n).then(|| f[3].to_string())
+            })
+            .unwrap();
+        let v = async {
+            let h: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/health"))
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            Some(h["version"].as_str()?.to_string())
+        };
+        out.push(v.await.unwrap_or_else(|| "down".into()));
+    }
+    out
+}
+
+/// The Ansible deploy on the fleet (blue, idle, just deployed at 1.2.0 through deploy.sh): every
+/// host runs releases/1.2.0 through its `current` link; the same deploy again restarts nothing;
+/// a broken artefact (its service dies at start) fails on the canary, which goes back to 1.2.0,
+/// and no other host is touched; an artefact that does not match its SHA256SUMS touches none.
+async fn ansible_deploys_every_host_once_and_stops_a_bad_artefact_at_the_canary(
+    st: &Stack,
+    reports: &Path,
+) {
+    let blue: Vec<String> = std::fs::read_to_string(st.dir.path().join("s/procs"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("blue "))
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+        .collect();
+    let names: Vec<&str> = blue.iter().map(String::as_str).collect();
+    assert_eq!(names.len(), 9);
+    assert_eq!(host_versions(st, &names).await, vec!["1.2.0"; 9]);
+    for n in &names {
+        let link = std::fs::read_link(st.dir.path().join(format!("s/hosts/{n}/current"))).unwrap();
+        assert!(link.ends_with("releases/1.2.0"), "{n}: {link:?}");
+    }
+    let deploy = [("COLOR", "blue"), ("BLUE_GREEN", "1")];
+    let pids = host_pids(st, &names);
+    let r = stage(
+        st,
+        reports,
+        "deploy.sh",
+        &[deploy.as_slice(), &[("VERSION", "1.2.0")]].concat(),
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        host_pids(st, &names),
+        pids,
+        "a repeated deploy restarted a host"
+    );
+
+    // Injected: release 1.3.0's service exits at start (the checksum is right: a bad build).
+    let bad = tempfile::tempdir().unwrap();
+    let tree = bad.path().join("tree");
+    std::fs::create_dir_all(tree.join("bin")).unwrap();
+    std::fs::write(tree.join("VERSION"), "1.3.0\n").unwrap();
+    let sim = tree.join("bin/trading_sim");
+    std::fs::write(&sim, "#!/bin/sh\necho 'broken build' >&2\nexit 1\n").unwrap();
+    let exec = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755);
+    std::fs::set_permissions(&sim, exec).unwrap();
+    let sh = |script: &str| {
+        let ok = std::process::Command::new("bash")
+            .args(["-c", script])
+            .current_dir(bad.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "{script}");
+    };
+    sh(
+        "tar -czf trading-services-1.3.0.tar.gz -C tree VERSION bin && sha256sum trading-services-1.3.0.tar.gz > SHA256SUMS",
+    );
+    let art = bad.path().to_str().unwrap();
+    let bad_deploy = [
+        deploy.as_slice(),
+        &[("VERSION", "1.3.0"), ("ARTEFACT_DIR", art)],
+    ]
+    .concat();
+    let r = stage(st, reports, "deploy.sh", &bad_deploy).await;
+    assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        all.contains("release 1.3.0 failed on trade-blue-01")
+            && all.contains("the host is back on 1.2.0"),
+        "{all}"
+    );
+    assert_eq!(host_versions(st, &names).await, vec!["1.2.0"; 9]);
+    let after = host_pids(st, &names);
+    assert_ne!(after[0], pids[0], "the canary was not restarted");
+    assert_eq!(
+        after[1..],
+        pids[1..],
+        "a host after the canary batch was touched"
+    );
+
+    // Injected: the artefact no longer matches its SHA256SUMS — refused before any host.
+    sh("echo tampered >> trading-services-1.3.0.tar.gz");
+    let r = stage(st, reports, "deploy.sh", &bad_deploy).await;
+    assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        all.contains("does not match the checksum in SHA256SUMS"),
+        "{all}"
+    );
+    assert_eq!(host_pids(st, &names), after, "a host was touched");
+}
+
 /// The fleet, once: per colour 3 trading engines, 2 risk engines, 2 market-data, 1 OMS and 1 web,
 /// HAProxy with a server per trading engine named like the guide's hosts. Smoke tests reach every
 /// engine; a cutover under client orders switches all of them and loses none; deploying the idle
@@ -935,45 +1067,85 @@ async fn a_fleet_deploys_and_cuts_over_server_by_server_and_one_dead_engine_stop
     .await;
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(st.pids("green"), live_pids, "a live server was restarted");
+    ansible_deploys_every_host_once_and_stops_a_bad_artefact_at_the_canary(&st, &reports).await;
+    assert_eq!(st.pids("green"), live_pids, "a live server was restarted");
 
-    // One component (dev's `--component`): only blue's two risk engines restart.
-    let pid_of = |name: &str| {
-        std::fs::read_to_string(st.dir.path().join(format!("s/{name}.pid")))
-            .unwrap()
-            .trim()
-            .to_string()
-    };
-    let names = [
+    // One component (dev's `--component`): only blue's two risk engines restart, at 1.2.1; a
+    // release rollback of that component puts them back on 1.2.0, the others untouched.
+    let others = [
         "trade-blue-01",
         "data-blue-01",
         "oms-blue-01",
         "web-blue-01",
-        "risk-blue-01",
-        "risk-blue-02",
     ];
-    let before: Vec<String> = names.iter().map(|n| pid_of(n)).collect();
+    let risk = ["risk-blue-01", "risk-blue-02"];
+    let before = host_pids(&st, &others);
+    let risk_before = host_pids(&st, &risk);
     let r = stage(
         &st,
         &reports,
         "deploy.sh",
         &[
             ("COLOR", "blue"),
-            ("VERSION", "1.2.0"),
+            ("VERSION", "1.2.1"),
             ("COMPONENT", "risk-engine"),
         ],
     )
     .await;
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    let after: Vec<String> = names.iter().map(|n| pid_of(n)).collect();
     assert_eq!(
-        before[..4],
-        after[..4],
+        host_pids(&st, &others),
+        before,
         "a component deploy restarted another role"
     );
+    let risk_after = host_pids(&st, &risk);
     assert!(
-        before[4] != after[4] && before[5] != after[5],
+        risk_before[0] != risk_after[0] && risk_before[1] != risk_after[1],
         "the risk engines were not restarted"
     );
+    assert_eq!(host_versions(&st, &risk).await, ["1.2.1", "1.2.1"]);
+    let rollback = [
+        ("ROLLBACK", "release"),
+        ("COLOR", "blue"),
+        ("COMPONENT", "risk-engine"),
+    ];
+    let r = stage(&st, &reports, "rollback.sh", &rollback).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(host_versions(&st, &risk).await, ["1.2.0", "1.2.0"]);
+    assert_eq!(
+        host_pids(&st, &others),
+        before,
+        "a rollback restarted another role"
+    );
+    // Twice in a row: the second goes back to what the first left (previous = 1.2.1), and a
+    // release that is not on the hosts is refused, naming the host, with nothing changed.
+    let r = stage(&st, &reports, "rollback.sh", &rollback).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(host_versions(&st, &risk).await, ["1.2.1", "1.2.1"]);
+    let pinned = host_pids(&st, &risk);
+    let r = stage(
+        &st,
+        &reports,
+        "rollback.sh",
+        &[rollback.as_slice(), &[("TO_RELEASE", "0.9.0")]].concat(),
+    )
+    .await;
+    assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("releases/0.9.0 is not on risk-blue-01"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(host_pids(&st, &risk), pinned);
+    let r = stage(
+        &st,
+        &reports,
+        "rollback.sh",
+        &[rollback.as_slice(), &[("TO_RELEASE", "1.2.0")]].concat(),
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(host_versions(&st, &risk).await, ["1.2.0", "1.2.0"]);
     assert_eq!(st.pids("green"), live_pids);
     let r = stage(
         &st,

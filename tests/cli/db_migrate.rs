@@ -896,15 +896,19 @@ fn staging_rollback_rolls_the_schema_back_on_an_in_place_topology() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("load_balancers is empty"), "{err}");
     assert_eq!(f.db.sql("SELECT to_regclass('t2') IS NOT NULL"), "t");
-    // The in-place path: no release given, so the schema alone rolls back, and it says so.
-    let (code, err) = stage(&[("ROLLBACK", "release"), ("TO_VERSION", "1.0")]);
+    // The schema alone (the code path is tested on the fleet: playbooks/rollback.yml), said so.
+    let (code, err) = stage(&[("ROLLBACK", "schema"), ("TO_VERSION", "1.0")]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("rolling back the schema only"), "{err}");
     assert_eq!(f.db.sql("SELECT to_regclass('t2') IS NULL"), "t");
     assert_eq!(f.db.sql("SELECT to_regclass('t1') IS NOT NULL"), "t");
     // A second run is a no-op, not a failure.
-    let (code, err) = stage(&[("ROLLBACK", "release"), ("TO_VERSION", "1.0")]);
+    let (code, err) = stage(&[("ROLLBACK", "schema"), ("TO_VERSION", "1.0")]);
     assert_eq!(code, 0, "{err}");
+    // Schema only without a schema version to go to is a usage error.
+    let (code, err) = stage(&[("ROLLBACK", "schema")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("needs TO_VERSION"), "{err}");
     // A typo in ROLLBACK is a usage error before anything runs.
     let (code, err) = stage(&[("ROLLBACK", "colour"), ("TO_VERSION", "1.0")]);
     assert_eq!(code, 2, "{err}");
