@@ -3,7 +3,8 @@
 # (playbooks/deploy_<env>.yml, inventories/<env>/; locally the stack's generated inventory).
 # In a blue-green environment (BLUE_GREEN=1) COLOR must be the idle colour: deploying to the
 # live one would restart the servers taking orders, so the stage stops first (exit 5).
-# COMPONENT (trading-engine, risk-engine, marketdata, oms, web) deploys one role only (dev).
+# COMPONENT (trading-engine, risk-engine, marketdata, oms, web) deploys one role only (dev);
+# TARGET_SERVER narrows to hosts of the inventory (Ansible's --limit).
 source "$(dirname "$0")/lib.sh"
 case "${COMPONENT:-}" in
   ""|trading-engine|risk-engine|marketdata|oms|web) ;;
@@ -25,5 +26,5 @@ else
   source "$(dirname "$0")/../lib.sh"
   ansible_playbook -i "inventories/$ENVIRONMENT" "playbooks/deploy_${ENVIRONMENT}.yml" \
     -e "version=$VERSION" -e "artefact_dir=$(realpath -m "$ARTEFACT_DIR")" \
-    ${COLOR:+-e "color=$COLOR"} ${COMPONENT:+-e "component=$COMPONENT"}
+    ${COLOR:+-e "color=$COLOR"} ${COMPONENT:+-e "component=$COMPONENT"} ${TARGET_SERVER:+--limit "$TARGET_SERVER"}
 fi

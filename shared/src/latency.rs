@@ -46,6 +46,7 @@ pub struct Load {
     pub timeout: Duration,
 }
 
+#[derive(Clone)]
 pub struct Measured {
     pub corrected: Histogram<u64>,
     pub naive: Histogram<u64>,
@@ -393,6 +394,7 @@ pub async fn measure(probe: &Probe, load: &Load, cancel: &CancellationToken) -> 
 
 /// Both colours measured in alternating slices of the same window (candidate, reference,
 /// reference, candidate, …), so whatever the machine does to one side it does to the other.
+#[derive(Clone)]
 pub struct Interleaved {
     pub candidate: Measured,
     pub reference: Measured,
@@ -400,6 +402,26 @@ pub struct Interleaved {
     pub pairs: Vec<(Histogram<u64>, Histogram<u64>)>,
     /// Share of CPU time stolen by the hypervisor during the run (Linux /proc/stat), if known.
     pub steal: Option<f64>,
+}
+
+impl Interleaved {
+    /// Adds another server's run measured over the same slices: the fleet's verdict is judged on
+    /// every server's samples together, with the power (and the false-alarm rate) of one run.
+    pub fn absorb(&mut self, other: &Interleaved) {
+        // One set of bounds for every histogram here, so adding cannot go out of range.
+        let add = |a: &mut Histogram<u64>, b: &Histogram<u64>| a.add(b).expect("shared bounds");
+        add(&mut self.candidate.corrected, &other.candidate.corrected);
+        add(&mut self.reference.corrected, &other.reference.corrected);
+        for (i, (c, r)) in other.pairs.iter().enumerate() {
+            match self.pairs.get_mut(i) {
+                Some((sc, sr)) => {
+                    add(sc, c);
+                    add(sr, r);
+                }
+                None => self.pairs.push((c.clone(), r.clone())),
+            }
+        }
+    }
 }
 
 /// CPU time counters of /proc/stat's `cpu` line: (steal, total), in ticks.

@@ -125,21 +125,26 @@ pub async fn run(plan: &Plan, ctx: &Context, env: &Environment, report: &mut Rep
         ref load,
         ..
     } = *plan;
-    let base_on = |color: Color, role: Role| -> Result<String> {
+    // Every server of the role (or the one --url): each is measured, and named when there are
+    // several, so a slow or failing server of a fleet is the one the report points at.
+    let servers_on = |color: Color, role: Role| -> Result<Vec<String>> {
         if let Some(u) = &plan.url {
-            return Ok(u.trim_end_matches('/').to_string());
+            return Ok(vec![u.trim_end_matches('/').to_string()]);
         }
-        env.urls(color, role)
-            .first()
-            .map(|u| u.to_string())
-            .ok_or_else(|| {
-                Error::config(
-                    ctx.config.path.display().to_string(),
-                    format!("no {role} service for {color}"),
-                )
-            })
+        let urls: Vec<String> = env
+            .urls(color, role)
+            .iter()
+            .map(|u| u.to_string().trim_end_matches('/').to_string())
+            .collect();
+        if urls.is_empty() {
+            return Err(Error::config(
+                ctx.config.path.display().to_string(),
+                format!("no {role} service for {color}"),
+            ));
+        }
+        Ok(urls)
     };
-    let base_for = |role: Role| base_on(color, role);
+    let base_for = |role: Role| servers_on(color, role).map(|v| v[0].clone());
     let run_id = format!("{:x}", chrono::Utc::now().timestamp_millis());
     let sym = env.smoke.symbol.clone();
     let mut current = BTreeMap::new();
@@ -215,47 +220,143 @@ pub async fn run(plan: &Plan, ctx: &Context, env: &Environment, report: &mut Rep
             rate.map_or("max rate".into(), |r| format!("{r}/s")),
             plan.connections
         );
-        let mut ab_checks = vec![];
-        let res = match reference {
-            None => latency::measure(&probe, load, &ctx.cancel).await,
-            Some(rc) => {
-                let other = latency::Probe {
-                    base: base_on(rc, m.role())?,
-                    ..probe.clone()
-                };
-                match latency::interleaved(&probe, &other, load, plan.slice, &ctx.cancel).await {
-                    Ok(run) => {
-                        for p in &plan.percentiles {
-                            let v = latency::ab_verdict(
-                                &run,
-                                *p,
-                                plan.threshold_pct,
-                                (plan.noise_floor_ms * 1000.0) as u64,
-                            );
-                            let name = format!("{} p{p} vs live", m.name());
-                            let data = serde_json::json!({
-                                "reference_color": rc.as_str(), "reference_us": v.reference_us,
-                                "candidate_us": v.candidate_us, "delta_pct": v.delta_pct,
-                                "slower_pairs": v.slower_pairs.0, "differing_pairs": v.slower_pairs.1,
-                                "p_value": v.p_value, "steal": run.steal,
-                            });
-                            let why = format!("{color} vs {rc}: {}", v.why);
-                            ab_checks.push(match v.outcome {
-                                latency::AbOutcome::Pass => Check::ok("baseline", name).message(why),
-                                latency::AbOutcome::Fail => Check::fail("baseline", name, why)
-                                    .hint("latency regressed against the live colour: hold the deploy"),
-                                latency::AbOutcome::NotGated => Check::skip("baseline", name, format!("not gated: {why}")),
-                                latency::AbOutcome::Inconclusive => Check::warn("baseline", name, why)
-                                    .hint("not judged: a human decides, or measure again"),
-                            }
-                            .data(data));
-                        }
-                        Ok(run.candidate)
+        let bases = servers_on(color, m.role())?;
+        let refs = match reference {
+            Some(rc) => servers_on(rc, m.role())?,
+            None => vec![],
+        };
+        let n = bases.len();
+        // The load is shared out: n servers together get the rate and connections asked for.
+        let share = Load {
+            rate: rate.map(|r| r / n as f64),
+            connections: (load.connections / n).max(1),
+            requests: load.requests.map(|r| r.div_ceil(n as u64)),
+            ..load.clone()
+        };
+        let runs = futures_util::future::join_all(bases.iter().enumerate().map(|(i, base)| {
+            let candidate = Probe {
+                base: base.clone(),
+                ..probe.clone()
+            };
+            let reference = refs.get(i % refs.len().max(1)).map(|b| Probe {
+                base: b.clone(),
+                ..probe.clone()
+            });
+            let share = &share;
+            async move {
+                match reference {
+                    None => latency::measure(&candidate, share, &ctx.cancel)
+                        .await
+                        .map(|r| (r, None)),
+                    Some(other) => {
+                        latency::interleaved(&candidate, &other, share, plan.slice, &ctx.cancel)
+                            .await
+                            .map(|run| {
+                                let ab = (other.base.clone(), run.pairs, run.reference, run.steal);
+                                (run.candidate, Some(ab))
+                            })
                     }
-                    Err(e) => Err(e),
                 }
             }
-        };
+        }))
+        .await;
+        let mut ab_checks = vec![];
+        let mut measured = vec![];
+        let mut fleet: Option<latency::Interleaved> = None;
+        let mut per_server = vec![];
+        for (i, (base, run)) in bases.iter().zip(runs).enumerate() {
+            let suffix = if n > 1 {
+                format!(" ({} #{})", m.role(), i + 1)
+            } else {
+                String::new()
+            };
+            let (res, ab) = match run {
+                Ok(r) => r,
+                // One server of several that cannot be measured is a failed check naming it.
+                Err(e) if n > 1 => {
+                    report.push(
+                        Check::fail(
+                            "latency",
+                            format!("{}{suffix}", m.name()),
+                            format!("{base}: {e}"),
+                        )
+                        .hint("the server could not be measured: see its health and logs"),
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    measured.push((suffix, base.clone(), Err(e)));
+                    continue;
+                }
+            };
+            if let Some((ref_base, pairs, reference_run, steal)) = ab {
+                let run = latency::Interleaved {
+                    candidate: res,
+                    reference: reference_run,
+                    pairs,
+                    steal,
+                };
+                per_server.push((suffix.clone(), base.clone(), ref_base, run.clone()));
+                match fleet.as_mut() {
+                    None => fleet = Some(run.clone()),
+                    Some(f) => f.absorb(&run),
+                }
+                measured.push((suffix, base.clone(), Ok(run.candidate)));
+            } else {
+                measured.push((suffix, base.clone(), Ok(res)));
+            }
+        }
+        // The gate: one verdict per percentile on every server's samples together (so a fleet
+        // is judged with the power of one run and no more false alarms); the message names
+        // the server that moved most, for the operator to look at first.
+        if let (Some(rc), Some(run)) = (reference, fleet) {
+            for p in &plan.percentiles {
+                let v = latency::ab_verdict(
+                    &run,
+                    *p,
+                    plan.threshold_pct,
+                    (plan.noise_floor_ms * 1000.0) as u64,
+                );
+                let name = format!("{} p{p} vs live", m.name());
+                let data = serde_json::json!({
+                    "reference_color": rc.as_str(), "reference_us": v.reference_us,
+                    "candidate_us": v.candidate_us, "delta_pct": v.delta_pct,
+                    "slower_pairs": v.slower_pairs.0, "differing_pairs": v.slower_pairs.1,
+                    "p_value": v.p_value, "steal": run.steal, "servers": n,
+                });
+                let mut why = format!("{color} vs {rc}: {}", v.why);
+                let moved = per_server
+                    .iter()
+                    .map(|(suffix, base, ref_base, r)| {
+                        let (c, o) = (
+                            r.candidate.corrected.value_at_percentile(*p),
+                            r.reference.corrected.value_at_percentile(*p),
+                        );
+                        let d = (c as f64 - o as f64) / (o.max(1) as f64) * 100.0;
+                        (
+                            d,
+                            format!("{}{suffix} {base} vs {ref_base} {d:+.1}%", m.name()),
+                        )
+                    })
+                    .max_by(|a, b| a.0.total_cmp(&b.0));
+                if let (true, Some((_, most))) = (n > 1, moved) {
+                    why.push_str(&format!("; over {n} servers, most moved: {most}"));
+                }
+                ab_checks.push(
+                    match v.outcome {
+                        latency::AbOutcome::Pass => Check::ok("baseline", name).message(why),
+                        latency::AbOutcome::Fail => Check::fail("baseline", name, why)
+                            .hint("latency regressed against the live colour: hold the deploy"),
+                        latency::AbOutcome::NotGated => {
+                            Check::skip("baseline", name, format!("not gated: {why}"))
+                        }
+                        latency::AbOutcome::Inconclusive => Check::warn("baseline", name, why)
+                            .hint("not judged: a human decides, or measure again"),
+                    }
+                    .data(data),
+                );
+            }
+        }
         if *m == Metric::Order {
             // Leave the test account flat whatever happened.
             let t = crate::smoke::Target {
@@ -286,61 +387,83 @@ pub async fn run(plan: &Plan, ctx: &Context, env: &Environment, report: &mut Rep
                 report.push(crate::smoke::cleanup(&r, &crate::smoke::Created::default()).await);
             }
         }
-        let res = res?;
-        let h = &res.corrected;
-        let pct: Vec<String> = plan
-            .percentiles
-            .iter()
-            .chain([99.99].iter())
-            .map(|p| format!("p{p} {}", ms(h.value_at_percentile(*p))))
-            .collect();
-        let msg = format!(
-            "{} · max {} · n={} · errors {} · {:.0} req/s · naive p99 {}{}{}",
-            pct.join(" · "),
-            ms(h.max()),
-            h.len(),
-            res.errors,
-            res.achieved_rate(),
-            ms(res.naive.value_at_percentile(99.0)),
-            if res.pacing.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " · pacing error p99 {} µs",
-                    res.pacing.value_at_percentile(99.0)
+        let mut merged: Option<Histogram<u64>> = None;
+        for (suffix, base, res) in measured {
+            let res = res?;
+            let h = &res.corrected;
+            let pct: Vec<String> = plan
+                .percentiles
+                .iter()
+                .chain([99.99].iter())
+                .map(|p| format!("p{p} {}", ms(h.value_at_percentile(*p))))
+                .collect();
+            let msg = format!(
+                "{}{} · max {} · n={} · errors {} · {:.0} req/s · naive p99 {}{}{}",
+                if suffix.is_empty() {
+                    String::new()
+                } else {
+                    format!("{base}: ")
+                },
+                pct.join(" · "),
+                ms(h.max()),
+                h.len(),
+                res.errors,
+                res.achieved_rate(),
+                ms(res.naive.value_at_percentile(99.0)),
+                if res.pacing.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " · pacing error p99 {} µs",
+                        res.pacing.value_at_percentile(99.0)
+                    )
+                },
+                if res.tick_age.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " · tick publish→receipt p50 {}",
+                        ms(res.tick_age.value_at_percentile(50.0))
+                    )
+                }
+            );
+            let data = serde_json::json!({
+                "p50_us": h.value_at_percentile(50.0), "p90_us": h.value_at_percentile(90.0), "p99_us": h.value_at_percentile(99.0),
+                "p999_us": h.value_at_percentile(99.9), "p9999_us": h.value_at_percentile(99.99), "max_us": h.max(), "count": h.len(),
+                "errors": res.errors, "achieved_rate": res.achieved_rate(), "naive_p99_us": res.naive.value_at_percentile(99.0),
+                "pacing_p99_us": res.pacing.value_at_percentile(99.0),
+            });
+            let check = if res.errors > 0 || h.is_empty() {
+                Check::fail(
+                    "latency",
+                    format!("{}{suffix}", m.name()),
+                    format!(
+                        "{msg}; {}",
+                        res.first_error
+                            .clone()
+                            .unwrap_or_else(|| "no successful request".into())
+                    ),
                 )
-            },
-            if res.tick_age.is_empty() {
-                String::new()
+                .hint("the target answered errors: see its health and logs")
             } else {
-                format!(
-                    " · tick publish→receipt p50 {}",
-                    ms(res.tick_age.value_at_percentile(50.0))
-                )
+                Check::ok("latency", format!("{}{suffix}", m.name())).message(msg)
+            };
+            report.push(check.data(data));
+            if let Some(s) = &res.stopped_early {
+                report.note(format!("{}{suffix}: {s}", m.name()));
             }
-        );
-        let data = serde_json::json!({
-            "p50_us": h.value_at_percentile(50.0), "p90_us": h.value_at_percentile(90.0), "p99_us": h.value_at_percentile(99.0),
-            "p999_us": h.value_at_percentile(99.9), "p9999_us": h.value_at_percentile(99.99), "max_us": h.max(), "count": h.len(),
-            "errors": res.errors, "achieved_rate": res.achieved_rate(), "naive_p99_us": res.naive.value_at_percentile(99.0),
-            "pacing_p99_us": res.pacing.value_at_percentile(99.0),
-        });
-        let check = if res.errors > 0 || h.is_empty() {
-            Check::fail(
-                "latency",
-                m.name(),
-                format!(
-                    "{msg}; {}",
-                    res.first_error
-                        .clone()
-                        .unwrap_or_else(|| "no successful request".into())
-                ),
-            )
-            .hint("the target answered errors: see its health and logs")
-        } else {
-            Check::ok("latency", m.name()).message(msg)
+            match merged.as_mut() {
+                None => merged = Some(res.corrected),
+                // Every histogram has latency's one set of bounds, so adding cannot go out of range.
+                Some(all) => all
+                    .add(&res.corrected)
+                    .expect("latency histograms share bounds"),
+            }
+        }
+        // A fleet's distribution is every server's together: the baseline and the files use it.
+        let Some(h) = merged else {
+            continue;
         };
-        report.push(check.data(data));
         let inconclusive = ab_checks
             .iter()
             .any(|c| c.status == crate::report::Status::Warn);
@@ -350,15 +473,12 @@ pub async fn run(plan: &Plan, ctx: &Context, env: &Environment, report: &mut Rep
         if inconclusive {
             report.set_inconclusive();
         }
-        if let Some(s) = &res.stopped_early {
-            report.note(format!("{}: {s}", m.name()));
-        }
         if let Some(dir) = &plan.report_dir {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io("create report directory", dir, e))?;
             let p = dir.join(format!("{}.hgrm", m.name()));
-            std::fs::write(&p, latency::hgrm(h)).map_err(|e| Error::io("write", &p, e))?;
-            let mut series = vec![(format!("{} current", m.name()), h)];
+            std::fs::write(&p, latency::hgrm(&h)).map_err(|e| Error::io("write", &p, e))?;
+            let mut series = vec![(format!("{} current", m.name()), &h)];
             if let Some(b) = baseline.as_ref().and_then(|b| b.get(m.name())) {
                 series.insert(0, (format!("{} baseline", m.name()), b));
             }
@@ -369,7 +489,7 @@ pub async fn run(plan: &Plan, ctx: &Context, env: &Environment, report: &mut Rep
             )
             .map_err(|e| Error::io("write", &p, e))?;
         }
-        current.insert(m.name().to_string(), res.corrected);
+        current.insert(m.name().to_string(), h);
     }
     if let Some(b) = &baseline {
         for (name, h) in &current {

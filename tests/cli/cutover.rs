@@ -1160,6 +1160,61 @@ async fn a_fleet_deploys_and_cuts_over_server_by_server_and_one_dead_engine_stop
     .await;
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
 
+    // measure_latency measures every engine, sharing the load, and names the one that fails.
+    let procs = std::fs::read_to_string(st.dir.path().join("s/procs")).unwrap();
+    let port = procs
+        .lines()
+        .find(|l| l.contains(" trade-blue-02 "))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .unwrap()
+        .to_string();
+    let engine2 = deploykit::contract::Client::new(
+        format!("http://127.0.0.1:{port}"),
+        crate::support::http().with_token(deploykit::redact::Secret::new(
+            st.url("DEPLOYKIT_ADMIN_TOKEN"),
+        )),
+    );
+    let measure = [
+        "--color",
+        "blue",
+        "--metrics",
+        "order",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--rate",
+        "150",
+    ];
+    let r = st.run("measure_latency", &measure).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let ok = crate::support::checks_with(&r.stdout, "ok");
+    for i in 1..=3 {
+        let name = format!("order (trading-engine #{i})");
+        assert!(ok.contains(&name), "{name}: {}", r.stdout);
+    }
+    // Injected: engine #2 answers every order with an error.
+    let faults = deploykit::contract::Faults {
+        error_rate: Some(1.0),
+        ..Default::default()
+    };
+    engine2.set_faults(&faults).await.unwrap();
+    let r = st.run("measure_latency", &measure).await;
+    engine2.clear_faults().await.unwrap();
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let failed = crate::support::checks_with(&r.stdout, "fail");
+    assert!(
+        failed.contains(&"order (trading-engine #2)".to_string())
+            && !failed.iter().any(|c| c.contains("#1") || c.contains("#3")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        r.stdout
+    );
+
     // Injected: one engine of the idle colour dies after its deploy.
     let dead = std::fs::read_to_string(st.dir.path().join("s/trade-blue-02.pid")).unwrap();
     std::process::Command::new("kill")
