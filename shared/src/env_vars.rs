@@ -43,6 +43,13 @@ impl EnvVars {
     pub const PATH: &'static str = "PATH";
     /// Debian's pg_wrapper picks a cluster by it; without it pg_dump resolves to the newest.
     pub const PGCLUSTER: &'static str = "PGCLUSTER";
+    /// Jenkins multibranch: the branch (or tag) a build is for; verify_env's branch on a
+    /// detached HEAD.
+    pub const BRANCH_NAME: &'static str = "BRANCH_NAME";
+    /// Jenkins' git plugin: the branch built (`origin/main`), when BRANCH_NAME is not set.
+    pub const GIT_BRANCH: &'static str = "GIT_BRANCH";
+    /// Jenkins multibranch: the tag a build is for (verify_env: the tag must be on the branch).
+    pub const TAG_NAME: &'static str = "TAG_NAME";
     /// Fault injection for tests: a cutover SIGKILLs itself after this step's action, before
     /// journaling it done.
     pub const FAULT_KILL_AFTER: &'static str = "DEPLOYKIT_FAULT_KILL_AFTER";
@@ -89,6 +96,18 @@ impl EnvVars {
         (
             Self::PGCLUSTER,
             "Debian pg_wrapper's cluster choice for pg_dump",
+        ),
+        (
+            Self::BRANCH_NAME,
+            "verify_env: the branch Jenkins built (detached HEAD)",
+        ),
+        (
+            Self::GIT_BRANCH,
+            "verify_env: origin/<branch> built, if no BRANCH_NAME",
+        ),
+        (
+            Self::TAG_NAME,
+            "verify_env: the tag Jenkins built (must be on the branch)",
         ),
         (
             Self::FAULT_KILL_AFTER,

@@ -164,18 +164,53 @@ pub fn parse_git_status(text: &str) -> GitStatus {
     st
 }
 
-/// Git: clean tree, not behind upstream (fetching first with `fetch`), expected branch.
-pub async fn git_checks(
-    repo: &Path,
-    fetch: bool,
-    expected_branch: Option<&str>,
-    timeout: Duration,
-) -> Vec<Check> {
+/// What the git checks are told besides the repository: whether to fetch, the branch policy
+/// asks for, what the CI says it built (a CI checkout is a detached HEAD), and which paths hold
+/// build output (changes under them do not make the tree dirty).
+#[derive(Debug, Default, Clone)]
+pub struct GitPlan {
+    pub fetch: bool,
+    pub expected_branch: Option<String>,
+    /// The branch the CI built (Jenkins' BRANCH_NAME, else GIT_BRANCH without `origin/`).
+    pub ci_branch: Option<String>,
+    /// The tag the CI built (Jenkins' TAG_NAME): it must be on the expected branch.
+    pub ci_tag: Option<String>,
+    pub build_outputs: Vec<String>,
+}
+
+impl GitPlan {
+    /// A path inside one of the build-output paths (`reports`, `reports/`, `./dist`).
+    fn is_build_output(&self, path: &str) -> bool {
+        self.build_outputs.iter().any(|b| {
+            let b = b.trim_start_matches("./").trim_end_matches('/');
+            !b.is_empty() && (path == b || path.starts_with(&format!("{b}/")))
+        })
+    }
+}
+
+/// Jenkins' GIT_BRANCH names the remote too (`origin/main`); BRANCH_NAME does not.
+pub fn branch_from_ci(branch_name: Option<String>, git_branch: Option<String>) -> Option<String> {
+    branch_name.filter(|b| !b.is_empty()).or_else(|| {
+        git_branch.filter(|b| !b.is_empty()).map(|b| {
+            let b = b.strip_prefix("refs/heads/").unwrap_or(&b);
+            b.split_once('/')
+                .filter(|(remote, _)| *remote == "origin")
+                .map_or(b.to_string(), |(_, rest)| rest.to_string())
+        })
+    })
+}
+
+async fn git(repo: &Path, args: &[&str], timeout: Duration) -> Result<String, String> {
+    run_ok(process::run("git", args, Some(repo), timeout).await)
+}
+
+/// Git: clean tree (build output aside), not behind the remote branch (fetching first with
+/// `fetch`), on the expected branch — on a detached HEAD, the branch the CI says it built.
+pub async fn git_checks(repo: &Path, plan: &GitPlan, timeout: Duration) -> Vec<Check> {
     let mut out = vec![];
     let mut fetch_error = None;
-    if fetch
-        && let Err(m) =
-            run_ok(process::run("git", &["fetch", "--quiet"], Some(repo), timeout).await)
+    if plan.fetch
+        && let Err(m) = git(repo, &["fetch", "--quiet"], timeout).await
     {
         fetch_error = Some(m);
     }
@@ -185,7 +220,7 @@ pub async fn git_checks(
         "--branch",
         "--untracked-files=all",
     ];
-    let st = match process::run("git", &args, Some(repo), timeout).await {
+    let mut st = match process::run("git", &args, Some(repo), timeout).await {
         Ok(o) if o.success => parse_git_status(&o.stdout),
         Ok(o) => {
             return vec![
@@ -210,8 +245,19 @@ pub async fn git_checks(
             )];
         }
     };
+    let before = st.changed.len() + st.untracked.len();
+    st.changed.retain(|p| !plan.is_build_output(p));
+    st.untracked.retain(|p| !plan.is_build_output(p));
+    let ignored = before - st.changed.len() - st.untracked.len();
     if st.changed.is_empty() && st.untracked.is_empty() {
-        out.push(Check::ok(G_GIT, "Git repository clean"));
+        let mut c = Check::ok(G_GIT, "Git repository clean");
+        if ignored > 0 {
+            c = c.message(format!(
+                "{ignored} file(s) of build output ignored (under {})",
+                plan.build_outputs.join(", ")
+            ));
+        }
+        out.push(c);
     } else {
         let all: Vec<&String> = st.changed.iter().chain(&st.untracked).collect();
         let shown: Vec<_> = all.iter().take(5).map(|s| s.as_str()).collect();
@@ -227,52 +273,124 @@ pub async fn git_checks(
                     if all.len() > 5 { ", …" } else { "" }
                 ),
             )
-            .hint("commit or stash the changes (git stash -u) before deploying"),
+            .hint("commit or stash the changes (git stash -u) before deploying; build output belongs in .gitignore or --build-output PATH"),
         );
     }
-    out.push(match (fetch_error, &st.upstream) {
-        (Some(m), _) => Check::fail(
+    // A detached HEAD (every Jenkins checkout) has no upstream: the branch the CI built is
+    // compared with its remote-tracking ref instead.
+    let detached = st.branch.is_none();
+    let branch = st.branch.clone().or_else(|| plan.ci_branch.clone());
+    let via = if detached {
+        " (detached HEAD; branch from the CI's BRANCH_NAME/GIT_BRANCH)"
+    } else {
+        ""
+    };
+    let as_fetched = if plan.fetch {
+        ""
+    } else {
+        " as last fetched (use --fetch to fetch first)"
+    };
+    let upstream = st.upstream.clone().or_else(|| {
+        branch
+            .as_ref()
+            .filter(|_| detached)
+            .map(|b| format!("origin/{b}"))
+    });
+    let behind = match (&st.upstream, &upstream) {
+        (Some(_), _) => Ok(st.behind),
+        (None, Some(remote)) => git(
+            repo,
+            &["rev-list", "--count", &format!("HEAD..{remote}")],
+            timeout,
+        )
+        .await
+        .map(|n| n.trim().parse().unwrap_or(0)),
+        (None, None) => Ok(0),
+    };
+    out.push(match (fetch_error, &upstream, behind) {
+        (Some(m), _, _) => Check::fail(
             G_GIT,
             "Latest code pulled",
             format!("git fetch failed: {m}"),
         )
         .hint("check network access to the remote"),
-        (None, None) => Check::warn(
+        (None, None, _) => Check::warn(
             G_GIT,
             "Latest code pulled",
-            "the current branch has no upstream, so it cannot be compared",
+            if detached {
+                "detached HEAD and no BRANCH_NAME or GIT_BRANCH: nothing to compare with"
+                    .to_string()
+            } else {
+                "the current branch has no upstream, so it cannot be compared".to_string()
+            },
         )
-        .hint("set one: git branch --set-upstream-to=origin/<branch>"),
-        (None, Some(up)) if st.behind == 0 => {
-            Check::ok(G_GIT, "Latest code pulled").message(format!(
-                "up to date with {up}{}",
-                if fetch {
-                    ""
-                } else {
-                    " as last fetched (use --fetch to fetch first)"
-                }
-            ))
-        }
-        (None, Some(up)) => Check::fail(
+        .hint(if detached {
+            "run from Jenkins (it sets BRANCH_NAME), or check out the branch"
+        } else {
+            "set one: git branch --set-upstream-to=origin/<branch>"
+        }),
+        (None, Some(up), Err(e)) => Check::fail(
             G_GIT,
             "Latest code pulled",
-            format!("{} commit(s) behind {up}", st.behind),
+            format!("cannot compare with {up}: {e}"),
         )
-        .hint("run git pull --ff-only"),
+        .hint(format!(
+            "fetch it: git fetch origin {}",
+            up.trim_start_matches("origin/")
+        )),
+        (None, Some(up), Ok(0)) => Check::ok(G_GIT, "Latest code pulled")
+            .message(format!("up to date with {up}{as_fetched}{via}")),
+        (None, Some(up), Ok(n)) => Check::fail(
+            G_GIT,
+            "Latest code pulled",
+            format!("{n} commit(s) behind {up}{via}"),
+        )
+        .hint(if detached {
+            "the build checked out an older commit: rebuild from the branch head".to_string()
+        } else {
+            "run git pull --ff-only".to_string()
+        }),
     });
-    if let Some(expected) = expected_branch {
+    if let Some(expected) = &plan.expected_branch {
         let name = format!("On branch {expected}");
-        out.push(match &st.branch {
-            Some(b) if b == expected => Check::ok(G_GIT, name),
-            other => Check::fail(
+        let tag = plan.ci_tag.as_ref().filter(|_| detached);
+        out.push(match (&branch, tag) {
+            // A release tag is built from a tag job: its commit must be on the branch.
+            (_, Some(tag)) => {
+                let on = git(
+                    repo,
+                    &["merge-base", "--is-ancestor", "HEAD", &format!("origin/{expected}")],
+                    timeout,
+                )
+                .await;
+                match on {
+                    Ok(_) => Check::ok(G_GIT, name)
+                        .message(format!("tag {tag} (detached HEAD) is on origin/{expected}")),
+                    Err(e) => Check::fail(
+                        G_GIT,
+                        name,
+                        format!("tag {tag} is not on origin/{expected}{}", if e.is_empty() { String::new() } else { format!(": {e}") }),
+                    )
+                    .hint(format!("tag a commit of {expected}, or fetch origin/{expected}")),
+                }
+            }
+            (Some(b), None) if b == expected && detached => {
+                Check::ok(G_GIT, name).message(format!("detached HEAD; the CI built {b}"))
+            }
+            (Some(b), None) if b == expected => Check::ok(G_GIT, name),
+            (other, None) => Check::fail(
                 G_GIT,
                 name,
                 format!(
                     "checked out: {}",
-                    other.as_deref().unwrap_or("detached HEAD")
+                    match (other, detached) {
+                        (Some(b), true) => format!("detached HEAD; the CI built {b}"),
+                        (Some(b), false) => b.clone(),
+                        (None, _) => "detached HEAD, and no BRANCH_NAME or GIT_BRANCH says which branch".into(),
+                    }
                 ),
             )
-            .hint(format!("git switch {expected}")),
+            .hint(format!("deploy from {expected}: git switch {expected} (in Jenkins: build the {expected} branch)")),
         });
     }
     out

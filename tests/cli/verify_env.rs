@@ -254,6 +254,123 @@ fn git_behind_upstream_and_no_upstream() {
     assert!(m.contains("checked out: feature"), "{m}");
 }
 
+/// A Jenkins workspace: a detached HEAD at the built commit, the pipeline's reports and dist in
+/// the tree, the branch and tag known only from Jenkins' variables. verify_env passes it (twice in
+/// a row: its own report does not dirty the tree) and still fails each injected fault: a real
+/// change, an old commit of the branch, another branch, no variable to tell, a tag off the branch.
+#[test]
+fn a_jenkins_workspace_detached_head_with_build_output_passes_and_faults_still_fail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = repo(tmp.path(), "origin");
+    let ws = tmp.path().join("workspace");
+    git(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            origin.to_str().unwrap(),
+            ws.to_str().unwrap(),
+        ],
+    );
+    let head = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(&ws)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    git(&ws, &["checkout", "-q", "--detach", head.trim()]);
+    let wp = ws.to_str().unwrap();
+    let cfg = "checks = [\"git\"]\nexpected_branch = \"main\"\n";
+    let jenkins = [("BRANCH_NAME", "main"), ("GIT_BRANCH", "origin/main")];
+    let report = ws.join("reports/verify_env.json");
+    let stage = |envs: &[(&str, &str)]| {
+        let r = verify(
+            cfg,
+            &["--repo", wp, "--fetch", "--build-output", "reports,dist"],
+            envs,
+        );
+        std::fs::create_dir_all(report.parent().unwrap()).unwrap();
+        std::fs::write(&report, &r.stdout).unwrap();
+        r
+    };
+    std::fs::create_dir_all(ws.join("dist/1.2.0")).unwrap();
+    std::fs::write(ws.join("dist/1.2.0/SHA256SUMS"), "x\n").unwrap();
+    for _ in 0..2 {
+        let r = stage(&jenkins);
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        let (_, m) = status_of(&r, "Git repository clean");
+        assert!(m.contains("build output ignored"), "{m}");
+        let (_, m) = status_of(&r, "On branch main");
+        assert!(m.contains("detached HEAD; the CI built main"), "{m}");
+        let (_, m) = status_of(&r, "Latest code pulled");
+        assert!(m.contains("up to date with origin/main"), "{m}");
+    }
+    // GIT_BRANCH alone (a plain pipeline job) is enough.
+    assert_eq!(stage(&[("GIT_BRANCH", "origin/main")]).code, 0);
+
+    // Injected: a real change beside the build output.
+    std::fs::write(ws.join("a.txt"), "changed\n").unwrap();
+    let r = stage(&jenkins);
+    let (s, m) = status_of(&r, "Git repository clean");
+    assert_eq!((s.as_str(), r.code), ("fail", 1), "{m}");
+    assert!(
+        m.contains("a.txt") && !m.contains("reports") && !m.contains("dist"),
+        "{m}"
+    );
+    git(&ws, &["checkout", "-q", "--", "a.txt"]);
+
+    // Injected: the branch moved on after the build checked out its commit.
+    std::fs::write(origin.join("b.txt"), "b\n").unwrap();
+    git(&origin, &["add", "."]);
+    git(&origin, &["commit", "-qm", "second"]);
+    let r = stage(&jenkins);
+    let (s, m) = status_of(&r, "Latest code pulled");
+    assert_eq!(s, "fail", "{m}");
+    assert!(
+        m.contains("1 commit(s) behind origin/main") && m.contains("detached HEAD"),
+        "{m}"
+    );
+    git(&ws, &["checkout", "-q", "--detach", "origin/main"]);
+
+    // Injected: Jenkins built another branch; and nothing says which branch at all.
+    let r = stage(&[("BRANCH_NAME", "feature")]);
+    let (s, m) = status_of(&r, "On branch main");
+    assert_eq!(s, "fail", "{m}");
+    assert!(m.contains("the CI built feature"), "{m}");
+    let r = stage(&[]);
+    let (s, m) = status_of(&r, "On branch main");
+    assert_eq!(s, "fail", "{m}");
+    assert!(m.contains("no BRANCH_NAME or GIT_BRANCH"), "{m}");
+    assert_eq!(status_of(&r, "Latest code pulled").0, "warn");
+
+    // A release tag on main passes; one on a side branch fails.
+    git(&origin, &["tag", "v1.2.0"]);
+    git(&ws, &["fetch", "-q", "--tags"]);
+    git(&ws, &["checkout", "-q", "--detach", "v1.2.0"]);
+    let tag = [("BRANCH_NAME", "v1.2.0"), ("TAG_NAME", "v1.2.0")];
+    let r = stage(&tag);
+    let (s, m) = status_of(&r, "On branch main");
+    assert_eq!(s, "ok", "{m}");
+    assert!(
+        m.contains("tag v1.2.0 (detached HEAD) is on origin/main"),
+        "{m}"
+    );
+    git(&origin, &["switch", "-q", "-c", "side"]);
+    std::fs::write(origin.join("c.txt"), "c\n").unwrap();
+    git(&origin, &["add", "."]);
+    git(&origin, &["commit", "-qm", "side"]);
+    git(&origin, &["tag", "v9.9.9"]);
+    git(&ws, &["fetch", "-q", "--tags"]);
+    git(&ws, &["checkout", "-q", "--detach", "v9.9.9"]);
+    let r = stage(&[("BRANCH_NAME", "v9.9.9"), ("TAG_NAME", "v9.9.9")]);
+    let (s, m) = status_of(&r, "On branch main");
+    assert_eq!(s, "fail", "{m}");
+    assert!(m.contains("tag v9.9.9 is not on origin/main"), "{m}");
+}
+
 // ---------- tools ----------
 
 #[test]

@@ -2,6 +2,7 @@
 
 use crate::cli::{CommonArgs, Context, Tool};
 use crate::config::VerifyCheck;
+use crate::env_vars::EnvVars;
 use crate::error::Result;
 use crate::report::{Check, Report, Status};
 use crate::verify;
@@ -28,6 +29,11 @@ pub struct Args {
     /// The checkout to verify.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub repo: PathBuf,
+
+    /// A path of the checkout (relative to --repo) that holds build output: files there do not
+    /// make the tree dirty (repeatable or comma-separated; the pipeline passes its reports and dist)
+    #[arg(long, value_name = "PATH", value_delimiter = ',')]
+    pub build_output: Vec<String>,
 
     /// Judge the deployment policy at this time (RFC 3339) instead of now: "may we deploy
     /// on Thursday at 06:00?"
@@ -88,8 +94,18 @@ impl Tool for Args {
         for check in &checks {
             match check {
                 VerifyCheck::Git => {
-                    let (repo, fetch, branch) =
-                        (self.repo.clone(), self.fetch, v.expected_branch.clone());
+                    let env = |k: &str| std::env::var(k).ok();
+                    let plan = verify::GitPlan {
+                        fetch: self.fetch,
+                        expected_branch: v.expected_branch.clone(),
+                        ci_branch: verify::branch_from_ci(
+                            env(EnvVars::BRANCH_NAME),
+                            env(EnvVars::GIT_BRANCH),
+                        ),
+                        ci_tag: env(EnvVars::TAG_NAME).filter(|t| !t.is_empty()),
+                        build_outputs: self.build_output.clone(),
+                    };
+                    let repo = self.repo.clone();
                     // fetch talks to the network: let it use the whole per-check budget, bounded.
                     spawn(
                         &mut set,
@@ -99,7 +115,7 @@ impl Tool for Args {
                                 "git",
                                 "Git checks",
                                 timeout,
-                                verify::git_checks(&repo, fetch, branch.as_deref(), timeout),
+                                verify::git_checks(&repo, &plan, timeout),
                             )
                             .await
                         }),
