@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stage: roll back the code, then (when TO_VERSION is set) the schema.
-#   ROLLBACK=traffic (default; blue-green): `cutover rollback` switches back to the previous colour.
+#   ROLLBACK=traffic (default; blue-green): `cutover rollback` switches back to the previous colour
+#     (with DEPLOYKIT_BUILD set, as Jenkins does, only when that build's cutover moved traffic).
 #   ROLLBACK=release (in-place environments: dev, staging): playbooks/rollback.yml puts every host
 #     (of COLOR, of COMPONENT, when given) back on its previous release, or on TO_RELEASE when set
 #     (already on the hosts under releases/), then waits for /health to report it.
@@ -10,7 +11,9 @@
 source "$(dirname "$0")/lib.sh"
 case "${ROLLBACK:-traffic}" in
   traffic)
-    "$BIN/cutover" -e "$ENVIRONMENT" rollback --junit "$REPORTS/rollback.xml"
+    # In a CI failure handler (DEPLOYKIT_BUILD set): only a switch this build made is undone.
+    "$BIN/cutover" -e "$ENVIRONMENT" rollback ${DEPLOYKIT_BUILD:+--if-switched-by "$DEPLOYKIT_BUILD"} \
+      --junit "$REPORTS/rollback.xml"
     ;;
   release)
     # shellcheck source=scripts/lib.sh

@@ -50,6 +50,9 @@ impl EnvVars {
     pub const GIT_BRANCH: &'static str = "GIT_BRANCH";
     /// Jenkins multibranch: the tag a build is for (verify_env: the tag must be on the branch).
     pub const TAG_NAME: &'static str = "TAG_NAME";
+    /// The CI build a cutover belongs to (Jenkins: `BUILD_TAG`), recorded in its run id so a
+    /// failed build's rollback acts only on the switch that build made.
+    pub const BUILD: &'static str = "DEPLOYKIT_BUILD";
     /// Fault injection for tests: a cutover SIGKILLs itself after this step's action, before
     /// journaling it done.
     pub const FAULT_KILL_AFTER: &'static str = "DEPLOYKIT_FAULT_KILL_AFTER";
@@ -108,6 +111,10 @@ impl EnvVars {
         (
             Self::TAG_NAME,
             "verify_env: the tag Jenkins built (must be on the branch)",
+        ),
+        (
+            Self::BUILD,
+            "cutover: the CI build recorded with a run (Jenkins BUILD_TAG)",
         ),
         (
             Self::FAULT_KILL_AFTER,

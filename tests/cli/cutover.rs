@@ -769,6 +769,72 @@ async fn two_production_deploys_alternate_and_never_restart_the_live_colour() {
     assert_no_order_failed(&samples);
 }
 
+/// Jenkins' failure handler runs rollback.sh with the build's id (DEPLOYKIT_BUILD): it undoes a
+/// switch that build made and nothing else — not the previous build's cutover when this one
+/// failed before its own, not a cutover that stopped before moving traffic — and a second run
+/// after the rollback is nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_builds_rollback_undoes_only_a_switch_that_build_made() {
+    let st = Stack::up();
+    let reports = st.dir.path().join("reports");
+    let quick = ["--watch", "1s", "--baseline-window", "1s"];
+    let cutover = async |to: &str, build: &str, extra: &[&str]| {
+        let args = [&["run", "--to", to, "--build", build][..], &quick, extra].concat();
+        st.cutover(&args).await
+    };
+    let rollback = async |build: &str| {
+        stage(&st, &reports, "rollback.sh", &[("DEPLOYKIT_BUILD", build)]).await
+    };
+    let load = start_load(&st.url("HAPROXY_URL"), 50);
+    // About time: blue under load before the baseline window opens.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (code, v, err) = cutover("green", "jenkins-trading-main-1", &[]).await;
+    assert_eq!(code, 0, "{v}\n{err}");
+
+    // Injected: build 2 fails at its deploy, before any cutover of its own.
+    let r = rollback("jenkins-trading-main-2").await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("is not build jenkins-trading-main-2's")
+            && r.stdout.contains("nothing rolled back"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        st.live().await,
+        "green",
+        "a healthy release was rolled back"
+    );
+
+    // Injected: build 2's cutover is refused before it moves traffic (wrong version on blue).
+    let (code, v, err) = cutover(
+        "blue",
+        "jenkins-trading-main-2",
+        &["--expect-version", "9.9.9"],
+    )
+    .await;
+    assert_ne!(code, 0, "{v}\n{err}");
+    let r = rollback("jenkins-trading-main-2").await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("nothing rolled back"), "{}", r.stdout);
+    assert_eq!(st.live().await, "green");
+
+    // Build 3 switches to blue, then fails later (say, its strategy rollout): rolled back.
+    let (code, v, err) = cutover("blue", "jenkins-trading-main-3", &[]).await;
+    assert_eq!(code, 0, "{v}\n{err}");
+    assert_eq!(st.live().await, "blue");
+    let r = rollback("jenkins-trading-main-3").await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(st.live().await, "green");
+    // Twice in a row: the second finds the rollback done and changes nothing.
+    let r = rollback("jenkins-trading-main-3").await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("already a rollback"), "{}", r.stdout);
+    assert_eq!(st.live().await, "green");
+    let (samples, _) = load.finish().await;
+    assert_no_order_failed(&samples);
+}
+
 /// The previous colour's lifecycle: kept for the rollback window (refused inside it, a forced
 /// stop needs a reason), refused while it trades, then stopped and read back as gone; a
 /// rollback after that says what to do instead, and the next release deploys to it again.

@@ -67,6 +67,10 @@ pub enum Command {
         /// Continue the journal's interrupted cutover from its last completed step.
         #[arg(long)]
         resume: bool,
+        /// The CI build this cutover belongs to (Jenkins: BUILD_TAG), journaled with the run so
+        /// that build's failure handler rolls back only a switch it made (`rollback --if-switched-by`)
+        #[arg(long, env = crate::env_vars::EnvVars::BUILD, value_name = "ID")]
+        build: Option<String>,
     },
     /// Back to the previous colour: stop trading on the new one → switch HAProxy back →
     /// reactivate → watch → stop the new one. Works from any step of a cutover.
@@ -74,6 +78,10 @@ pub enum Command {
         /// Colour to return to [default: the journal's last cutover's origin].
         #[arg(long, value_enum)]
         to: Option<Color>,
+        /// Roll back only if the journal's last cutover is this build's and it may have moved
+        /// traffic; otherwise change nothing and say why (exit 0). A CI failure handler's guard.
+        #[arg(long, value_name = "ID", conflicts_with = "to")]
+        if_switched_by: Option<String>,
     },
     /// Which colour is live on every HAProxy instance, and whether they agree.
     Status,
@@ -178,6 +186,7 @@ impl Tool for Args {
                 baseline_window,
                 tick,
                 resume,
+                build,
             } => {
                 if token.is_none() && !self.dry.dry_run {
                     env.admin_token()?;
@@ -202,13 +211,14 @@ impl Tool for Args {
                             *baseline_window,
                             *tick,
                             *resume,
+                            build.as_deref(),
                             &mut report,
                         )
                         .await
                     })
                     .await?;
             }
-            Command::Rollback { to } => {
+            Command::Rollback { to, if_switched_by } => {
                 if self.dry.dry_run {
                     let good = to.unwrap_or(Color::Blue);
                     ops::plan_rollback(&c, good, good.other(), &mut report);
@@ -219,7 +229,10 @@ impl Tool for Args {
                 }
                 let journal = self.journal.lock(&ctx, c.cancel.clone()).await?;
                 journal
-                    .hold(async |journal| ops::rollback(&c, journal, *to, &mut report).await)
+                    .hold(async |journal| {
+                        ops::rollback(&c, journal, *to, if_switched_by.as_deref(), &mut report)
+                            .await
+                    })
                     .await?;
             }
         }

@@ -111,13 +111,50 @@ pub async fn verify(
 
 /// Back to the previous colour (`to`, else the journal's last cutover's origin) under the held
 /// lock: refused when that colour was decommissioned since.
+/// Between a cutover's run id and the CI build it belongs to.
+pub const BUILD_MARK: &str = "@";
+
+/// Why a failed build's rollback has nothing to do: the journal's last cutover-or-rollback run
+/// is not a switch this build made (or it stopped before traffic could move). None: roll back.
+fn not_switched_by(last: &[crate::journal::Entry], build: &str) -> Option<String> {
+    let Some(e) = last.first() else {
+        return Some("the journal has no cutover".into());
+    };
+    if e.action != "cutover" {
+        return Some(format!("the last run, {}, is already a rollback", e.run_id));
+    }
+    if !e.run_id.ends_with(&format!("{BUILD_MARK}{build}")) {
+        return Some(format!(
+            "the last cutover, {}, is not build {build}'s: this build moved no traffic",
+            e.run_id
+        ));
+    }
+    // The first step that can move traffic (as --resume judges it).
+    if !last.iter().any(|x| x.step == "stop_new_orders") {
+        return Some(format!(
+            "build {build}'s cutover {} stopped before moving traffic",
+            e.run_id
+        ));
+    }
+    None
+}
+
 pub async fn rollback(
     c: &Ctx,
     journal: &Journal,
     to: Option<Color>,
+    if_switched_by: Option<&str>,
     report: &mut Report,
 ) -> Result<bool> {
     let last = journal.last_run(&c.env_name, CUTOVER_ACTIONS).await?;
+    if let Some(why) = if_switched_by.and_then(|b| not_switched_by(&last, b)) {
+        report.push(Check::skip(
+            "rollback",
+            "Rollback needed",
+            format!("{why}: nothing rolled back, traffic left where it is"),
+        ));
+        return Ok(true);
+    }
     let (good, bad) = match (to, last.first()) {
         (Some(g), _) => (g, g.other()),
         (None, Some(e)) if e.action == "cutover" => {
@@ -516,11 +553,16 @@ pub async fn run(
     baseline_window: Duration,
     tick: Duration,
     resume: bool,
+    build: Option<&str>,
     report: &mut Report,
 ) -> Result<()> {
     let from = to.other();
     let mut done: Vec<String> = vec![];
-    let mut run_id = format!("cutover-{}", co::now_ms());
+    // The CI build rides in the run id: every entry carries it, and no journal schema changes.
+    let mut run_id = match build {
+        Some(b) => format!("cutover-{}{BUILD_MARK}{b}", co::now_ms()),
+        None => format!("cutover-{}", co::now_ms()),
+    };
     // The baseline the interrupted run sampled from the old colour before its switch.
     let mut saved_baseline: Option<metrics::Snapshot> = None;
     let mut saved_strategies: Option<Strategies> = None;
