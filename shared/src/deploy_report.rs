@@ -69,6 +69,9 @@ pub struct Run {
     pub recovery_ms: Option<u64>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub detail: String,
+    /// What the run put live (version, build, commit, change ticket), when it journaled it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<crate::cutover::Release>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -177,8 +180,16 @@ fn one_run(es: &[&Entry]) -> Option<Run> {
     // Records that carry state, not stages: a rollout's plan and "before" values, a cutover's
     // baseline figures.
     stages.retain(|s| {
-        s.step != "plan" && s.step != crate::cutover::BASELINE_STEP && !s.step.ends_with(" before")
+        s.step != "plan"
+            && s.step != crate::cutover::BASELINE_STEP
+            && s.step != crate::cutover::RELEASE_STEP
+            && s.step != crate::cutover::STRATEGIES_STEP
+            && !s.step.ends_with(" before")
     });
+    let release = es
+        .iter()
+        .find(|e| e.step == crate::cutover::RELEASE_STEP)
+        .and_then(|e| serde_json::from_str(&e.detail).ok());
     let kind = first.action.clone();
     let end_state = end.map(|e| (e.state.as_str(), e.detail.as_str()));
     let rolled_back = es.iter().any(|e| e.action == "rollback");
@@ -212,6 +223,7 @@ fn one_run(es: &[&Entry]) -> Option<Run> {
         stages,
         recovery_ms,
         detail: end.map(|e| e.detail.clone()).unwrap_or_default(),
+        release,
     })
 }
 
@@ -293,9 +305,30 @@ impl Run {
         let what = match self.kind.as_str() {
             "strategy_rollout" => format!("strategy rollout on {}", self.to),
             "rollback" => format!("rollback {} → {}", self.from, self.to),
-            _ => format!("deployment {} → {}", self.from, self.to),
+            _ => match self.release.as_ref().and_then(|r| r.version.as_deref()) {
+                Some(v) => format!("deployment of {v} {} → {}", self.from, self.to),
+                None => format!("deployment {} → {}", self.from, self.to),
+            },
         };
         format!("{} {what}: {}", self.run_id, self.outcome.text())
+    }
+
+    /// The release's build, commit and change ticket, for the one-deployment view.
+    pub fn release_text(&self) -> String {
+        let Some(r) = &self.release else {
+            return "no release recorded (a run before versions were journaled)".into();
+        };
+        let part = |k: &str, v: &Option<String>| v.as_ref().map(|v| format!("{k} {v}"));
+        [
+            part("version", &r.version),
+            part("build", &r.build),
+            part("commit", &r.commit),
+            part("change ticket", &r.change_ticket),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ")
     }
 
     pub fn stages_text(&self) -> String {

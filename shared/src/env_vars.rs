@@ -53,6 +53,11 @@ impl EnvVars {
     /// The CI build a cutover belongs to (Jenkins: `BUILD_TAG`), recorded in its run id so a
     /// failed build's rollback acts only on the switch that build made.
     pub const BUILD: &'static str = "DEPLOYKIT_BUILD";
+    /// Jenkins' git plugin: the commit built (cutover journals it with the run).
+    pub const GIT_COMMIT: &'static str = "GIT_COMMIT";
+    /// The deploy's change ticket (verify_env's policy reads the variable the config names,
+    /// this one by default; cutover journals it with the run).
+    pub const CHANGE_TICKET: &'static str = "CHANGE_TICKET";
     /// Fault injection for tests: a cutover SIGKILLs itself after this step's action, before
     /// journaling it done.
     pub const FAULT_KILL_AFTER: &'static str = "DEPLOYKIT_FAULT_KILL_AFTER";
@@ -115,6 +120,11 @@ impl EnvVars {
         (
             Self::BUILD,
             "cutover: the CI build recorded with a run (Jenkins BUILD_TAG)",
+        ),
+        (Self::GIT_COMMIT, "cutover: the commit deployed, journaled"),
+        (
+            Self::CHANGE_TICKET,
+            "change ticket: verify_env's policy, journaled by cutover",
         ),
         (
             Self::FAULT_KILL_AFTER,

@@ -788,7 +788,15 @@ async fn a_failed_builds_rollback_undoes_only_a_switch_that_build_made() {
     let load = start_load(&st.url("HAPROXY_URL"), 50);
     // About time: blue under load before the baseline window opens.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (code, v, err) = cutover("green", "jenkins-trading-main-1", &[]).await;
+    let release = [
+        "--expect-version",
+        "1.0.0",
+        "--commit",
+        "0a1b2c3",
+        "--change-ticket",
+        "CHG-1234",
+    ];
+    let (code, v, err) = cutover("green", "jenkins-trading-main-1", &release).await;
     assert_eq!(code, 0, "{v}\n{err}");
 
     // Injected: build 2 fails at its deploy, before any cutover of its own.
@@ -833,6 +841,40 @@ async fn a_failed_builds_rollback_undoes_only_a_switch_that_build_made() {
     assert_eq!(st.live().await, "green");
     let (samples, _) = load.finish().await;
     assert_no_order_failed(&samples);
+
+    // The journal names what each cutover put live: one deployment's report (guide Phase 5).
+    // (The stack's journal is its PostgreSQL database, which every tool here shares.)
+    let r = st
+        .run("generate_deployment_report", &["--deployment", "1.0.0"])
+        .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let ok = crate::support::checks_with(&r.stdout, "ok");
+    assert!(
+        ok.contains(&"Deployment of 1.0.0 (blue → green)".to_string()),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("@jenkins-trading-main-1: succeeded"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("build jenkins-trading-main-1, commit 0a1b2c3, change ticket CHG-1234"),
+        "{}",
+        r.stdout
+    );
+    // Injected: a version never deployed — a failure naming the versions that were.
+    let r = st
+        .run("generate_deployment_report", &["--deployment", "9.9.9"])
+        .await;
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("journaled versions: 1.0.0"),
+        "{}",
+        r.stdout
+    );
 }
 
 /// The previous colour's lifecycle: kept for the rollback window (refused inside it, a forced

@@ -71,6 +71,12 @@ pub enum Command {
         /// that build's failure handler rolls back only a switch it made (`rollback --if-switched-by`)
         #[arg(long, env = crate::env_vars::EnvVars::BUILD, value_name = "ID")]
         build: Option<String>,
+        /// The commit deployed (Jenkins: GIT_COMMIT), journaled for the deployment report
+        #[arg(long, env = crate::env_vars::EnvVars::GIT_COMMIT, value_name = "SHA")]
+        commit: Option<String>,
+        /// The change ticket of the deploy (CHANGE_TICKET), journaled for the deployment report
+        #[arg(long, env = crate::env_vars::EnvVars::CHANGE_TICKET, value_name = "TICKET")]
+        change_ticket: Option<String>,
     },
     /// Back to the previous colour: stop trading on the new one → switch HAProxy back →
     /// reactivate → watch → stop the new one. Works from any step of a cutover.
@@ -187,6 +193,8 @@ impl Tool for Args {
                 tick,
                 resume,
                 build,
+                commit,
+                change_ticket,
             } => {
                 if token.is_none() && !self.dry.dry_run {
                     env.admin_token()?;
@@ -211,7 +219,12 @@ impl Tool for Args {
                             *baseline_window,
                             *tick,
                             *resume,
-                            build.as_deref(),
+                            &crate::cutover::Release {
+                                version: expect_version.clone(),
+                                build: build.clone(),
+                                commit: commit.clone(),
+                                change_ticket: change_ticket.clone(),
+                            },
                             &mut report,
                         )
                         .await

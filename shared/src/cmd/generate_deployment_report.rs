@@ -22,6 +22,11 @@ pub struct Args {
     #[arg(long, value_parser = parse_span, allow_hyphen_values = true, default_value = "30days", value_name = "DURATION")]
     pub since: Duration,
 
+    /// One deployment: the cutovers of this version (guide Phase 5: `--deployment v3.2.2`), with
+    /// the build, commit and change ticket they journaled, and what became of them
+    #[arg(long, value_name = "VERSION")]
+    pub deployment: Option<String>,
+
     #[command(flatten)]
     pub journal: JournalArgs,
 }
@@ -48,8 +53,59 @@ impl Tool for Args {
             .into_iter()
             .filter(|r| r.started >= since)
             .collect();
-        let dora = dr::dora(&runs, self.since, now);
         let mut report = ctx.report();
+        if let Some(version) = &self.deployment {
+            let of = |r: &dr::Run| {
+                r.release.as_ref().and_then(|x| x.version.as_deref()) == Some(version.as_str())
+            };
+            let mine: Vec<&dr::Run> = runs.iter().filter(|r| of(r)).collect();
+            if mine.is_empty() {
+                let mut known: Vec<&str> = runs
+                    .iter()
+                    .filter_map(|r| r.release.as_ref()?.version.as_deref())
+                    .collect();
+                known.sort_unstable();
+                known.dedup();
+                report.push(
+                    Check::fail(
+                        "deployment",
+                        format!("Deployment of {version}"),
+                        format!(
+                            "no cutover of {version} in the journal of {} in this window; journaled versions: {}",
+                            ctx.env_name,
+                            if known.is_empty() { "none".into() } else { known.join(", ") }
+                        ),
+                    )
+                    .hint("check the version, or widen the window with --since"),
+                );
+            }
+            let n = mine.len();
+            for (i, r) in mine.into_iter().enumerate() {
+                // A stable name (JUnit history follows names); the run id goes in the message.
+                let nth = if n > 1 {
+                    format!(" #{}", i + 1)
+                } else {
+                    String::new()
+                };
+                let name = format!("Deployment of {version}{nth} ({} → {})", r.from, r.to);
+                let c = match r.outcome {
+                    Outcome::Succeeded => Check::ok("deployment", name),
+                    _ => Check::warn("deployment", name, r.detail.clone()),
+                };
+                report.push(
+                    c.message(format!(
+                        "{}: {}; {}; {}",
+                        r.run_id,
+                        r.outcome.text(),
+                        r.release_text(),
+                        r.stages_text()
+                    ))
+                    .data(serde_json::to_value(r).expect("json")),
+                );
+            }
+            return Ok(report);
+        }
+        let dora = dr::dora(&runs, self.since, now);
         for r in &runs {
             let c = match r.outcome {
                 Outcome::Succeeded => Check::ok(r.kind.clone(), r.title()),

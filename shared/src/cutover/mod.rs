@@ -36,6 +36,22 @@ pub type Strategies = std::collections::BTreeMap<String, crate::contract::Strate
 /// The journal step that keeps the baseline a run sampled before its switch (for `--resume`):
 /// a record of state, not a stage of the run.
 pub const BASELINE_STEP: &str = "baseline";
+/// The journal record of what a cutover deploys (detail: a [`Release`] as JSON).
+pub const RELEASE_STEP: &str = "release";
+
+/// What a cutover puts live, journaled once per run so the deployment report can name it:
+/// the version (`--expect-version`), the CI build, the commit and the change ticket.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Release {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_ticket: Option<String>,
+}
 
 pub const ROLLBACK_STEPS: &[&str] = &[
     "stop_trading",

@@ -553,13 +553,13 @@ pub async fn run(
     baseline_window: Duration,
     tick: Duration,
     resume: bool,
-    build: Option<&str>,
+    release: &co::Release,
     report: &mut Report,
 ) -> Result<()> {
     let from = to.other();
     let mut done: Vec<String> = vec![];
     // The CI build rides in the run id: every entry carries it, and no journal schema changes.
-    let mut run_id = match build {
+    let mut run_id = match release.build.as_deref() {
         Some(b) => format!("cutover-{}{BUILD_MARK}{b}", co::now_ms()),
         None => format!("cutover-{}", co::now_ms()),
     };
@@ -709,6 +709,14 @@ pub async fn run(
         report,
     };
     let is = |s: &str| done.iter().any(|d| d == s);
+    if !is(co::RELEASE_STEP) {
+        r.note(
+            co::RELEASE_STEP,
+            "done",
+            &serde_json::to_string(release).expect("json"),
+        )
+        .await?;
+    }
     if !is(BASELINE_STEP) {
         r.note(
             BASELINE_STEP,
