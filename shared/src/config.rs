@@ -458,6 +458,30 @@ pub struct Policy {
     pub change_ticket: Option<Pattern>,
     #[serde(default = "default_change_ticket_env")]
     pub change_ticket_env: String,
+    /// The change system that says whether a ticket is approved for this environment now
+    /// (without one, the pattern alone decides).
+    #[serde(default)]
+    pub change_system: Option<ChangeSystem>,
+}
+
+/// `GET {url}/changes/{ticket}?environment={env}` answers `{"approved": bool, "reason": …,
+/// "window_start": …, "window_end": …}` (RFC 3339 times; no window: any time).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeSystem {
+    pub url: HttpUrl,
+    /// Variable holding the bearer token for it (a secret), if it needs one.
+    #[serde(default)]
+    pub token_env: Option<String>,
+}
+
+impl ChangeSystem {
+    pub fn token(&self) -> Result<Option<Secret>> {
+        self.token_env
+            .as_deref()
+            .map(|v| read_secret_env(v, "policy.change_system.token_env"))
+            .transpose()
+    }
 }
 
 fn default_change_ticket_env() -> String {
@@ -472,6 +496,7 @@ impl Default for Policy {
             holidays: vec![],
             change_ticket: None,
             change_ticket_env: default_change_ticket_env(),
+            change_system: None,
         }
     }
 }

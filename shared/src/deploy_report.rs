@@ -324,6 +324,7 @@ impl Run {
             part("build", &r.build),
             part("commit", &r.commit),
             part("change ticket", &r.change_ticket),
+            part("policy overridden:", &r.policy_override),
         ]
         .into_iter()
         .flatten()

@@ -58,6 +58,8 @@ impl EnvVars {
     /// The deploy's change ticket (verify_env's policy reads the variable the config names,
     /// this one by default; cutover journals it with the run).
     pub const CHANGE_TICKET: &'static str = "CHANGE_TICKET";
+    /// A reason to deploy outside the policy (a Jenkins parameter): cutover journals it.
+    pub const OVERRIDE_POLICY: &'static str = "OVERRIDE_POLICY";
     /// Fault injection for tests: a cutover SIGKILLs itself after this step's action, before
     /// journaling it done.
     pub const FAULT_KILL_AFTER: &'static str = "DEPLOYKIT_FAULT_KILL_AFTER";
@@ -125,6 +127,10 @@ impl EnvVars {
         (
             Self::CHANGE_TICKET,
             "change ticket: verify_env's policy, journaled by cutover",
+        ),
+        (
+            Self::OVERRIDE_POLICY,
+            "cutover: the policy override's reason, journaled",
         ),
         (
             Self::FAULT_KILL_AFTER,

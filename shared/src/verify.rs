@@ -742,6 +742,104 @@ pub fn policy_checks(
     out
 }
 
+/// The change system's answer for one ticket.
+#[derive(Debug, serde::Deserialize)]
+struct Approval {
+    approved: bool,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    window_start: Option<chrono::DateTime<chrono::FixedOffset>>,
+    #[serde(default)]
+    window_end: Option<chrono::DateTime<chrono::FixedOffset>>,
+}
+
+/// Asks the change system whether `ticket` is approved for `environment` at `at`. Anything but
+/// a clear yes inside the window fails: unreachable, unknown ticket, refused, outside the window.
+pub async fn change_approval_check(
+    cs: &crate::config::ChangeSystem,
+    environment: &str,
+    ticket: &str,
+    at: chrono::DateTime<chrono::FixedOffset>,
+    timeout: Duration,
+) -> Check {
+    let name = "Change ticket approved";
+    let override_hint = "an emergency without approval: --override-policy REASON (recorded)";
+    let mut url = cs.url.0.clone();
+    if let Ok(mut p) = url.path_segments_mut() {
+        p.pop_if_empty().push("changes").push(ticket);
+    }
+    url.query_pairs_mut()
+        .append_pair("environment", environment);
+    let mut http = crate::http::Http::new(timeout, timeout);
+    let token = match cs.token() {
+        Ok(t) => t,
+        Err(e) => return Check::fail("policy", name, e.to_string()).hint(e.hint()),
+    };
+    let answer = match token {
+        Some(t) => {
+            http = http.with_token(t);
+            http.admin_get_json::<Approval>(url.as_str()).await
+        }
+        None => http.get_json::<Approval>(url.as_str()).await,
+    };
+    let a = match answer {
+        Ok(a) => a,
+        Err(e) if e.status() == Some(404) => {
+            return Check::fail(
+                "policy",
+                name,
+                format!("{ticket} is unknown to the change system"),
+            )
+            .hint("use the ticket id the change system gave the change");
+        }
+        Err(e) => {
+            return Check::fail(
+                "policy",
+                name,
+                format!("the change system did not answer for {ticket}: {e}"),
+            )
+            .hint(format!(
+                "check policy.change_system.url and its reachability; {override_hint}"
+            ));
+        }
+    };
+    if !a.approved {
+        return Check::fail(
+            "policy",
+            name,
+            format!(
+                "{ticket} is not approved for {environment}{}",
+                a.reason.map(|r| format!(": {r}")).unwrap_or_default()
+            ),
+        )
+        .hint(format!("get the change approved first; {override_hint}"));
+    }
+    let window = match (a.window_start, a.window_end) {
+        (None, None) => "any time".to_string(),
+        (s, e) => format!(
+            "{} – {}",
+            s.map_or("…".into(), |s| s.to_rfc3339()),
+            e.map_or("…".into(), |e| e.to_rfc3339())
+        ),
+    };
+    let inside = a.window_start.is_none_or(|s| at >= s) && a.window_end.is_none_or(|e| at < e);
+    if !inside {
+        return Check::fail(
+            "policy",
+            name,
+            format!(
+                "{ticket} is approved for {window}, not for {}",
+                at.to_rfc3339()
+            ),
+        )
+        .hint(format!(
+            "deploy inside the approved window; {override_hint}"
+        ));
+    }
+    Check::ok("policy", name).message(format!("{ticket} approved for {environment}, {window}"))
+}
+
 fn next_business_day(d: NaiveDate) -> NaiveDate {
     let mut n = d.succ_opt().unwrap_or(d);
     while matches!(n.weekday(), chrono::Weekday::Sat | chrono::Weekday::Sun) {

@@ -795,6 +795,8 @@ async fn a_failed_builds_rollback_undoes_only_a_switch_that_build_made() {
         "0a1b2c3",
         "--change-ticket",
         "CHG-1234",
+        "--policy-override",
+        "INC-7 market outage",
     ];
     let (code, v, err) = cutover("green", "jenkins-trading-main-1", &release).await;
     assert_eq!(code, 0, "{v}\n{err}");
@@ -861,7 +863,7 @@ async fn a_failed_builds_rollback_undoes_only_a_switch_that_build_made() {
     );
     assert!(
         r.stdout
-            .contains("build jenkins-trading-main-1, commit 0a1b2c3, change ticket CHG-1234"),
+            .contains("build jenkins-trading-main-1, commit 0a1b2c3, change ticket CHG-1234, policy overridden: INC-7 market outage"),
         "{}",
         r.stdout
     );

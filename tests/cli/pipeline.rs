@@ -57,10 +57,13 @@ fn value_of(var: &str) -> &'static str {
     }
 }
 
-/// Shell words of one command (quotes, `$VAR`, `${VAR:-d}`, `${VAR:?m}` substituted); stops at
-/// a redirection, pipe or command separator.
+/// Shell words of one command (quotes, `$VAR`, `${VAR:-d}`, `${VAR:?m}` substituted, and
+/// `${VAR:+words}` as it runs when VAR is set: its words); stops at a redirection, pipe or
+/// command separator.
 fn words(rest: &str) -> Vec<String> {
     let var = regex::Regex::new(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)(?:[:?\-][^}]*)?\}?").unwrap();
+    let when_set = regex::Regex::new(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\+([^}]*)\}").unwrap();
+    let rest = when_set.replace_all(rest, "$1");
     let mut out = vec![];
     let mut cur = String::new();
     let mut quote: Option<char> = None;

@@ -646,6 +646,127 @@ fn policy_change_ticket_missing_or_malformed() {
     assert!(m.contains("does not match"), "{m}");
 }
 
+/// A stand-in change system on a local port: `GET /changes/<ticket>` answers from a table and
+/// requires the bearer token; every other ticket is unknown (404).
+fn change_system() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = vec![0u8; 4096];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
+            let authorized = req.contains("authorization: Bearer chg-s3cret-token")
+                || req.contains("Authorization: Bearer chg-s3cret-token");
+            let (status, body) = if !authorized {
+                ("401 Unauthorized", r#"{"error":"no token"}"#)
+            } else if path.starts_with("/changes/CHG-100001?environment=production") {
+                (
+                    "200 OK",
+                    r#"{"approved":true,"window_start":"2026-11-24T05:00:00Z","window_end":"2026-11-24T07:00:00Z"}"#,
+                )
+            } else if path.starts_with("/changes/CHG-100002?") {
+                (
+                    "200 OK",
+                    r#"{"approved":false,"reason":"CAB rejected: no rollback plan"}"#,
+                )
+            } else {
+                ("404 Not Found", r#"{"error":"unknown ticket"}"#)
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+/// The change system decides, when one is configured: approved inside its window passes;
+/// refused, outside the window, unknown, no ticket, or the system unreachable each fails (and an
+/// override turns them into warnings, recorded). Its token never appears in the output.
+#[test]
+fn a_configured_change_system_approves_or_refuses_the_ticket() {
+    let url = change_system();
+    let run_with = |url: &str, at: &str, ticket: Option<&str>, extra: &[&str]| {
+        let (_d, p) = config(&format!(
+            "{POLICY}change_system = {{ url = \"{url}\", token_env = \"CHG_TOKEN\" }}\n[environments.production.verify]\nchecks = [\"policy\"]\n"
+        ));
+        let mut args = vec![
+            "-e",
+            "production",
+            "--config",
+            p.to_str().unwrap(),
+            "--format",
+            "json",
+            "--at",
+            at,
+        ];
+        args.extend_from_slice(extra);
+        let mut envs = vec![("CHG_TOKEN", "chg-s3cret-token")];
+        envs.extend(ticket.map(|t| ("CHANGE_TICKET", t)));
+        let r = run("verify_env", &args, &envs);
+        assert!(!r.stdout.contains("chg-s3cret-token") && !r.stderr.contains("chg-s3cret-token"));
+        r
+    };
+    let tuesday = "2026-11-24T06:00:00+00:00";
+    let r = run_with(&url, tuesday, Some("CHG-100001"), &[]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let (s, m) = status_of(&r, "Change ticket approved");
+    assert_eq!(s, "ok", "{m}");
+    assert!(m.contains("CHG-100001 approved for production"), "{m}");
+    let cases = [
+        (
+            "2026-11-26T06:00:00+00:00",
+            Some("CHG-100001"),
+            "is approved for 2026-11-24T05:00:00+00:00",
+        ),
+        (
+            tuesday,
+            Some("CHG-100002"),
+            "not approved for production: CAB rejected: no rollback plan",
+        ),
+        (
+            tuesday,
+            Some("CHG-999999"),
+            "CHG-999999 is unknown to the change system",
+        ),
+    ];
+    for (at, ticket, want) in cases {
+        let r = run_with(&url, at, ticket, &[]);
+        let (s, m) = status_of(&r, "Change ticket approved");
+        assert_eq!((s.as_str(), r.code), ("fail", 1), "{ticket:?}: {m}");
+        assert!(m.contains(want), "{ticket:?}: {m}");
+    }
+    // A malformed ticket is refused by the pattern and not asked about.
+    let r = run_with(&url, tuesday, Some("CHG-1"), &[]);
+    assert_eq!(status_of(&r, "Change ticket present").0, "fail");
+    assert!(!r.stdout.contains("Change ticket approved"), "{}", r.stdout);
+    // Injected: the change system is down — missing data never reads as approved.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let r = run_with(&down, tuesday, Some("CHG-100001"), &[]);
+    let (s, m) = status_of(&r, "Change ticket approved");
+    assert_eq!(s, "fail", "{m}");
+    assert!(m.contains("did not answer"), "{m}");
+    // An emergency: the override turns the refusal into a warning, with the reason.
+    let r = run_with(
+        &url,
+        tuesday,
+        Some("CHG-100002"),
+        &["--override-policy", "INC-7 market outage"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let (s, m) = status_of(&r, "Change ticket approved");
+    assert_eq!(s, "warn");
+    assert!(m.contains("overridden: INC-7 market outage"), "{m}");
+}
+
 #[test]
 fn policy_override_turns_fail_into_warn_with_reason() {
     let r = policy_run(

@@ -77,6 +77,9 @@ pub enum Command {
         /// The change ticket of the deploy (CHANGE_TICKET), journaled for the deployment report
         #[arg(long, env = crate::env_vars::EnvVars::CHANGE_TICKET, value_name = "TICKET")]
         change_ticket: Option<String>,
+        /// Why the deployment policy was overridden (OVERRIDE_POLICY), journaled with the run
+        #[arg(long, env = crate::env_vars::EnvVars::OVERRIDE_POLICY, value_name = "REASON")]
+        policy_override: Option<String>,
     },
     /// Back to the previous colour: stop trading on the new one → switch HAProxy back →
     /// reactivate → watch → stop the new one. Works from any step of a cutover.
@@ -195,6 +198,7 @@ impl Tool for Args {
                 build,
                 commit,
                 change_ticket,
+                policy_override,
             } => {
                 if token.is_none() && !self.dry.dry_run {
                     env.admin_token()?;
@@ -224,6 +228,7 @@ impl Tool for Args {
                                 build: build.clone(),
                                 commit: commit.clone(),
                                 change_ticket: change_ticket.clone(),
+                                policy_override: policy_override.clone(),
                             },
                             &mut report,
                         )

@@ -195,18 +195,52 @@ impl Tool for Args {
                     let at = self
                         .at
                         .unwrap_or_else(|| chrono::Local::now().fixed_offset());
-                    let ticket = std::env::var(&env.policy.change_ticket_env).ok();
-                    let mut checks = verify::policy_checks(&env.policy, at, ticket.as_deref());
-                    if let Some(reason) = &self.override_policy {
-                        for c in checks.iter_mut().filter(|c| c.status == Status::Fail) {
-                            c.status = Status::Warn;
-                            c.message = Some(format!(
-                                "{} (overridden: {reason})",
-                                c.message.take().unwrap_or_default()
-                            ));
-                        }
-                    }
-                    spawn(&mut set, idx, Box::pin(async move { checks }));
+                    let ticket = std::env::var(&env.policy.change_ticket_env)
+                        .ok()
+                        .map(|t| t.trim().to_string())
+                        .filter(|t| !t.is_empty());
+                    let (policy, env_name) = (env.policy.clone(), ctx.env_name.to_string());
+                    let override_policy = self.override_policy.clone();
+                    spawn(
+                        &mut set,
+                        idx,
+                        Box::pin(async move {
+                            let mut checks = verify::policy_checks(&policy, at, ticket.as_deref());
+                            // A ticket the pattern accepts is asked of the change system, if any.
+                            let well_formed = checks.iter().all(|c| {
+                                c.name != "Change ticket present" || c.status == Status::Ok
+                            });
+                            match (&policy.change_system, &ticket) {
+                                (Some(cs), Some(t)) if well_formed => checks.push(
+                                    verify::change_approval_check(cs, &env_name, t, at, timeout)
+                                        .await,
+                                ),
+                                // No pattern to say it is missing: the approval check says so.
+                                (Some(_), None) if policy.change_ticket.is_none() => checks.push(
+                                    Check::fail(
+                                        "policy",
+                                        "Change ticket approved",
+                                        format!("${} is not set", policy.change_ticket_env),
+                                    )
+                                    .hint(format!(
+                                        "export {}=<the approved change's ticket>",
+                                        policy.change_ticket_env
+                                    )),
+                                ),
+                                _ => {}
+                            }
+                            if let Some(reason) = &override_policy {
+                                for c in checks.iter_mut().filter(|c| c.status == Status::Fail) {
+                                    c.status = Status::Warn;
+                                    c.message = Some(format!(
+                                        "{} (overridden: {reason})",
+                                        c.message.take().unwrap_or_default()
+                                    ));
+                                }
+                            }
+                            checks
+                        }),
+                    );
                     idx += 1;
                 }
             }

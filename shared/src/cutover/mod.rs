@@ -51,6 +51,9 @@ pub struct Release {
     pub commit: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change_ticket: Option<String>,
+    /// The reason the deployment policy was overridden, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_override: Option<String>,
 }
 
 pub const ROLLBACK_STEPS: &[&str] = &[
