@@ -868,6 +868,72 @@ fn lint_of_a_huge_file_is_interruptible() {
 /// Staging is in place (no load balancers): its rollback stage redeploys a release instead of
 /// switching colours, and the schema step runs — it used to be skipped when `cutover rollback`
 /// exited 3 on this topology. A blue-green rollback there is still refused (exit 3), loudly.
+/// `db_migrate plan`: a migration's own declaration decides, else lint — the maintenance window
+/// only when a pending migration needs it; nothing pending needs nothing. Twice in a row (after
+/// migrating) it answers "no".
+#[test]
+fn plan_says_whether_pending_migrations_need_the_maintenance_window() {
+    let answer = |r: &Run| -> (bool, String) {
+        let v: serde_json::Value =
+            serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout));
+        let c = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "Maintenance needed")
+            .unwrap()
+            .clone();
+        (
+            c["data"]["needs_maintenance"].as_bool().unwrap(),
+            c["message"].as_str().unwrap().to_string(),
+        )
+    };
+    let f = fixture(&two(), "");
+    let r = f.run(&["-e", "local", "plan", "--format", "json"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let (need, m) = answer(&r);
+    assert!(!need, "{m}");
+    assert!(m.contains("2 pending migration(s), all online-safe"), "{m}");
+    // Injected: an index built without CONCURRENTLY locks the table's writes.
+    f.write("V1.2__index_t1.sql", "CREATE INDEX t1_id ON t1 (id);");
+    f.write("V1.2__index_t1_rollback.sql", "DROP INDEX t1_id;");
+    let r = f.run(&["-e", "local", "plan", "--format", "json"]);
+    let (need, m) = answer(&r);
+    assert!(need, "{m}");
+    assert!(m.contains("yes: 1 of 3 pending need it (V1.2)"), "{m}");
+    assert!(
+        crate::support::check_message(&r.stdout, "V1.2 index_t1")
+            .contains("needs maintenance: lint: "),
+        "{}",
+        r.stdout
+    );
+    // Its author declares it online (a tiny table): the declaration wins; and one declared to
+    // need the window gets it whatever lint says.
+    f.write(
+        "V1.2__index_t1.sql",
+        "-- deploykit: online\nCREATE INDEX t1_id ON t1 (id);",
+    );
+    f.write(
+        "V1.1__create_t2.sql",
+        &format!("-- deploykit: maintenance\n{T2}"),
+    );
+    let r = f.run(&["-e", "local", "plan", "--format", "json"]);
+    let (need, m) = answer(&r);
+    assert!(need && m.contains("(V1.1)"), "{m}");
+    assert!(
+        crate::support::check_message(&r.stdout, "V1.2 index_t1").contains("online-safe: declared"),
+        "{}",
+        r.stdout
+    );
+    // Applied, nothing is pending: no window.
+    assert_eq!(f.run(&["-e", "local", "migrate"]).code, 0);
+    for _ in 0..2 {
+        let r = f.run(&["-e", "local", "plan", "--format", "json"]);
+        let (need, m) = answer(&r);
+        assert!(!need && m == "no: nothing pending", "{m}");
+    }
+}
+
 #[test]
 fn staging_rollback_rolls_the_schema_back_on_an_in_place_topology() {
     let f = fixture(&two(), "");

@@ -76,6 +76,10 @@ pub enum Command {
     },
     /// Flag unsafe DDL and missing rollbacks before production.
     Lint,
+    /// Pending migrations and whether they need the maintenance window: a file's own
+    /// `-- deploykit: online` / `-- deploykit: maintenance`, else lint decides (no unsafe DDL:
+    /// online-safe). The pipeline turns maintenance on only when it says yes.
+    Plan,
     /// On a scratch database: up → rollback → up for every migration; the schema must round-trip.
     Rehearse,
     /// Weekly staging refresh: back up this environment's database, replace its schema and data
@@ -118,6 +122,20 @@ impl Tool for Args {
                 let findings =
                     crate::cli::blocking(&ctx.cancel, move || migrate::lint::lint(&files)).await?;
                 ops::lint_report(&mut report, &all, &findings);
+                return Ok(report);
+            }
+            Command::Plan => {
+                let (client, _) = ops::connect(&ctx).await?;
+                let applied = history::applied(&client).await?;
+                let pending: Vec<migrate::Migration> = migrate::run::pending(&all, &applied, None)?
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                let files = pending.clone();
+                let findings =
+                    crate::cli::blocking(&ctx.cancel, move || migrate::lint::lint(&files)).await?;
+                let refs: Vec<&migrate::Migration> = pending.iter().collect();
+                ops::maintenance_plan(&mut report, &refs, &findings);
                 return Ok(report);
             }
             Command::Info | Command::Validate | Command::Verify { .. } => {

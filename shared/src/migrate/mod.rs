@@ -24,6 +24,9 @@ static NAME: LazyLock<regex::Regex> = LazyLock::new(|| {
 
 /// The directive that runs a file outside a transaction, statement by statement.
 pub const NO_TRANSACTION: &str = "-- deploykit: no-transaction";
+/// A migration's own word on whether it can run while the services trade (first lines).
+pub const ONLINE: &str = "-- deploykit: online";
+pub const NEEDS_MAINTENANCE: &str = "-- deploykit: maintenance";
 
 /// A dotted version, compared number by number (3.10 > 3.9; 3.2 == 3.2.0).
 #[derive(Debug, Clone)]
@@ -101,6 +104,14 @@ impl Script {
     }
     pub fn no_transaction(&self) -> bool {
         self.sql.lines().take(5).any(|l| l.trim() == NO_TRANSACTION)
+    }
+    /// `Some(true)`: declared online-safe; `Some(false)`: declared to need maintenance.
+    pub fn declared_online(&self) -> Option<bool> {
+        self.sql.lines().take(5).find_map(|l| match l.trim() {
+            ONLINE => Some(true),
+            NEEDS_MAINTENANCE => Some(false),
+            _ => None,
+        })
     }
 }
 

@@ -622,3 +622,65 @@ pub async fn rehearse(ctx: &Context, report: &mut Report, all: &[Migration]) -> 
     }
     result
 }
+
+/// Whether the pending migrations need the maintenance window: each one's own declaration
+/// (`-- deploykit: online` / `-- deploykit: maintenance` in its first lines), else lint decides —
+/// online-safe when no unsafe-DDL finding names it (a missing rollback is not about locks). A
+/// no-transaction file always needs it: it cannot roll back if it fails half-way.
+pub fn maintenance_plan(
+    report: &mut Report,
+    pending: &[&Migration],
+    findings: &[super::lint::Finding],
+) -> bool {
+    let mut needing = vec![];
+    for m in pending {
+        let file = m.up.file_name();
+        let unsafe_ddl: Vec<&super::lint::Finding> = findings
+            .iter()
+            .filter(|f| f.file == file && f.rule != "missing-rollback")
+            .collect();
+        let (online, why) = match m.up.declared_online() {
+            _ if m.up.no_transaction() => (
+                false,
+                "a no-transaction file cannot roll back half-way".to_string(),
+            ),
+            Some(true) => (true, format!("declared `{}`", super::ONLINE)),
+            Some(false) => (false, format!("declared `{}`", super::NEEDS_MAINTENANCE)),
+            None if unsafe_ddl.is_empty() => (true, "lint found no unsafe DDL".to_string()),
+            None => (
+                false,
+                format!(
+                    "lint: {}",
+                    unsafe_ddl
+                        .iter()
+                        .map(|f| format!("{} (line {})", f.rule, f.line))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        };
+        let name = format!("V{} {}", m.version, m.description);
+        report.push(Check::ok("plan", name).message(format!(
+            "{}: {why}",
+            if online {
+                "online-safe"
+            } else {
+                "needs maintenance"
+            }
+        )));
+        if !online {
+            needing.push(format!("V{}", m.version));
+        }
+    }
+    let need = !needing.is_empty();
+    report.push(
+        Check::ok("plan", "Maintenance needed")
+            .message(match (pending.len(), need) {
+                (0, _) => "no: nothing pending".to_string(),
+                (n, false) => format!("no: {n} pending migration(s), all online-safe"),
+                (n, true) => format!("yes: {} of {n} pending need it ({})", needing.len(), needing.join(", ")),
+            })
+            .data(serde_json::json!({ "needs_maintenance": need, "pending": pending.len(), "needing": needing })),
+    );
+    need
+}
