@@ -60,6 +60,8 @@ impl EnvVars {
     pub const CHANGE_TICKET: &'static str = "CHANGE_TICKET";
     /// A reason to deploy outside the policy (a Jenkins parameter): cutover journals it.
     pub const OVERRIDE_POLICY: &'static str = "OVERRIDE_POLICY";
+    /// db_migrate's directory of migration files (`--migrations`).
+    pub const MIGRATIONS: &'static str = "DEPLOYKIT_MIGRATIONS";
     /// Fault injection for tests: a cutover SIGKILLs itself after this step's action, before
     /// journaling it done.
     pub const FAULT_KILL_AFTER: &'static str = "DEPLOYKIT_FAULT_KILL_AFTER";
@@ -131,6 +133,10 @@ impl EnvVars {
         (
             Self::OVERRIDE_POLICY,
             "cutover: the policy override's reason, journaled",
+        ),
+        (
+            Self::MIGRATIONS,
+            "db_migrate: migrations directory (--migrations)",
         ),
         (
             Self::FAULT_KILL_AFTER,

@@ -879,6 +879,72 @@ async fn a_failed_builds_rollback_undoes_only_a_switch_that_build_made() {
     );
 }
 
+/// migrate.sh opens the maintenance window only when `db_migrate plan` says a pending migration
+/// needs it; a failed migration lifts it again (nothing half-applied), except after a
+/// no-transaction file, where the window stays on and the stage says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrate_stage_opens_maintenance_only_when_needed_and_lifts_it_after_a_failure() {
+    let st = Stack::up();
+    let reports = st.dir.path().join("reports");
+    let dir = st.dir.path().join("migrations");
+    std::fs::create_dir_all(&dir).unwrap();
+    let put = |name: &str, sql: &str| std::fs::write(dir.join(name), sql).unwrap();
+    let vars = [("DEPLOYKIT_MIGRATIONS", dir.to_str().unwrap())];
+    let page = async || {
+        reqwest::get(format!("{}/orders", st.url("HAPROXY_URL")))
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let trading = page().await;
+    put(
+        "V1__accounts.sql",
+        "CREATE TABLE accounts (id bigint PRIMARY KEY);",
+    );
+    put("V1__accounts_rollback.sql", "DROP TABLE accounts;");
+    for _ in 0..2 {
+        let r = stage(&st, &reports, "migrate.sh", &vars).await;
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains("maintenance window: not needed"),
+            "{}",
+            r.stderr
+        );
+        assert!(
+            !reports.join("maintenance_on.xml").exists(),
+            "maintenance was switched on"
+        );
+    }
+
+    // Injected: an index built without CONCURRENTLY (needs the window) on a missing table.
+    put(
+        "V2__index.sql",
+        "CREATE INDEX orders_account ON missing_table (account);",
+    );
+    put("V2__index_rollback.sql", "DROP INDEX orders_account;");
+    let r = stage(&st, &reports, "migrate.sh", &vars).await;
+    assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("maintenance window: needed"),
+        "{}",
+        r.stderr
+    );
+    assert!(reports.join("maintenance_on.xml").exists());
+    assert!(r.stderr.contains("maintenance lifted"), "{}", r.stderr);
+    assert_eq!(page().await, trading, "the window was left on");
+
+    // Injected: the failing file runs outside a transaction — the window stays on, said so.
+    put(
+        "V2__index.sql",
+        "-- deploykit: no-transaction\nCREATE INDEX CONCURRENTLY orders_account ON missing_table (account);",
+    );
+    let r = stage(&st, &reports, "migrate.sh", &vars).await;
+    assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("maintenance LEFT ON"), "{}", r.stderr);
+    assert_eq!(page().await, 503, "the maintenance page is not up");
+}
+
 /// The previous colour's lifecycle: kept for the rollback window (refused inside it, a forced
 /// stop needs a reason), refused while it trades, then stopped and read back as gone; a
 /// rollback after that says what to do instead, and the next release deploys to it again.

@@ -23,7 +23,7 @@ pub struct Args {
     pub dry: DryRunArgs,
 
     /// Directory of migration files.
-    #[arg(long, global = true, value_name = "DIR", default_value = "migrations")]
+    #[arg(long, global = true, value_name = "DIR", default_value = "migrations", env = crate::env_vars::EnvVars::MIGRATIONS)]
     pub migrations: PathBuf,
 
     #[command(subcommand)]
