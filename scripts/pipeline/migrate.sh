@@ -7,7 +7,8 @@
 # may be half-applied: then it stays on, and the stage says so and why.
 source "$(dirname "$0")/lib.sh"
 "$BIN/db_migrate" -e "$ENVIRONMENT" plan --junit "$REPORTS/db_plan.xml" --format json > "$REPORTS/db_plan.json"
-need=$(jq -r '.checks[] | select(.name == "Maintenance needed") | .data.needs_maintenance' "$REPORTS/db_plan.json")
+answer=$(jq -c '.checks[] | select(.name == "Maintenance needed")' "$REPORTS/db_plan.json")
+need=$(jq -r '.data.needs_maintenance' <<< "$answer")
 case "${MAINTENANCE:-auto}" in
   auto) ;;
   always) need=true ;;
@@ -15,7 +16,7 @@ case "${MAINTENANCE:-auto}" in
   *) echo "error: MAINTENANCE is '${MAINTENANCE}': use auto, always or never" >&2; exit 2 ;;
 esac
 [ "$need" = true ] || [ "$need" = false ] || { echo "error: db_migrate plan gave no answer ($REPORTS/db_plan.json)" >&2; exit 3; }
-echo "maintenance window: $( [ "$need" = true ] && echo "needed" || echo "not needed") ($(jq -r '.checks[] | select(.name == "Maintenance needed") | .message' "$REPORTS/db_plan.json"))" >&2
+echo "maintenance window: $( [ "$need" = true ] && echo "needed" || echo "not needed") ($(jq -r '.message' <<< "$answer"))" >&2
 # Lint gates an online migration; inside a maintenance window its locking findings are what the
 # window is for, so they are reported, not fatal.
 if [ "$need" = false ]; then

@@ -144,11 +144,13 @@ pub async fn run(plan: &Plan, ctx: &Context, env: &Environment, report: &mut Rep
         }
         Ok(urls)
     };
-    let base_for = |role: Role| servers_on(color, role).map(|v| v[0].clone());
     let run_id = format!("{:x}", chrono::Utc::now().timestamp_millis());
     let sym = env.smoke.symbol.clone();
     let mut current = BTreeMap::new();
     for m in metrics {
+        let bases = servers_on(color, m.role())?;
+        // The probe's base is each server's in turn (below); the first stands in the template.
+        let template = bases[0].clone();
         let probe = match m {
             Metric::Order => {
                 let (acc, sym, run_id) = (
@@ -158,7 +160,7 @@ pub async fn run(plan: &Plan, ctx: &Context, env: &Environment, report: &mut Rep
                 );
                 Probe {
                     name: "order".into(),
-                    base: base_for(m.role())?,
+                    base: template.clone(),
                     method: hyper::Method::POST,
                     path: Arc::new(|_| "/orders".into()),
                     body: Some(Arc::new(move |i| {
@@ -174,7 +176,7 @@ pub async fn run(plan: &Plan, ctx: &Context, env: &Environment, report: &mut Rep
                 let sym = sym.clone();
                 Probe {
                     name: "marketdata".into(),
-                    base: base_for(m.role())?,
+                    base: template.clone(),
                     method: hyper::Method::GET,
                     path: Arc::new(move |i| {
                         if i % 4 == 3 {
@@ -194,7 +196,7 @@ pub async fn run(plan: &Plan, ctx: &Context, env: &Environment, report: &mut Rep
                 );
                 Probe {
                     name: "risk".into(),
-                    base: base_for(m.role())?,
+                    base: template.clone(),
                     method: hyper::Method::POST,
                     path: Arc::new(|_| "/check".into()),
                     body: Some(Arc::new(move |i| {
@@ -207,7 +209,7 @@ pub async fn run(plan: &Plan, ctx: &Context, env: &Environment, report: &mut Rep
             }
             Metric::Health => Probe {
                 name: "health".into(),
-                base: base_for(m.role())?,
+                base: template.clone(),
                 method: hyper::Method::GET,
                 path: Arc::new(|_| "/health".into()),
                 body: None,
@@ -220,7 +222,6 @@ pub async fn run(plan: &Plan, ctx: &Context, env: &Environment, report: &mut Rep
             rate.map_or("max rate".into(), |r| format!("{r}/s")),
             plan.connections
         );
-        let bases = servers_on(color, m.role())?;
         let refs = match reference {
             Some(rc) => servers_on(rc, m.role())?,
             None => vec![],

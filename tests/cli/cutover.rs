@@ -658,11 +658,9 @@ async fn stage(
     }
 }
 
+/// The pid of a `--fleet 1` stack's colour (its one host is named after it).
 fn pid(st: &Stack, color: &str) -> String {
-    std::fs::read_to_string(st.dir.path().join(format!("s/{color}.pid")))
-        .unwrap()
-        .trim()
-        .to_string()
+    host_pids(st, &[color]).remove(0)
 }
 
 /// Two production deploys in a row through the stage scripts, under client orders: each goes
@@ -1062,18 +1060,23 @@ fn host_pids(st: &Stack, names: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// The port a named host of the stack listens on (its line in `procs`: colour name role port).
+fn host_port(st: &Stack, name: &str) -> String {
+    std::fs::read_to_string(st.dir.path().join("s/procs"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[1] == name).then(|| f[3].to_string())
+        })
+        .unwrap_or_else(|| panic!("no host {name} in procs"))
+}
+
 /// The version each named host's /health reports ("down" when it does not answer).
 async fn host_versions(st: &Stack, names: &[&str]) -> Vec<String> {
-    let procs = std::fs::read_to_string(st.dir.path().join("s/procs")).unwrap();
     let mut out = vec![];
     for n in names {
-        let port = procs
-            .lines()
-            .find_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f[1] == *n).then(|| f[3].to_string())
-            })
-            .unwrap();
+        let port = host_port(st, n);
         let v = async {
             let h: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/health"))
                 .await
@@ -1337,13 +1340,7 @@ async fn a_fleet_deploys_and_cuts_over_server_by_server_and_one_dead_engine_stop
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
 
     // measure_latency measures every engine, sharing the load, and names the one that fails.
-    let procs = std::fs::read_to_string(st.dir.path().join("s/procs")).unwrap();
-    let port = procs
-        .lines()
-        .find(|l| l.contains(" trade-blue-02 "))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .unwrap()
-        .to_string();
+    let port = host_port(&st, "trade-blue-02");
     let engine2 = deploykit::contract::Client::new(
         format!("http://127.0.0.1:{port}"),
         crate::support::http().with_token(deploykit::redact::Secret::new(
@@ -1403,13 +1400,6 @@ async fn a_fleet_deploys_and_cuts_over_server_by_server_and_one_dead_engine_stop
     assert_eq!(code, 1, "{v}\n{err}");
     let prepare = check(&v, "prepare")["message"]
         .as_str()
-        .unwrap()
-        .to_string();
-    let procs = std::fs::read_to_string(st.dir.path().join("s/procs")).unwrap();
-    let port = procs
-        .lines()
-        .find(|l| l.contains(" trade-blue-02 "))
-        .and_then(|l| l.split_whitespace().nth(3))
         .unwrap()
         .to_string();
     assert!(

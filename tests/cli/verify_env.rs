@@ -573,8 +573,19 @@ fn credentials_present_or_named_missing_without_values() {
 const POLICY: &str = "[environments.production.policy]\ndeploy_days = [\"Tue\", \"Thu\"]\nfreeze_fridays = true\nholidays = [\"2026-12-25\", \"2027-01-18\"]\nchange_ticket = \"^CHG-[0-9]{6}$\"\n";
 
 fn policy_run(at: &str, ticket: Option<&str>, extra: &[&str]) -> Run {
+    policy_run_with("", &[], at, ticket, extra)
+}
+
+/// The policy check alone, with more policy fields (`policy_extra`) and variables (`envs`).
+fn policy_run_with(
+    policy_extra: &str,
+    envs: &[(&str, &str)],
+    at: &str,
+    ticket: Option<&str>,
+    extra: &[&str],
+) -> Run {
     let (_d, p) = config(&format!(
-        "{POLICY}[environments.production.verify]\nchecks = [\"policy\"]\n"
+        "{POLICY}{policy_extra}[environments.production.verify]\nchecks = [\"policy\"]\n"
     ));
     let mut args = vec![
         "-e",
@@ -587,7 +598,8 @@ fn policy_run(at: &str, ticket: Option<&str>, extra: &[&str]) -> Run {
         at,
     ];
     args.extend_from_slice(extra);
-    let envs: Vec<(&str, &str)> = ticket.map(|t| ("CHANGE_TICKET", t)).into_iter().collect();
+    let mut envs = envs.to_vec();
+    envs.extend(ticket.map(|t| ("CHANGE_TICKET", t)));
     run("verify_env", &args, &envs)
 }
 
@@ -693,23 +705,14 @@ fn change_system() -> String {
 fn a_configured_change_system_approves_or_refuses_the_ticket() {
     let url = change_system();
     let run_with = |url: &str, at: &str, ticket: Option<&str>, extra: &[&str]| {
-        let (_d, p) = config(&format!(
-            "{POLICY}change_system = {{ url = \"{url}\", token_env = \"CHG_TOKEN\" }}\n[environments.production.verify]\nchecks = [\"policy\"]\n"
-        ));
-        let mut args = vec![
-            "-e",
-            "production",
-            "--config",
-            p.to_str().unwrap(),
-            "--format",
-            "json",
-            "--at",
+        let system = format!("change_system = {{ url = \"{url}\", token_env = \"CHG_TOKEN\" }}\n");
+        let r = policy_run_with(
+            &system,
+            &[("CHG_TOKEN", "chg-s3cret-token")],
             at,
-        ];
-        args.extend_from_slice(extra);
-        let mut envs = vec![("CHG_TOKEN", "chg-s3cret-token")];
-        envs.extend(ticket.map(|t| ("CHANGE_TICKET", t)));
-        let r = run("verify_env", &args, &envs);
+            ticket,
+            extra,
+        );
         assert!(!r.stdout.contains("chg-s3cret-token") && !r.stderr.contains("chg-s3cret-token"));
         r
     };
