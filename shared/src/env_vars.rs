@@ -123,7 +123,7 @@ impl EnvVars {
         ),
         (
             Self::BUILD,
-            "cutover: the CI build recorded with a run (Jenkins BUILD_TAG)",
+            "cutover, measure_latency: the CI build recorded (BUILD_TAG)",
         ),
         (Self::GIT_COMMIT, "cutover: the commit deployed, journaled"),
         (

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod contract;
+pub mod baselines;
 pub mod cutover;
 pub mod db;
 pub mod dbcheck;

@@ -85,11 +85,20 @@ pub fn read_baseline(p: &Path, metrics: &[Metric]) -> Result<BTreeMap<String, Hi
             format!("not a measure_latency baseline: {e}"),
         )
     })?;
+    decode_baseline(&p.display().to_string(), &b.metrics, metrics)
+}
+
+/// Histograms of a baseline (a file's or a stored one's, named by `source`) for `metrics`.
+pub fn decode_baseline(
+    source: &str,
+    stored: &BTreeMap<String, String>,
+    metrics: &[Metric],
+) -> Result<BTreeMap<String, Histogram<u64>>> {
     let want: Vec<&str> = metrics.iter().map(|m| m.name()).collect();
-    let have: Vec<&str> = b.metrics.keys().map(String::as_str).collect();
+    let have: Vec<&str> = stored.keys().map(String::as_str).collect();
     if want.iter().any(|m| !have.contains(m)) {
         return Err(Error::config(
-            p.display().to_string(),
+            source,
             format!(
                 "the baseline holds [{}], this run measures [{}]: record a baseline for this metric set",
                 have.join(", "),
@@ -98,14 +107,11 @@ pub fn read_baseline(p: &Path, metrics: &[Metric]) -> Result<BTreeMap<String, Hi
         ));
     }
     let mut hs = BTreeMap::new();
-    for (k, v) in &b.metrics {
+    for (k, v) in stored {
         hs.insert(
             k.clone(),
             latency::decode(v).map_err(|e| {
-                Error::config(
-                    p.display().to_string(),
-                    format!("histogram `{k}` is corrupt: {e}"),
-                )
+                Error::config(source, format!("histogram `{k}` is corrupt: {e}"))
             })?,
         );
     }
@@ -113,8 +119,14 @@ pub fn read_baseline(p: &Path, metrics: &[Metric]) -> Result<BTreeMap<String, Hi
 }
 
 /// Measure every metric of `plan`, pushing one check per distribution (and per gated
-/// percentile), writing the report files and the new baseline when asked.
-pub async fn run(plan: &Plan, ctx: &Context, env: &Environment, report: &mut Report) -> Result<()> {
+/// percentile), writing the report files and the new baseline when asked. Returns every
+/// measured distribution, encoded as a baseline holds it.
+pub async fn run(
+    plan: &Plan,
+    ctx: &Context,
+    env: &Environment,
+    report: &mut Report,
+) -> Result<BTreeMap<String, String>> {
     let Plan {
         color,
         reference,
@@ -533,18 +545,19 @@ pub async fn run(plan: &Plan, ctx: &Context, env: &Environment, report: &mut Rep
             }
         }
     }
+    let encoded: BTreeMap<String, String> = current
+        .iter()
+        .map(|(k, h)| (k.clone(), latency::encode(h)))
+        .collect();
     if let Some(p) = &plan.save_baseline {
         let file = latency::BaselineFile {
             format: 1,
             recorded: chrono::Utc::now().to_rfc3339(),
-            metrics: current
-                .iter()
-                .map(|(k, h)| (k.clone(), latency::encode(h)))
-                .collect(),
+            metrics: encoded.clone(),
         };
         std::fs::write(p, serde_json::to_string_pretty(&file).expect("json"))
             .map_err(|e| Error::io("write baseline", p, e))?;
         report.note(format!("baseline saved to {}", p.display()));
     }
-    Ok(())
+    Ok(encoded)
 }

@@ -302,3 +302,118 @@ async fn production_caps_the_rate_stops_on_errors_and_leaves_the_account_flat() 
         r.elapsed
     );
 }
+
+/// The accepted baseline's lifecycle in the environment's PostgreSQL: none is a failure (never a
+/// silent pass); the first is accepted on purpose; a passing release becomes the next one (the
+/// earlier kept as history); a slower release fails against it and is not accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_baselines_live_in_postgresql_with_history_and_a_missing_one_fails() {
+    let s = sim("blue", "1.0.0").await;
+    let db = crate::support::TestDb::new();
+    let (_d, c) = config(&format!(
+        "[environments.staging]\ncolors = [\"blue\"]\ntest_account = \"TEST-SMOKE-01\"\n\
+         database = {{ url_env = \"BASELINE_DB_URL\" }}\n\
+         [environments.staging.services.blue]\ntrading-engine = [\"{u}\"]\nrisk-engine = [\"{u}\"]\nmarketdata = [\"{u}\"]\n",
+        u = s.url()
+    ));
+    let cl = client(&s.url());
+    cl.set_faults(&Faults {
+        latency_ms: Some(10),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let run = async |extra: &[&str]| {
+        let mut a = vec![
+            "--config",
+            c.to_str().unwrap(),
+            "-e",
+            "staging",
+            "--format",
+            "json",
+            "--metrics",
+            "risk",
+            "--rate",
+            "100",
+            "--duration",
+            "3s",
+            "--warmup",
+            "500ms",
+            "--percentiles",
+            "50",
+        ];
+        a.extend_from_slice(extra);
+        run_async(
+            "measure_latency",
+            &a,
+            &[
+                ("DEPLOYKIT_ADMIN_TOKEN", ADMIN_TOKEN),
+                ("BASELINE_DB_URL", db.url.as_str()),
+                ("DEPLOYKIT_BUILD", "jenkins-app-7"),
+            ],
+        )
+        .await
+    };
+    let gate = ["--against", "accepted", "--accept-baseline"];
+
+    // No baseline yet: the gate fails and says how to record one; nothing is stored.
+    let mut a = gate.to_vec();
+    a.extend(["--release", "1.0.0"]);
+    let r = run(&a).await;
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(checks_with(&r.stdout, "fail").contains(&"Accepted baseline".to_string()));
+    assert!(
+        r.stdout.contains("has no accepted latency baseline")
+            && r.stdout.contains("--accept-baseline"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        db.sql("SELECT count(*) FROM deploy_latency_baseline"),
+        "0"
+    );
+
+    // The first one, on purpose (no gate).
+    let r = run(&["--accept-baseline", "--release", "1.0.0"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("latency baseline #1"), "{}", r.stdout);
+
+    // An unchanged release passes against it and becomes the next baseline.
+    let mut a = gate.to_vec();
+    a.extend(["--release", "1.1.0"]);
+    let r = run(&a).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let m = check_message(&r.stdout, "Accepted baseline");
+    assert!(
+        m.contains("#1 of release 1.0.0") && m.contains("build jenkins-app-7"),
+        "{m}"
+    );
+    assert!(r.stdout.contains("latency baseline #2"), "{}", r.stdout);
+
+    // 30 % slower: fails against #2 (release 1.1.0) and is not accepted.
+    cl.set_faults(&Faults {
+        latency_ms: Some(13),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut a = gate.to_vec();
+    a.extend(["--release", "1.2.0"]);
+    let r = run(&a).await;
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        checks_with(&r.stdout, "fail").contains(&"risk p50 vs baseline".to_string()),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        check_message(&r.stdout, "Accepted baseline").contains("#2 of release 1.1.0"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("not accepted as a baseline"), "{}", r.stdout);
+    assert_eq!(
+        db.sql("SELECT string_agg(release, ',' ORDER BY id) FROM deploy_latency_baseline WHERE environment = 'staging'"),
+        "1.0.0,1.1.0"
+    );
+}

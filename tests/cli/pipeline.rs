@@ -52,6 +52,7 @@ fn value_of(var: &str) -> &'static str {
         "REPORTS" => "reports",
         "BIN" => "target/release",
         "LATENCY_BASELINE" => "baselines/staging-latency.json",
+        "LATENCY_AGAINST" => "accepted",
         "CONFIG_FILE" => "config/risk_limits.yaml",
         _ => "x",
     }

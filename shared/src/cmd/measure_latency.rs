@@ -4,8 +4,9 @@ use crate::cli::{CommonArgs, Context, Tool};
 use crate::config::{Color, parse_duration};
 use crate::error::{Error, Result};
 use crate::latency::Load;
+use crate::baselines;
 use crate::measure::{self, Metric};
-use crate::report::Report;
+use crate::report::{Check, Report};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -59,6 +60,20 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
 
+    /// When the run passes, store its distributions as the environment's accepted baseline
+    /// (its database; earlier ones stay as history) for `--against accepted`. Without a gate it
+    /// records unconditionally: the first baseline of an environment, taken on purpose.
+    #[arg(long)]
+    pub accept_baseline: bool,
+
+    /// The release measured, stored with an accepted baseline (and named when it is compared).
+    #[arg(long, value_name = "VERSION")]
+    pub release: Option<String>,
+
+    /// The CI build, stored with an accepted baseline (Jenkins: BUILD_TAG).
+    #[arg(long, env = crate::env_vars::EnvVars::BUILD, value_name = "ID")]
+    pub build: Option<String>,
+
     #[arg(long, default_value_t = 10.0)]
     pub threshold_pct: f64,
 
@@ -75,8 +90,10 @@ pub struct Args {
     pub url: Option<String>,
 
     /// Judge `--color` against another colour measured in the same window, in alternating
-    /// slices (`live`: the colour HAProxy serves now): the gate that survives a busy machine.
-    #[arg(long, value_name = "live|blue|green", conflicts_with_all = ["baseline", "url"])]
+    /// slices (`live`: the colour HAProxy serves now): the gate that survives a busy machine;
+    /// or against the environment's last accepted baseline (`accepted`, from its database): the
+    /// gate of an environment without a second colour. A missing baseline fails, never passes.
+    #[arg(long, value_name = "live|blue|green|accepted", conflicts_with_all = ["baseline", "url"])]
     pub against: Option<Against>,
 
     /// Length of one A/B slice (with --against); at least 6 slice pairs must fit in --duration.
@@ -98,6 +115,8 @@ pub enum Against {
     Live,
     Blue,
     Green,
+    /// The environment's last accepted baseline (measure_latency --accept-baseline).
+    Accepted,
 }
 
 impl Tool for Args {
@@ -115,6 +134,7 @@ impl Tool for Args {
             Some(Against::Blue) => Some(Color::Blue),
             Some(Against::Green) => Some(Color::Green),
             Some(Against::Live) => Some(crate::lb::target_color(&env, None, ctx.timeout).await?),
+            Some(Against::Accepted) => None,
         };
         if let Some(r) = reference {
             if r == color {
@@ -132,10 +152,40 @@ impl Tool for Args {
         let mut metrics = self.metrics.clone();
         metrics.sort();
         metrics.dedup();
+        let mut report = ctx.report();
         // Read the baseline first: a bad file must fail before any load is sent.
-        let baseline = match &self.baseline {
-            None => None,
-            Some(p) => Some(measure::read_baseline(p, &metrics)?),
+        let baseline = match (&self.baseline, self.against) {
+            (Some(p), _) => Some(measure::read_baseline(p, &metrics)?),
+            (None, Some(Against::Accepted)) => {
+                let env_name = ctx.env_name.as_str();
+                match baselines::last(&env, env_name, ctx.timeout).await? {
+                    Some(s) => {
+                        report.push(
+                            Check::ok("baseline", "Accepted baseline")
+                                .message(format!("comparing with {}", s.describe())),
+                        );
+                        Some(measure::decode_baseline(
+                            &format!("accepted baseline #{}", s.id),
+                            &s.metrics,
+                            &metrics,
+                        )?)
+                    }
+                    None => {
+                        report.push(
+                            Check::fail(
+                                "baseline",
+                                "Accepted baseline",
+                                format!("{env_name} has no accepted latency baseline: nothing to compare with, so nothing is passed"),
+                            )
+                            .hint(format!(
+                                "measure a known-good release and accept it: measure_latency -e {env_name} --color {color} --accept-baseline --release VERSION"
+                            )),
+                        );
+                        None
+                    }
+                }
+            }
+            (None, _) => None,
         };
         let account = env.test_account.clone();
         if metrics.contains(&Metric::Order) && account.is_none() {
@@ -145,7 +195,6 @@ impl Tool for Args {
             ));
         }
         let mut rate = if self.max { None } else { Some(self.rate) };
-        let mut report = ctx.report();
         if self.production && (self.max || self.rate > 50.0) {
             report.note("--production caps the rate at 50 requests/s");
             rate = Some(self.rate.min(50.0));
@@ -180,7 +229,28 @@ impl Tool for Args {
             report_dir: self.report_dir.clone(),
             save_baseline: self.save_baseline.clone(),
         };
-        measure::run(&plan, &ctx, &env, &mut report).await?;
+        let measured = measure::run(&plan, &ctx, &env, &mut report).await?;
+        if self.accept_baseline {
+            // Only a clean, passing run becomes the reference the next release is held to.
+            if report.exit_code() == crate::exit::OK {
+                let id = baselines::accept(
+                    &env,
+                    ctx.env_name.as_str(),
+                    ctx.timeout,
+                    color,
+                    self.release.as_deref().unwrap_or(""),
+                    self.build.as_deref().unwrap_or(""),
+                    &measured,
+                )
+                .await?;
+                report.note(format!(
+                    "accepted as {}'s latency baseline #{id}",
+                    ctx.env_name.as_str()
+                ));
+            } else {
+                report.note("not accepted as a baseline: the run did not pass");
+            }
+        }
         Ok(report)
     }
 }
