@@ -24,7 +24,9 @@ if [ "$ENVIRONMENT" = local ]; then
 else
   # shellcheck source=scripts/lib.sh
   source "$(dirname "$0")/../lib.sh"
-  ansible_playbook -i "inventories/$ENVIRONMENT" "playbooks/deploy_${ENVIRONMENT}.yml" \
+  # An agent may keep an environment's inventory outside the checkout: DEPLOY_INVENTORY_<ENV>.
+  inv_var="DEPLOY_INVENTORY_${ENVIRONMENT^^}"
+  ansible_playbook -i "${!inv_var:-inventories/$ENVIRONMENT}" "playbooks/deploy_${ENVIRONMENT}.yml" \
     -e "version=$VERSION" -e "artefact_dir=$(realpath -m "$ARTEFACT_DIR")" \
     ${COLOR:+-e "color=$COLOR"} ${COMPONENT:+-e "component=$COMPONENT"} ${TARGET_SERVER:+--limit "$TARGET_SERVER"}
 fi

@@ -2,6 +2,8 @@
 # Stage: the release artefacts in dist/<VERSION>/ with one SHA256SUMS file that a deploy verifies
 # before installing: every binary the workspace builds (read from cargo metadata, so a new binary
 # needs no edit here), and trading-services-<VERSION>.tar.gz, what the playbooks install on hosts.
+# The artefact is the same for every environment: the Package stage runs before any names one.
+ENVIRONMENT=${ENVIRONMENT:-any}
 source "$(dirname "$0")/lib.sh"
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/../lib.sh"

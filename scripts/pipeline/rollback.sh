@@ -18,7 +18,9 @@ case "${ROLLBACK:-traffic}" in
   release)
     # shellcheck source=scripts/lib.sh
     source "$(dirname "$0")/../lib.sh"
-    inventory="inventories/$ENVIRONMENT"
+    # An agent may keep an environment's inventory outside the checkout: DEPLOY_INVENTORY_<ENV>.
+    inv_var="DEPLOY_INVENTORY_${ENVIRONMENT^^}"
+    inventory="${!inv_var:-inventories/$ENVIRONMENT}"
     [ "$ENVIRONMENT" = local ] && inventory="${STACK_DIR:-.stack}/inventory"
     ansible_playbook -i "$inventory" playbooks/rollback.yml ${COLOR:+-e "color=$COLOR"} \
       ${COMPONENT:+-e "component=$COMPONENT"} ${TO_RELEASE:+-e "version=$TO_RELEASE"}

@@ -5,4 +5,7 @@ args=()
 [ -n "${COLOR:-}" ] && args+=(--color "$COLOR")
 [ -n "${VERSION:-}" ] && args+=(--expect-version "$VERSION")
 [ "${DATABASE_FOCUSED:-0}" = 1 ] && args+=(--database-focused)
-"$BIN/smoke_tests" -e "$ENVIRONMENT" "${args[@]}" --junit "$REPORTS/smoke_${COLOR:-live}.xml" --format json > "$REPORTS/smoke_${COLOR:-live}.json"
+# SMOKE_ONLY: the groups a hotfix names (its verify_hotfix step), reported as smoke_<name>.
+[ -n "${SMOKE_ONLY:-}" ] && args+=(--only "$SMOKE_ONLY")
+name=${SMOKE_REPORT:-${COLOR:-live}}
+"$BIN/smoke_tests" -e "$ENVIRONMENT" "${args[@]}" --junit "$REPORTS/smoke_$name.xml" --format json > "$REPORTS/smoke_$name.json"

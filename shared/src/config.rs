@@ -612,6 +612,11 @@ pub struct Environment {
     /// verify_env's profile for this environment.
     #[serde(default)]
     pub verify: Verify,
+    /// Who may approve what: rule (`hotfix`) → role (`risk-manager`) → the user ids of that
+    /// role's group. `verify_env --only approvals --approval-rule R` checks that every role of
+    /// the rule approved, each by a member of its group, all different people, none the starter.
+    #[serde(default)]
+    pub approvals: BTreeMap<String, BTreeMap<String, Vec<String>>>,
     /// smoke_tests' parameters for this environment.
     #[serde(default)]
     pub smoke: Smoke,
@@ -805,6 +810,8 @@ pub enum VerifyCheck {
     Docker,
     Credentials,
     Policy,
+    /// Role-based approvals (`--approval-rule`, `--approved-by`, `--started-by`); never by default.
+    Approvals,
 }
 
 /// A required tool: `name` may list alternatives (`curl|wget`); `min` is the least version.
@@ -878,8 +885,11 @@ pub struct Credentials {
 pub struct Verify {
     /// Checks to run [default: by environment, see docs/verify_env.md].
     pub checks: Option<Vec<VerifyCheck>>,
-    /// Branch the checkout must be on.
-    pub expected_branch: Option<String>,
+    /// Branch the checkout must be on: a name, or a list of names where `prefix/*` matches
+    /// every branch under it (`["main", "hotfix/*"]`: the guide's hotfix branches deploy too).
+    /// A release tag must be on the first plain name.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub expected_branch: Vec<String>,
     /// Required tools [default: the guide's list].
     pub tools: Option<Vec<ToolReq>>,
     pub vpn: Option<Vpn>,
@@ -1048,6 +1058,20 @@ impl Environment {
             .ok_or_else(|| Error::config("config", "this environment has no [database] section"))?;
         read_secret_env(&db.url_env, "database.url_env")
     }
+}
+
+/// A string or a list of strings.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 fn read_secret_env(var: &str, field: &str) -> Result<Secret> {

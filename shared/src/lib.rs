@@ -1,11 +1,11 @@
 //! deploykit: every line of deploy-tools' logic. The binaries under `bins/` only call
 //! [`cli::main`] with their tool's `Args`.
 
+pub mod baselines;
 pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod contract;
-pub mod baselines;
 pub mod cutover;
 pub mod db;
 pub mod dbcheck;

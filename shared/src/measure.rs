@@ -110,9 +110,8 @@ pub fn decode_baseline(
     for (k, v) in stored {
         hs.insert(
             k.clone(),
-            latency::decode(v).map_err(|e| {
-                Error::config(source, format!("histogram `{k}` is corrupt: {e}"))
-            })?,
+            latency::decode(v)
+                .map_err(|e| Error::config(source, format!("histogram `{k}` is corrupt: {e}")))?,
         );
     }
     Ok(hs)
@@ -536,6 +535,16 @@ pub async fn run(
                     plan.threshold_pct
                 );
                 let cname = format!("{name} p{p} vs baseline");
+                // A move smaller than the noise floor is scheduling, not the service: a
+                // sub-millisecond percentile moves tens of percent between two idle runs.
+                let moved_ms = (n as f64 - o as f64) / 1000.0;
+                if delta > plan.threshold_pct && moved_ms < plan.noise_floor_ms {
+                    report.push(Check::ok("baseline", cname).message(format!(
+                        "{msg}; within the noise floor ({moved_ms:+.3} ms < {} ms)",
+                        plan.noise_floor_ms
+                    )));
+                    continue;
+                }
                 report.push(if delta > plan.threshold_pct {
                     Check::fail("baseline", cname, msg)
                         .hint("latency regressed: hold the deploy or roll back")

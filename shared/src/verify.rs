@@ -8,6 +8,7 @@ use crate::config::{
 use crate::process::{self, ProcError};
 use crate::report::Check;
 use chrono::{Datelike, NaiveDate};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -170,7 +171,8 @@ pub fn parse_git_status(text: &str) -> GitStatus {
 #[derive(Debug, Default, Clone)]
 pub struct GitPlan {
     pub fetch: bool,
-    pub expected_branch: Option<String>,
+    /// Names or `prefix/*` patterns; empty: any branch.
+    pub expected_branch: Vec<String>,
     /// The branch the CI built (Jenkins' BRANCH_NAME, else GIT_BRANCH without `origin/`).
     pub ci_branch: Option<String>,
     /// The tag the CI built (Jenkins' TAG_NAME): it must be on the expected branch.
@@ -290,11 +292,14 @@ pub async fn git_checks(repo: &Path, plan: &GitPlan, timeout: Duration) -> Vec<C
     } else {
         " as last fetched (use --fetch to fetch first)"
     };
-    let upstream = st.upstream.clone().or_else(|| {
-        branch
+    // A tag build (Jenkins sets BRANCH_NAME to the tag's name too) is compared with the tag.
+    let tag_build = plan.ci_tag.as_ref().filter(|_| detached);
+    let upstream = st.upstream.clone().or_else(|| match tag_build {
+        Some(t) => Some(format!("refs/tags/{t}")),
+        None => branch
             .as_ref()
             .filter(|_| detached)
-            .map(|b| format!("origin/{b}"))
+            .map(|b| format!("origin/{b}")),
     });
     let behind = match (&st.upstream, &upstream) {
         (Some(_), _) => Ok(st.behind),
@@ -351,7 +356,21 @@ pub async fn git_checks(repo: &Path, plan: &GitPlan, timeout: Duration) -> Vec<C
             "run git pull --ff-only".to_string()
         }),
     });
-    if let Some(expected) = &plan.expected_branch {
+    if !plan.expected_branch.is_empty() {
+        let patterns = &plan.expected_branch;
+        let expected = patterns.join(" or ");
+        // A tag's commit must be on the release branch: the first plain name.
+        let release = patterns
+            .iter()
+            .find(|p| !p.ends_with('*'))
+            .unwrap_or(&patterns[0])
+            .clone();
+        let matches = |b: &str| {
+            patterns.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => b.starts_with(prefix) && b.len() > prefix.len(),
+                None => b == p,
+            })
+        };
         let name = format!("On branch {expected}");
         let tag = plan.ci_tag.as_ref().filter(|_| detached);
         out.push(match (&branch, tag) {
@@ -359,25 +378,25 @@ pub async fn git_checks(repo: &Path, plan: &GitPlan, timeout: Duration) -> Vec<C
             (_, Some(tag)) => {
                 let on = git(
                     repo,
-                    &["merge-base", "--is-ancestor", "HEAD", &format!("origin/{expected}")],
+                    &["merge-base", "--is-ancestor", "HEAD", &format!("origin/{release}")],
                     timeout,
                 )
                 .await;
                 match on {
                     Ok(_) => Check::ok(G_GIT, name)
-                        .message(format!("tag {tag} (detached HEAD) is on origin/{expected}")),
+                        .message(format!("tag {tag} (detached HEAD) is on origin/{release}")),
                     Err(e) => Check::fail(
                         G_GIT,
                         name,
-                        format!("tag {tag} is not on origin/{expected}{}", if e.is_empty() { String::new() } else { format!(": {e}") }),
+                        format!("tag {tag} is not on origin/{release}{}", if e.is_empty() { String::new() } else { format!(": {e}") }),
                     )
-                    .hint(format!("tag a commit of {expected}, or fetch origin/{expected}")),
+                    .hint(format!("tag a commit of {release}, or fetch origin/{release}")),
                 }
             }
-            (Some(b), None) if b == expected && detached => {
+            (Some(b), None) if matches(b) && detached => {
                 Check::ok(G_GIT, name).message(format!("detached HEAD; the CI built {b}"))
             }
-            (Some(b), None) if b == expected => Check::ok(G_GIT, name),
+            (Some(b), None) if matches(b) => Check::ok(G_GIT, name).message(format!("on {b}")),
             (other, None) => Check::fail(
                 G_GIT,
                 name,
@@ -390,7 +409,7 @@ pub async fn git_checks(repo: &Path, plan: &GitPlan, timeout: Duration) -> Vec<C
                     }
                 ),
             )
-            .hint(format!("deploy from {expected}: git switch {expected} (in Jenkins: build the {expected} branch)")),
+            .hint(format!("deploy from {expected}: git switch {release} (in Jenkins: build the {release} branch)")),
         });
     }
     out
@@ -846,6 +865,104 @@ fn next_business_day(d: NaiveDate) -> NaiveDate {
         n = n.succ_opt().unwrap_or(n);
     }
     n
+}
+
+/// Role-based approvals: every role of `rule` approved by a member of its group, each role by a
+/// different person, none of them the build's starter. One check per role, and one per approval
+/// the rule does not ask for, so Jenkins shows exactly which approval is missing or refused.
+pub fn approval_checks(
+    env_name: &str,
+    rule_name: &str,
+    rule: Option<&BTreeMap<String, Vec<String>>>,
+    approved_by: &[String],
+    started_by: Option<&str>,
+) -> Vec<Check> {
+    let Some(rule) = rule.filter(|r| !r.is_empty()) else {
+        return vec![
+            Check::fail(
+                "approvals",
+                format!("Approval rule {rule_name}"),
+                format!("environments.{env_name}.approvals.{rule_name} is not configured: nobody can approve"),
+            )
+            .hint(format!(
+                "add [environments.{env_name}.approvals.{rule_name}] with role = [\"user\", …] lines"
+            )),
+        ];
+    };
+    let mut out = vec![];
+    let mut given: Vec<(String, String)> = vec![];
+    for a in approved_by {
+        match a.split_once('=') {
+            Some((r, u)) if !r.trim().is_empty() && !u.trim().is_empty() => {
+                given.push((r.trim().to_string(), u.trim().to_string()))
+            }
+            _ => out.push(
+                Check::fail("approvals", format!("Approval {a}"), "not ROLE=USER")
+                    .hint("pass --approved-by risk-manager=rita"),
+            ),
+        }
+    }
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for (role, group) in rule {
+        let name = format!("Approval: {role}");
+        let Some((_, user)) = given.iter().find(|(r, _)| r == role) else {
+            out.push(
+                Check::fail(
+                    "approvals",
+                    name,
+                    format!(
+                        "nobody approved as {role} (its group: {})",
+                        group.join(", ")
+                    ),
+                )
+                .hint(format!("one of {} must approve", group.join(", "))),
+            );
+            continue;
+        };
+        let check = if !group.contains(user) {
+            Check::fail(
+                "approvals",
+                name,
+                format!(
+                    "{user} approved as {role} but is not in its group ({})",
+                    group.join(", ")
+                ),
+            )
+            .hint(format!("one of {} must approve", group.join(", ")))
+        } else if Some(user.as_str()) == started_by {
+            Check::fail(
+                "approvals",
+                name,
+                format!("{user} started this build and cannot approve it"),
+            )
+            .hint("another member of the group must approve")
+        } else if let Some(other) = seen.get(user) {
+            Check::fail(
+                "approvals",
+                name,
+                format!("{user} already approved as {other}: each role needs a different person"),
+            )
+            .hint("another member of the group must approve")
+        } else {
+            seen.insert(user.clone(), role.clone());
+            Check::ok("approvals", name).message(format!("approved by {user}"))
+        };
+        out.push(check);
+    }
+    for (role, user) in given.iter().filter(|(r, _)| !rule.contains_key(r)) {
+        out.push(
+            Check::fail(
+                "approvals",
+                format!("Approval: {role}"),
+                format!(
+                    "{user} approved as {role}, a role the {rule_name} rule does not have ({})",
+                    rule.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+            .hint("approve as one of the rule's roles"),
+        );
+    }
+    out
 }
 
 #[cfg(test)]

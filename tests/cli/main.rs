@@ -12,6 +12,7 @@ mod deployment_report;
 mod exit_codes;
 mod faults;
 mod help;
+mod jenkins;
 mod maintenance_mode;
 mod measure_latency;
 mod notify;

@@ -368,10 +368,7 @@ async fn accepted_baselines_live_in_postgresql_with_history_and_a_missing_one_fa
         "{}",
         r.stdout
     );
-    assert_eq!(
-        db.sql("SELECT count(*) FROM deploy_latency_baseline"),
-        "0"
-    );
+    assert_eq!(db.sql("SELECT count(*) FROM deploy_latency_baseline"), "0");
 
     // The first one, on purpose (no gate).
     let r = run(&["--accept-baseline", "--release", "1.0.0"]).await;
@@ -411,7 +408,11 @@ async fn accepted_baselines_live_in_postgresql_with_history_and_a_missing_one_fa
         "{}",
         r.stdout
     );
-    assert!(r.stdout.contains("not accepted as a baseline"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("not accepted as a baseline"),
+        "{}",
+        r.stdout
+    );
     assert_eq!(
         db.sql("SELECT string_agg(release, ',' ORDER BY id) FROM deploy_latency_baseline WHERE environment = 'staging'"),
         "1.0.0,1.1.0"

@@ -243,3 +243,10 @@ fn the_crontab_line_runs_the_refresh_stage_script_on_saturdays() {
     assert!(!line.replace("\\%", "").contains('%'), "{line}");
     assert!(repo_root().join("scripts/pipeline/refresh.sh").is_file());
 }
+
+#[test]
+fn groovy_parses_the_jenkinsfile() {
+    let j = std::fs::read_to_string(repo_root().join("Jenkinsfile")).unwrap();
+    let t = crate::support::groovy::parse(&j).unwrap();
+    assert!(crate::support::groovy::section(&t, "pipeline").is_some());
+}

@@ -358,6 +358,12 @@ fn a_jenkins_workspace_detached_head_with_build_output_passes_and_faults_still_f
         m.contains("tag v1.2.0 (detached HEAD) is on origin/main"),
         "{m}"
     );
+    // Jenkins names a tag job's branch after the tag: the checkout is compared with the tag.
+    let (s, m) = status_of(&r, "Latest code pulled");
+    assert!(
+        s == "ok" && m.contains("up to date with refs/tags/v1.2.0"),
+        "{s}: {m}"
+    );
     git(&origin, &["switch", "-q", "-c", "side"]);
     std::fs::write(origin.join("c.txt"), "c\n").unwrap();
     git(&origin, &["add", "."]);
@@ -832,4 +838,145 @@ fn default_local_profile_runs_against_this_machine() {
         "{names:?}"
     );
     assert!(names.contains(&"Required credentials available".to_string()));
+}
+
+// ---------- approvals ----------
+
+/// Guide §6: a hotfix needs a senior developer, a risk manager and the CTO — each a member of
+/// its role's group, three different people, none of them the build's starter. Each refusal
+/// names the role and why; a rule the config lacks is a failure, never a pass.
+#[test]
+fn role_based_approvals_each_role_by_its_group_all_distinct_never_the_starter() {
+    let cfg = "[environments.production.approvals.hotfix]\nsenior-developer = [\"sam\", \"sue\"]\n\
+               risk-manager = [\"rita\", \"sue\"]\ncto = [\"carol\"]\n";
+    let (_d, p) = config(cfg);
+    let approve = |by: &str, starter: &str| {
+        run(
+            "verify_env",
+            &[
+                "-e",
+                "production",
+                "--config",
+                p.to_str().unwrap(),
+                "--format",
+                "json",
+                "--only",
+                "approvals",
+                "--approval-rule",
+                "hotfix",
+                "--approved-by",
+                by,
+                "--started-by",
+                starter,
+            ],
+            &[],
+        )
+    };
+    let r = approve("senior-developer=sam,risk-manager=rita,cto=carol", "dave");
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(
+        status_of(&r, "Approval: risk-manager"),
+        ("ok".into(), "approved by rita".into())
+    );
+    for (by, starter, role, why) in [
+        (
+            "senior-developer=sam,risk-manager=dave,cto=carol",
+            "x",
+            "risk-manager",
+            "dave approved as risk-manager but is not in its group (rita, sue)",
+        ),
+        (
+            "senior-developer=sam,risk-manager=rita,cto=carol",
+            "carol",
+            "cto",
+            "carol started this build and cannot approve it",
+        ),
+        (
+            "senior-developer=sue,risk-manager=sue,cto=carol",
+            "x",
+            "senior-developer",
+            "sue already approved as risk-manager",
+        ),
+        (
+            "senior-developer=sam,cto=carol",
+            "x",
+            "risk-manager",
+            "nobody approved as risk-manager",
+        ),
+        (
+            "senior-developer=sam,risk-manager=rita,cto=carol,auditor=al",
+            "x",
+            "auditor",
+            "a role the hotfix rule does not have",
+        ),
+    ] {
+        let r = approve(by, starter);
+        assert_eq!(r.code, 1, "{by}: {}", r.stdout);
+        let (status, message) = status_of(&r, &format!("Approval: {role}"));
+        assert!(status == "fail" && message.contains(why), "{by}: {message}");
+    }
+    // No such rule in the config: nobody can approve.
+    let r = run(
+        "verify_env",
+        &[
+            "-e",
+            "production",
+            "--config",
+            p.to_str().unwrap(),
+            "--format",
+            "json",
+            "--only",
+            "approvals",
+            "--approval-rule",
+            "release",
+            "--approved-by",
+            "cto=carol",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        status_of(&r, "Approval rule release")
+            .1
+            .contains("is not configured")
+    );
+}
+
+/// `expected_branch` as a list: main and every hotfix/* branch deploy; others do not.
+#[test]
+fn expected_branch_patterns_admit_hotfix_branches_on_a_detached_head() {
+    let d = tempfile::tempdir().unwrap();
+    let r = repo(d.path(), "ws");
+    git(&r, &["checkout", "-q", "--detach"]);
+    let (_c, p) = config(
+        "[environments.production.verify]\nchecks = [\"git\"]\nexpected_branch = [\"main\", \"hotfix/*\"]\n",
+    );
+    for (branch, want) in [
+        ("hotfix/order-rounding", "ok"),
+        ("main", "ok"),
+        ("feature/x", "fail"),
+        ("hotfix/", "fail"),
+    ] {
+        let r = run_in(
+            "verify_env",
+            &[
+                "-e",
+                "production",
+                "--config",
+                p.to_str().unwrap(),
+                "--format",
+                "json",
+                "--only",
+                "git",
+            ],
+            &[("BRANCH_NAME", branch)],
+            Some(&r),
+        );
+        assert_eq!(
+            status_of(&r, "On branch main or hotfix/*").0,
+            want,
+            "{branch}: {}",
+            r.stdout
+        );
+    }
 }

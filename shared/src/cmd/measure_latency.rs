@@ -1,10 +1,10 @@
 //! `measure_latency`: coordinated-omission-correct latency with saved baselines and a gate.
 
+use crate::baselines;
 use crate::cli::{CommonArgs, Context, Tool};
 use crate::config::{Color, parse_duration};
 use crate::error::{Error, Result};
 use crate::latency::Load;
-use crate::baselines;
 use crate::measure::{self, Metric};
 use crate::report::{Check, Report};
 use std::path::PathBuf;
@@ -100,7 +100,8 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "500ms", value_name = "DURATION")]
     pub slice: Duration,
 
-    /// A/B: a percentile moving less than this (milliseconds) is noise, whatever its percentage.
+    /// A percentile moving less than this (milliseconds) is noise, whatever its percentage
+    /// (the A/B gate and the baseline gate alike).
     #[arg(long, default_value_t = 1.0, value_name = "MS")]
     pub noise_floor_ms: f64,
 

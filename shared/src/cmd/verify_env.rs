@@ -40,6 +40,18 @@ pub struct Args {
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub at: Option<chrono::DateTime<chrono::FixedOffset>>,
 
+    /// With `--only approvals`: the config's approval rule to check (`approvals.<RULE>`).
+    #[arg(long, value_name = "RULE", default_value = "production")]
+    pub approval_rule: String,
+
+    /// With `--only approvals`: who approved as which role, `ROLE=USER` (comma-separated or repeated).
+    #[arg(long, value_name = "ROLE=USER", value_delimiter = ',')]
+    pub approved_by: Vec<String>,
+
+    /// With `--only approvals`: who started the build (never an approver of it).
+    #[arg(long, value_name = "USER")]
+    pub started_by: Option<String>,
+
     /// Run only these checks [default: the environment's profile].
     #[arg(long, value_enum, value_delimiter = ',', value_name = "CHECK")]
     pub only: Vec<VerifyCheck>,
@@ -189,6 +201,17 @@ impl Tool for Args {
                         idx,
                         Box::pin(async move { vec![verify::credentials_check(&c)] }),
                     );
+                    idx += 1;
+                }
+                VerifyCheck::Approvals => {
+                    let checks = verify::approval_checks(
+                        ctx.env_name.as_str(),
+                        &self.approval_rule,
+                        env.approvals.get(&self.approval_rule),
+                        &self.approved_by,
+                        self.started_by.as_deref(),
+                    );
+                    spawn(&mut set, idx, Box::pin(async move { checks }));
                     idx += 1;
                 }
                 VerifyCheck::Policy => {

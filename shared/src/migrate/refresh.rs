@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-/// Tables a refresh never copies: the target keeps its own deploy journal.
-pub const KEPT_BY_TARGET: &[&str] = &["deploy_journal"];
+/// Tables a refresh never copies: deploy-tools' own records of the environment they live in —
+/// the target keeps its own deploy journal, environment lock and accepted latency baselines.
+pub const KEPT_BY_TARGET: &[&str] = &["deploy_journal", "deploy_lock", "deploy_latency_baseline"];
 /// Copied as-is without a rule: migration bookkeeping, not data about anyone.
 pub const IMPLICIT_KEEP: &[&str] = &[super::history::TABLE];
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod groovy;
+pub mod jenkins;
 pub mod junit;
 pub mod stack;
 
@@ -379,4 +381,35 @@ fn tests_wait_for_conditions_not_for_time() {
         bare.is_empty(),
         "sleeps that wait for time, not a condition: {bare:?}"
     );
+}
+
+/// Run `cmd` in a process group of its own with stdout and stderr together, bounded by
+/// `timeout` (the whole group is killed then): (exit code, output). A killed run is exit 124.
+pub fn run_bounded(mut cmd: Command, timeout: Duration) -> (i32, String) {
+    use std::os::unix::process::CommandExt;
+    let out = tempfile::NamedTempFile::new().unwrap();
+    cmd.stdout(out.reopen().unwrap())
+        .stderr(out.reopen().unwrap())
+        .process_group(0);
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + timeout;
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code().unwrap_or(128);
+        }
+        if std::time::Instant::now() > deadline {
+            // The stage's timeout: the whole process group, as Jenkins aborts a stage.
+            let _ = Command::new("kill")
+                .args(["-KILL", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+            break 124;
+        }
+        // About time: polling a child's exit, not waiting for a condition of the system.
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (
+        code,
+        std::fs::read_to_string(out.path()).unwrap_or_default(),
+    )
 }
