@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
@@ -37,6 +37,23 @@ impl Kind {
     }
 }
 
+/// `TYPE` given instead of a file: the environment's file of that type beside the config file,
+/// as the guide keeps them (`config/production/risk_limits.yaml`). None when `arg` is a path.
+pub fn environment_file(arg: &Path, config: &Path, env: &str) -> Option<(PathBuf, Kind)> {
+    let kind = match arg.to_str()? {
+        "risk-limits" | "risk_limits" => Kind::RiskLimits,
+        _ => return None,
+    };
+    if arg.exists() {
+        return None;
+    }
+    let dir = config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Some((dir.join(env).join("risk_limits.yaml"), kind))
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limit {
@@ -44,12 +61,42 @@ pub struct Limit {
     pub max_loss_per_day: f64,
 }
 
+/// Risk limits: per strategy or account, and optionally a default for everything unnamed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RiskLimits {
-    pub default: Limit,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Limit>,
     #[serde(default)]
     pub limits: BTreeMap<String, Limit>,
+}
+
+/// A risk-limits file as written: the firm's shape (the guide's §8, `risk_limits:` name →
+/// limits) or the long form (`limits:`), each with an optional `default:`. Every number keeps
+/// where it stands, so a bad value is named with file:line:column.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    #[serde(default)]
+    default: Option<LimitEntry>,
+    #[serde(default, alias = "risk_limits")]
+    limits: BTreeMap<String, LimitEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitEntry {
+    max_position_size: serde_saphyr::Spanned<i64>,
+    max_loss_per_day: serde_saphyr::Spanned<f64>,
+}
+
+impl LimitEntry {
+    fn plain(&self) -> Limit {
+        Limit {
+            max_position_size: self.max_position_size.value,
+            max_loss_per_day: self.max_loss_per_day.value,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,45 +157,66 @@ pub fn validate(kind: Kind, path: &Path, text: &str) -> Result<Option<RiskLimits
     };
     match kind {
         Kind::RiskLimits => {
-            let l: RiskLimits =
+            let doc: LimitsFile =
                 serde_saphyr::from_str(text).map_err(|e| vec![located(path, &e)])?;
+            let at = |l: &serde_saphyr::Location| {
+                format!("{}:{}:{}", path.display(), l.line(), l.column())
+            };
             let mut errs = vec![];
-            for (name, lim) in std::iter::once(("default", &l.default))
-                .chain(l.limits.iter().map(|(k, v)| (k.as_str(), v)))
+            if doc.default.is_none() && doc.limits.is_empty() {
+                errs.push(format!(
+                    "{}: no limits: write `risk_limits:` with one entry per strategy or account",
+                    path.display()
+                ));
+            }
+            let default = doc.default.as_ref().map(LimitEntry::plain);
+            for (name, lim) in doc
+                .default
+                .iter()
+                .map(|d| ("default", d))
+                .chain(doc.limits.iter().map(|(k, v)| (k.as_str(), v)))
             {
-                if !(1..=MAX_POSITION).contains(&lim.max_position_size) {
+                let (pos, loss) = (&lim.max_position_size, &lim.max_loss_per_day);
+                if !(1..=MAX_POSITION).contains(&pos.value) {
                     errs.push(format!(
                         "{}: {name}.max_position_size {} is outside 1..={MAX_POSITION}",
-                        path.display(),
-                        lim.max_position_size
+                        at(&pos.referenced),
+                        pos.value
                     ));
                 }
-                if !(lim.max_loss_per_day > 0.0 && lim.max_loss_per_day <= MAX_LOSS) {
+                if !(loss.value > 0.0 && loss.value <= MAX_LOSS) {
                     errs.push(format!(
                         "{}: {name}.max_loss_per_day {} is outside (0, {MAX_LOSS}]",
-                        path.display(),
-                        lim.max_loss_per_day
+                        at(&loss.referenced),
+                        loss.value
                     ));
                 }
                 if name != "default" && !name_ok(name) {
                     errs.push(format!(
                         "{}: limit name `{name}` must be upper-case letters, digits, _ or -",
-                        path.display()
+                        at(&pos.referenced)
                     ));
                 }
                 // Consistency: a test account never gets more room than the default.
-                if name.starts_with("TEST-")
-                    && (lim.max_position_size > l.default.max_position_size
-                        || lim.max_loss_per_day > l.default.max_loss_per_day)
+                if let Some(d) = &default
+                    && name.starts_with("TEST-")
+                    && (pos.value > d.max_position_size || loss.value > d.max_loss_per_day)
                 {
                     errs.push(format!(
                         "{}: test account {name} has limits above the default",
-                        path.display()
+                        at(&pos.referenced)
                     ));
                 }
             }
             if errs.is_empty() {
-                Ok(Some(l))
+                Ok(Some(RiskLimits {
+                    default,
+                    limits: doc
+                        .limits
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.plain()))
+                        .collect(),
+                }))
             } else {
                 Err(errs)
             }
@@ -243,7 +311,9 @@ pub fn diff(old: &RiskLimits, new: &RiskLimits) -> Vec<Change> {
     let mut out = vec![];
     let all = |l: &RiskLimits| -> BTreeMap<String, Limit> {
         let mut m = l.limits.clone();
-        m.insert("default".into(), l.default.clone());
+        if let Some(d) = &l.default {
+            m.insert("default".into(), d.clone());
+        }
         m
     };
     let (a, b) = (all(old), all(new));
@@ -302,7 +372,7 @@ pub fn from_live(l: &crate::contract::Limits) -> Option<RiskLimits> {
         default: l.default.as_ref().map(|d| Limit {
             max_position_size: d.max_position_size,
             max_loss_per_day: d.max_loss_per_day,
-        })?,
+        }),
         limits: l
             .limits
             .iter()

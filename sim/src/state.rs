@@ -37,13 +37,14 @@ pub struct Limit {
     pub max_loss_per_day: f64,
 }
 
-/// `risk_limits.yaml`: a default and per-strategy/per-account limits.
+/// `risk_limits.yaml`: per-strategy/per-account limits (`risk_limits:`, the firm's shape, or
+/// `limits:`) and an optional default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RiskLimits {
     #[serde(default)]
     pub default: Option<Limit>,
-    #[serde(default)]
+    #[serde(default, alias = "risk_limits")]
     pub limits: BTreeMap<String, Limit>,
 }
 

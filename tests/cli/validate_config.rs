@@ -55,7 +55,7 @@ async fn each_schema_rule_has_a_failing_fixture() {
         (
             "risk_limits_missing.yaml",
             "limits: {}\n",
-            "missing field `default`",
+            "no limits: write `risk_limits:`",
         ),
         (
             "risk_limits_unknown.yaml",
@@ -385,4 +385,141 @@ async fn a_service_that_cannot_reload_without_a_restart_command_keeps_the_old_fi
         "{m}"
     );
     assert_eq!(std::fs::read_to_string(&target).unwrap(), GOOD);
+}
+
+/// The guide's §8 Step 1 file, verbatim, in the firm's place for it
+/// (`config/production/risk_limits.yaml`), found from its type alone; the guide's change
+/// (10000 → 15000, +50 %) needs --approve-increase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guides_section_8_file_validates_verbatim_and_its_50_percent_increase_needs_approval() {
+    let (d, cfg) = config("[environments.production]\n");
+    std::fs::create_dir_all(d.path().join("production")).unwrap();
+    let guide =
+        "risk_limits:\n  MM_EQ_001:\n    max_position_size: 15000\n    max_loss_per_day: 550000\n";
+    write(&d.path().join("production"), "risk_limits.yaml", guide);
+    let deployed = write(
+        d.path(),
+        "deployed.yaml",
+        "risk_limits:\n  MM_EQ_001:\n    max_position_size: 10000\n    max_loss_per_day: 500000\n",
+    );
+    let r = vc(&cfg, &["-e", "production", "risk-limits"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("production/risk_limits.yaml is a valid risk-limits config"),
+        "{}",
+        r.stdout
+    );
+    let r = vc(
+        &cfg,
+        &["-e", "production", "risk-limits", "--against", &deployed],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("MM_EQ_001.max_position_size +50% needs approval"),
+        "{}",
+        r.stdout
+    );
+    let r = vc(
+        &cfg,
+        &[
+            "-e",
+            "production",
+            "risk-limits",
+            "--against",
+            &deployed,
+            "--approve-increase",
+            "risk: rita, CHG-100001",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    // No file for the environment: said plainly, exit 3 (bad input), nothing else read.
+    let r = vc(&cfg, &["-e", "staging", "risk-limits"]).await;
+    assert_ne!(r.code, 0);
+    assert!(r.all().contains("staging/risk_limits.yaml"), "{}", r.all());
+}
+
+/// Each bad variant of the guide's file names the field and file:line:column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_variants_of_the_guides_file_name_the_field_at_file_line_column() {
+    let (d, cfg) = config("[environments.production]\n");
+    for (name, text, expect) in [
+        (
+            "negative",
+            "risk_limits:\n  MM_EQ_001:\n    max_position_size: -15000\n    max_loss_per_day: 550000\n",
+            "risk_limits.yaml:3:24: MM_EQ_001.max_position_size -15000 is outside",
+        ),
+        (
+            "negative loss",
+            "risk_limits:\n  MM_EQ_001:\n    max_position_size: 15000\n    max_loss_per_day: -1\n",
+            "risk_limits.yaml:4:23: MM_EQ_001.max_loss_per_day -1 is outside",
+        ),
+        (
+            "missing field",
+            "risk_limits:\n  MM_EQ_001:\n    max_position_size: 15000\n",
+            "missing field `max_loss_per_day`",
+        ),
+        (
+            "string for a number",
+            "risk_limits:\n  MM_EQ_001:\n    max_position_size: lots\n    max_loss_per_day: 550000\n",
+            "risk_limits.yaml:3:24:",
+        ),
+        (
+            "yaml syntax",
+            "risk_limits:\n  MM_EQ_001:\n    max_position_size: 15000\n    max_loss_per_day: 550000: extra\n",
+            "risk_limits.yaml:4:",
+        ),
+    ] {
+        let dir = d.path().join(name.replace(' ', "_"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = write(&dir, "risk_limits.yaml", text);
+        let r = vc(&cfg, &["-e", "production", &f]).await;
+        assert_eq!(r.code, 1, "{name}: {}", r.stdout);
+        let m = check_message(&r.stdout, &format!("{f} is a valid risk-limits config"));
+        assert!(m.contains(expect), "{name}: expected `{expect}` in {m}");
+        if name == "missing field" || name == "string for a number" {
+            assert!(
+                m.contains("risk_limits.yaml:"),
+                "{name}: no file:line:column in {m}"
+            );
+        }
+    }
+}
+
+/// The repository's own per-environment files are in the firm's shape and valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repositorys_per_environment_risk_limits_validate() {
+    let cfg = crate::support::repo_root().join("config/deploy.toml");
+    for env in ["production", "staging"] {
+        let r = vc(&cfg, &["-e", env, "risk-limits"]).await;
+        assert_eq!(r.code, 0, "{env}: {}\n{}", r.stdout, r.stderr);
+        assert!(
+            r.stdout.contains(&format!("config/{env}/risk_limits.yaml")),
+            "{}",
+            r.stdout
+        );
+    }
+}
+
+/// The firm's shape deploys as it is: the service loads it (no default needed) and the
+/// read-back matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_in_the_firms_shape_deploys_reloads_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = "risk_limits:\n  MM_EQ_001:\n    max_position_size: 10000\n    max_loss_per_day: 500000\n  TEST-SMOKE-01:\n    max_position_size: 500\n    max_loss_per_day: 5000\n";
+    let live = write(dir.path(), "live_risk_limits.yaml", old);
+    let (s, _d, cfg) = deploy_fixture(Some(Path::new(&live)), Path::new(&live)).await;
+    let new = write(
+        dir.path(),
+        "risk_limits.yaml",
+        &old.replace("max_loss_per_day: 500000", "max_loss_per_day: 550000"),
+    );
+    let r = vc(&cfg, &[&new, "--deploy"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let l = client(&s.url()).limits().await.unwrap();
+    assert_eq!(l.limits["MM_EQ_001"].max_loss_per_day, 550000.0);
+    assert!(l.default.is_none());
 }

@@ -19,8 +19,9 @@ pub struct Args {
     #[command(flatten)]
     pub common: CommonArgs,
 
-    /// Files to validate.
-    #[arg(required = true, value_name = "FILE")]
+    /// Files to validate, or a config type (`risk-limits`) for the environment's own file:
+    /// `<config dir>/<environment>/risk_limits.yaml`, where the guide keeps it.
+    #[arg(required = true, value_name = "FILE|TYPE")]
     pub files: Vec<PathBuf>,
 
     /// Schema [default: from the file name: risk_limits*, strateg*, else app].
@@ -124,7 +125,12 @@ impl Tool for Args {
         }
         let mut parsed = vec![];
         for f in &self.files {
-            let kind = self.schema.unwrap_or_else(|| Kind::guess(f));
+            // Only a type (`risk-limits`): the environment's file, where the guide keeps it.
+            let (f, kind) = match tc::environment_file(f, &ctx.config.path, ctx.env_name.as_str()) {
+                Some((path, kind)) => (path, self.schema.unwrap_or(kind)),
+                None => (f.clone(), self.schema.unwrap_or_else(|| Kind::guess(f))),
+            };
+            let f = &f;
             let text = read(f)?;
             let name = format!("{} is a valid {} config", f.display(), kind.name());
             match tc::validate(kind, f, &text) {
