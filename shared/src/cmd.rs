@@ -3,7 +3,10 @@
 pub mod compare_metrics;
 pub mod cutover;
 pub mod db_migrate;
+pub mod emergency_rollback;
+pub mod emergency_stop;
 pub mod generate_deployment_report;
+pub mod isolate_server;
 pub mod maintenance_mode;
 pub mod measure_latency;
 pub mod notify;

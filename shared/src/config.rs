@@ -591,6 +591,12 @@ pub struct Environment {
     /// Base URLs per colour and role.
     #[serde(default)]
     pub services: BTreeMap<Color, BTreeMap<Role, Vec<HttpUrl>>>,
+    /// Names for the servers behind `services`' URLs (`trade-blue-01 = "http://10.0.1.7:8080"`):
+    /// reports, `isolate_server NAME` and the journal use them, and a name that is also a load
+    /// balancer's server name (`load_balancers.servers`) is that HAProxy server. A URL without
+    /// a name here is named after its host (`host:port` for an IP or a host serving several).
+    #[serde(default)]
+    pub servers: BTreeMap<String, HttpUrl>,
     pub database: Option<Database>,
     pub redis: Option<Redis>,
     /// Name of the variable holding the admin bearer token.
@@ -986,6 +992,20 @@ fn validate_env(name: EnvName, env: &Environment) -> std::result::Result<(), Str
             return Err(format!(
                 "environments.{name}.services.{c}: colour `{c}` is not in colors {:?}",
                 env.colors.iter().map(|c| c.as_str()).collect::<Vec<_>>()
+            ));
+        }
+    }
+    // A name for a URL no service has would name nothing: refuse it, as a typo.
+    for (n, u) in &env.servers {
+        let served = env
+            .services
+            .values()
+            .flat_map(|roles| roles.values().flatten())
+            .any(|s| s.0 == u.0);
+        if !served {
+            return Err(format!(
+                "environments.{name}.servers.{}: {u} is not one of the environment's services' URLs",
+                shown(n)
             ));
         }
     }

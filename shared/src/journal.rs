@@ -199,6 +199,8 @@ enum Lock {
         heartbeat: tokio::task::JoinHandle<()>,
     },
     File(std::fs::File),
+    /// An emergency's record: written without the lock, which a hung run may hold.
+    None,
 }
 
 pub struct Journal {
@@ -441,6 +443,38 @@ impl Journal {
         })
     }
 
+    /// The journal opened for an emergency's record **without** the environment lock: an
+    /// emergency must not wait for (or be refused by) the hung run that may hold it. Its rows
+    /// are appended like any other; nothing else may be done with it.
+    pub async fn open_unlocked(
+        env_name: &str,
+        env: &crate::config::Environment,
+        timeout: Duration,
+        file_dir: &Path,
+    ) -> Result<Journal> {
+        let store = if env.database.is_some()
+            && let Ok(url) = env.database_url()
+        {
+            let c = crate::db::connect(&url, timeout).await?;
+            c.batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({DDL_KEY}); {CREATE}; COMMIT"
+            ))
+            .await
+            .map_err(db_err)?;
+            Store::Pg(Arc::new(c))
+        } else {
+            std::fs::create_dir_all(file_dir)
+                .map_err(|e| Error::io("create journal directory", file_dir, e))?;
+            Store::File(file_dir.join(format!("journal-{env_name}.jsonl")))
+        };
+        Ok(Journal {
+            store,
+            lock: Lock::None,
+            env_name: env_name.into(),
+            lost: Arc::default(),
+        })
+    }
+
     /// Every entry of the environment without taking the lock (a report may read while a
     /// cutover runs) and without creating anything: no journal yet means no entries.
     pub async fn read(
@@ -540,6 +574,7 @@ impl Journal {
                 let _ = f.set_len(0);
                 let _ = f.unlock();
             }
+            Lock::None => {}
         }
         match lost {
             Some(why) => Err(self.lost_error(&why)),

@@ -53,6 +53,12 @@ impl ServerState {
     pub fn is_active(&self) -> bool {
         self.admin_state & 0x3b == 0
     }
+
+    /// Forced into maintenance (`set server … state maint`) and not draining: out of service,
+    /// as a standby colour's servers and an isolated server are.
+    pub fn is_maint(&self) -> bool {
+        self.admin_state & 0x01 != 0 && self.admin_state & 0x18 == 0
+    }
 }
 
 /// Parse `show servers state [backend]` (format version 1).
@@ -71,8 +77,9 @@ pub fn parse_servers_state(text: &str) -> Vec<ServerState> {
         .collect()
 }
 
-/// Which colour one load balancer sends new traffic to: the colour whose servers are all
-/// active in every listed backend while the other colour's are not.
+/// Which colour one load balancer sends new traffic to: the colour with a server active in
+/// every backend and every other server of it in maintenance (an isolated server), while the
+/// other colour has none active. A colour with a draining server is mid-switch: not live.
 pub async fn live_color(lb: &LoadBalancer, timeout: Duration) -> Result<Option<Color>> {
     let mut states = vec![];
     for b in &lb.backends {
@@ -85,22 +92,29 @@ pub async fn live_color(lb: &LoadBalancer, timeout: Duration) -> Result<Option<C
         }
         states.extend(parse_servers_state(&text));
     }
+    Ok(live_of(lb, &states))
+}
+
+/// [`live_color`] on parsed states.
+pub fn live_of(lb: &LoadBalancer, states: &[ServerState]) -> Option<Color> {
+    let of = |n: &String, b: &String| states.iter().find(|s| &s.backend == b && &s.server == n);
+    // In every backend, the server's state satisfies `ok`.
+    let everywhere = |n: &String, ok: fn(&ServerState) -> bool| {
+        lb.backends.iter().all(|b| of(n, b).is_some_and(ok))
+    };
     let active = |c: &Color| {
         lb.servers.get(c).is_some_and(|names| {
-            names.iter().all(|n| {
-                lb.backends.iter().all(|b| {
-                    states
-                        .iter()
-                        .any(|s| &s.backend == b && &s.server == n && s.is_active())
-                })
-            })
+            names.iter().any(|n| everywhere(n, ServerState::is_active))
+                && names
+                    .iter()
+                    .all(|n| everywhere(n, |s| s.is_active() || s.is_maint()))
         })
     };
     let live: Vec<Color> = lb.servers.keys().filter(|c| active(c)).copied().collect();
-    Ok(match live.as_slice() {
+    match live.as_slice() {
         [one] => Some(*one),
         _ => None,
-    })
+    }
 }
 
 /// Send several commands in one runtime-API transaction (`;`-separated on one line): HAProxy
@@ -141,6 +155,28 @@ pub fn switch_commands(lb: &LoadBalancer, from: Color, to: Color) -> Vec<String>
     cmds
 }
 
+/// `set server … state STATE` for one server in every backend (isolate_server: drain, maint,
+/// ready).
+pub fn server_commands(lb: &LoadBalancer, server: &str, state: &str) -> Vec<String> {
+    lb.backends
+        .iter()
+        .map(|b| format!("set server {b}/{server} state {state}"))
+        .collect()
+}
+
+/// Current sessions + queued requests on the named servers (`show stat`: scur, qcur).
+pub async fn sessions_of(lb: &LoadBalancer, names: &[String], timeout: Duration) -> Result<u64> {
+    let text = command(&lb.runtime_api, "show stat", timeout).await?;
+    let mut total = 0;
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let f: Vec<&str> = l.split(',').collect();
+        if f.len() > 4 && lb.backends.iter().any(|b| b == f[0]) && names.iter().any(|n| n == f[1]) {
+            total += f[2].parse::<u64>().unwrap_or(0) + f[4].parse::<u64>().unwrap_or(0);
+        }
+    }
+    Ok(total)
+}
+
 /// `set server … state maint` for every server of `color` (after its drain completed).
 pub fn maint_commands(lb: &LoadBalancer, color: Color) -> Vec<String> {
     let mut cmds = vec![];
@@ -154,16 +190,8 @@ pub fn maint_commands(lb: &LoadBalancer, color: Color) -> Vec<String> {
 
 /// Current sessions + queued requests on every server of `color` (`show stat`: scur, qcur).
 pub async fn sessions(lb: &LoadBalancer, color: Color, timeout: Duration) -> Result<u64> {
-    let text = command(&lb.runtime_api, "show stat", timeout).await?;
     let names = lb.servers.get(&color).cloned().unwrap_or_default();
-    let mut total = 0;
-    for l in text.lines().filter(|l| !l.starts_with('#')) {
-        let f: Vec<&str> = l.split(',').collect();
-        if f.len() > 4 && lb.backends.iter().any(|b| b == f[0]) && names.iter().any(|n| n == f[1]) {
-            total += f[2].parse::<u64>().unwrap_or(0) + f[4].parse::<u64>().unwrap_or(0);
-        }
-    }
-    Ok(total)
+    sessions_of(lb, &names, timeout).await
 }
 
 /// The colour to act on: `explicit`, else the one every load balancer agrees is live (exit 5
@@ -204,5 +232,42 @@ mod tests {
         assert!(s[0].is_active());
         assert_eq!((s[1].server.as_str(), s[1].admin_state), ("green", 5));
         assert!(!s[1].is_active());
+    }
+
+    #[test]
+    fn a_colour_with_an_isolated_server_is_still_live_a_draining_one_is_not() {
+        let lb: LoadBalancer = toml::from_str(
+            "name = \"l\"\nruntime_api = \"unix:/x\"\nbackends = [\"b\"]\n\
+             servers = { blue = [\"b1\", \"b2\"], green = [\"g1\", \"g2\"] }",
+        )
+        .unwrap();
+        let st = |states: &[(&str, u8)]| -> Vec<ServerState> {
+            states
+                .iter()
+                .map(|(n, a)| ServerState {
+                    backend: "b".into(),
+                    server: n.to_string(),
+                    op_state: 2,
+                    admin_state: *a,
+                })
+                .collect()
+        };
+        // blue serving, green in maintenance: blue.
+        let s = st(&[("b1", 0), ("b2", 0), ("g1", 1), ("g2", 1)]);
+        assert_eq!(live_of(&lb, &s), Some(Color::Blue));
+        // b2 isolated (maint): still blue.
+        let s = st(&[("b1", 0), ("b2", 1), ("g1", 1), ("g2", 1)]);
+        assert_eq!(live_of(&lb, &s), Some(Color::Blue));
+        // b2 draining: mid-switch, no live colour.
+        let s = st(&[("b1", 0), ("b2", 8), ("g1", 1), ("g2", 1)]);
+        assert_eq!(live_of(&lb, &s), None);
+        // Every server in maintenance: none; both serving: none.
+        let s = st(&[("b1", 1), ("b2", 1), ("g1", 1), ("g2", 1)]);
+        assert_eq!(live_of(&lb, &s), None);
+        let s = st(&[("b1", 0), ("b2", 0), ("g1", 0), ("g2", 0)]);
+        assert_eq!(live_of(&lb, &s), None);
+        // A server HAProxy does not list: not live.
+        let s = st(&[("b1", 0), ("g1", 1), ("g2", 1)]);
+        assert_eq!(live_of(&lb, &s), None);
     }
 }

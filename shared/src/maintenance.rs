@@ -4,7 +4,7 @@
 
 use crate::config::{Color, Role};
 use crate::cutover::{self as co, Ctx};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::lb;
 use crate::report::{Check, Report};
 use std::time::{Duration, Instant};
@@ -18,38 +18,53 @@ pub struct State {
     pub trading: Vec<(String, bool, bool)>,
     /// (load balancer, page on).
     pub lb_pages: Vec<(String, bool)>,
+    /// Servers that did not answer: `name (url): why`. Their state is unknown, so the colour
+    /// is neither fully on nor fully off.
+    pub unreachable: Vec<String>,
 }
 
 impl State {
     pub fn fully_on(&self) -> bool {
-        self.pages.iter().all(|(_, m)| m.is_some())
+        self.unreachable.is_empty()
+            && self.pages.iter().all(|(_, m)| m.is_some())
             && self.trading.iter().all(|(_, acc, _)| !acc)
             && self.lb_pages.iter().all(|(_, on)| *on)
     }
     pub fn fully_off(&self) -> bool {
-        self.pages.iter().all(|(_, m)| m.is_none())
+        self.unreachable.is_empty()
+            && self.pages.iter().all(|(_, m)| m.is_none())
             && self.trading.iter().all(|(_, acc, _)| *acc)
             && self.lb_pages.iter().all(|(_, on)| !on)
     }
 }
 
+/// Every server of `color` asked at once (isolated ones skipped); one that does not answer is
+/// listed, not fatal: the others' state is still the truth about them.
 pub async fn read(ctx: &Ctx, color: Color) -> Result<State> {
     let mut st = State::default();
-    for c in ctx.clients(color, &[Role::Web]) {
-        let a = c
-            .admin_state()
-            .await
-            .map_err(|e| Error::unreachable(c.base().to_string(), e))?;
-        st.pages.push((c.base().to_string(), a.maintenance));
+    let ask = |roles: &'static [Role]| {
+        let servers = ctx.fleet.select(Some(color), roles);
+        async move {
+            ctx.fleet
+                .each("read state", &servers, |c| async move {
+                    c.admin_state().await.map_err(|e| e.to_string())
+                })
+                .await
+        }
+    };
+    let (web, trading) = tokio::join!(ask(&[Role::Web]), ask(&[Role::TradingEngine, Role::Oms]));
+    for (s, a) in web.reached() {
+        st.pages.push((s.url.clone(), a.maintenance.clone()));
     }
-    for c in ctx.clients(color, &[Role::TradingEngine, Role::Oms]) {
-        let a = c
-            .admin_state()
-            .await
-            .map_err(|e| Error::unreachable(c.base().to_string(), e))?;
+    for (s, a) in trading.reached() {
         st.trading
-            .push((c.base().to_string(), a.accepting_orders, a.trading_active));
+            .push((s.url.clone(), a.accepting_orders, a.trading_active));
     }
+    for (s, why) in web.failed().into_iter().chain(trading.failed()) {
+        st.unreachable
+            .push(format!("{} ({}): {why}", s.name, s.url));
+    }
+    st.unreachable.dedup();
     for l in &ctx.env.load_balancers {
         if let Some(map) = &l.maintenance_map {
             let out = lb::command(
@@ -123,15 +138,18 @@ pub async fn enable(
         );
         return Ok(());
     }
-    let trading = ctx.clients(color, &[Role::TradingEngine, Role::Oms]);
     let t = Instant::now();
     let ok = step(
         report,
         "Stop new orders",
         t,
-        co::admin_all(&trading, "stopped new orders", |c| async move {
-            c.stop_orders().await
-        })
+        co::admin_all(
+            ctx,
+            color,
+            &[Role::TradingEngine, Role::Oms],
+            "stopped new orders",
+            |c| async move { c.stop_orders().await },
+        )
         .await
         .map(|x| x.0),
     );
@@ -152,9 +170,13 @@ pub async fn enable(
         report,
         "Stop trading strategies",
         t,
-        co::admin_all(&trading, "trading deactivated", |c| async move {
-            c.set_trading(false).await
-        })
+        co::admin_all(
+            ctx,
+            color,
+            &[Role::TradingEngine, Role::Oms],
+            "trading deactivated",
+            |c| async move { c.set_trading(false).await },
+        )
         .await
         .map(|x| x.0),
     );
@@ -162,7 +184,7 @@ pub async fn enable(
     let web = ctx.clients(color, &[Role::Web]);
     let r = async {
         let reason = reason.to_string();
-        co::admin_all(&web, "maintenance page on", |c| {
+        co::admin_all(ctx, color, &[Role::Web], "maintenance page on", |c| {
             let reason = reason.clone();
             async move { c.set_maintenance(Some(&reason)).await }
         })
@@ -196,9 +218,13 @@ pub async fn disable(
     let web = ctx.clients(color, &[Role::Web]);
     let r = async {
         let n = set_lb_page(ctx, false).await.map_err(|e| e.to_string())?;
-        co::admin_all(&web, "maintenance page off", |c| async move {
-            c.set_maintenance(None).await
-        })
+        co::admin_all(
+            ctx,
+            color,
+            &[Role::Web],
+            "maintenance page off",
+            |c| async move { c.set_maintenance(None).await },
+        )
         .await?;
         Ok(format!(
             "maintenance page off on {} web service(s) and {n} load balancer(s)",
@@ -207,15 +233,18 @@ pub async fn disable(
     }
     .await;
     step(report, "Remove the maintenance page", t, r);
-    let trading = ctx.clients(color, &[Role::TradingEngine, Role::Oms]);
     let t = Instant::now();
     step(
         report,
         "Accept orders again",
         t,
-        co::admin_all(&trading, "orders resumed", |c| async move {
-            c.resume_orders().await
-        })
+        co::admin_all(
+            ctx,
+            color,
+            &[Role::TradingEngine, Role::Oms],
+            "orders resumed",
+            |c| async move { c.resume_orders().await },
+        )
         .await
         .map(|x| x.0),
     );
@@ -225,9 +254,13 @@ pub async fn disable(
             report,
             "Resume trading",
             t,
-            co::admin_all(&trading, "trading activated", |c| async move {
-                c.set_trading(true).await
-            })
+            co::admin_all(
+                ctx,
+                color,
+                &[Role::TradingEngine, Role::Oms],
+                "trading activated",
+                |c| async move { c.set_trading(true).await },
+            )
             .await
             .map(|x| x.0),
         );
@@ -259,6 +292,13 @@ pub async fn status(ctx: &Ctx, color: Color, report: &mut Report) -> Result<()> 
                 },
                 if *active { "active" } else { "stopped" }
             )),
+        );
+    }
+    for u in &st.unreachable {
+        let name = u.split(' ').next().unwrap_or(u);
+        report.push(
+            Check::fail("status", format!("server {name}"), u.clone())
+                .hint("its state is unknown: check the server, or isolate it (isolate_server)"),
         );
     }
     for (name, on) in &st.lb_pages {

@@ -19,18 +19,26 @@ use crate::telemetry::Every;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
-async fn totals(clients: &[Client]) -> std::result::Result<Totals, HttpError> {
-    let mut t = Totals::default();
-    for c in clients {
-        t.add(&c.metric_totals().await?);
+/// Every client's counters (asked at once) and their sum.
+async fn totals(clients: &[Client]) -> std::result::Result<(Totals, Vec<Totals>), HttpError> {
+    let each = futures_util::future::join_all(clients.iter().map(|c| c.metric_totals())).await;
+    let mut sum = Totals::default();
+    let mut per = vec![];
+    for t in each {
+        let t = t?;
+        sum.add(&t);
+        per.push(t);
     }
-    Ok(t)
+    Ok((sum, per))
 }
 
 /// Samples one colour every tick: error proportion, business throughput and per-tick mean
 /// latency, fill rate, risk rejections and the strategies' P&L trend.
 pub struct Figurer {
     clients: Vec<Client>,
+    /// Each client's counters when the watch started, and now: which server went bad.
+    per_first: Vec<Totals>,
+    per_last: Vec<Totals>,
     first: Totals,
     last: Totals,
     latency: Vec<f64>,
@@ -45,13 +53,15 @@ pub struct Figurer {
 
 impl Figurer {
     pub async fn start(clients: Vec<Client>) -> std::result::Result<Figurer, HttpError> {
-        let t = totals(&clients).await?;
-        Ok(Figurer::from(clients, t))
+        let (t, per) = totals(&clients).await?;
+        Ok(Figurer::from(clients, t, per))
     }
 
-    fn from(clients: Vec<Client>, t: Totals) -> Figurer {
+    fn from(clients: Vec<Client>, t: Totals, per: Vec<Totals>) -> Figurer {
         Figurer {
             clients,
+            per_first: per.clone(),
+            per_last: per,
             first: t,
             last: t,
             latency: vec![],
@@ -64,7 +74,8 @@ impl Figurer {
     }
 
     pub async fn sample(&mut self) -> std::result::Result<(), HttpError> {
-        let t = totals(&self.clients).await?;
+        let (t, per) = totals(&self.clients).await?;
+        self.per_last = per;
         let (dn, ds) = (
             t.latency_count - self.last.latency_count,
             t.latency_sum - self.last.latency_sum,
@@ -93,6 +104,60 @@ impl Figurer {
         self.last_at = Instant::now();
         self.last = t;
         Ok(())
+    }
+
+    /// With more than one server, the one that stands out on `metric` since the watch began
+    /// (highest error proportion, mean latency or requests in flight; lowest fill rate): its
+    /// base URL and its figure beside the others' best.
+    pub fn worst(&self, metric: &str) -> Option<(String, String)> {
+        if self.clients.len() < 2 {
+            return None;
+        }
+        let figure = |f: &Totals, l: &Totals| -> Option<f64> {
+            let d = |a: f64, b: f64| b - a;
+            match metric {
+                "error_rate" => {
+                    let n = d(f.requests, l.requests);
+                    (n > 0.0).then(|| d(f.errors, l.errors) / n * 100.0)
+                }
+                "fill_rate" => {
+                    let n = d(f.accepted, l.accepted);
+                    (n > 0.0).then(|| -(d(f.fills, l.fills) / n))
+                }
+                "throughput" => Some(l.inflight),
+                m if m.contains("latency") => {
+                    let n = d(f.latency_count, l.latency_count);
+                    (n > 0.0).then(|| d(f.latency_sum, l.latency_sum) / n * 1000.0)
+                }
+                _ => None,
+            }
+        };
+        let figs: Vec<(usize, f64)> = self
+            .per_first
+            .iter()
+            .zip(&self.per_last)
+            .enumerate()
+            .filter_map(|(i, (f, l))| figure(f, l).map(|x| (i, x)))
+            .collect();
+        let (wi, wx) = figs.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
+        let others = figs
+            .iter()
+            .filter(|(i, _)| *i != wi)
+            .map(|(_, x)| *x)
+            .min_by(|a, b| a.total_cmp(b))?;
+        if wx <= others {
+            return None;
+        }
+        let show = |x: f64| match metric {
+            "error_rate" => format!("{x:.1} % errors"),
+            "fill_rate" => format!("fill rate {:.2}", -x),
+            "throughput" => format!("{x:.0} request(s) in flight"),
+            _ => format!("{x:.1} ms mean latency"),
+        };
+        Some((
+            self.clients[wi].base().to_string(),
+            format!("{} (the others: from {})", show(wx), show(others)),
+        ))
     }
 
     /// `(ticks, in flight)` when requests have been stuck for `MIN_SAMPLES` ticks in a row.
@@ -264,7 +329,7 @@ pub fn check_baseline_window(window: Duration, tick: Duration) -> crate::error::
 /// The figures of a window in which nothing was seen: the watch then judges by the absolute
 /// limits alone (a resumed run whose journal holds no baseline).
 pub fn no_baseline() -> metrics::Snapshot {
-    Figurer::from(vec![], Totals::default()).snapshot()
+    Figurer::from(vec![], Totals::default(), vec![]).snapshot()
 }
 
 /// `color` sampled for `window` (the old colour just before a change): the watch's baseline.
@@ -414,11 +479,22 @@ pub async fn observe(
             );
         }
         if let Some(bad) = verdicts.iter().find(|v| v.outcome == Outcome::Fail) {
+            // Name the server that stands out, by its fleet name.
+            let server = fig.worst(&bad.metric).map(|(url, fig)| {
+                let name = ctx
+                    .fleet
+                    .all()
+                    .into_iter()
+                    .find(|s| s.url == url && s.color == color)
+                    .map_or(url.clone(), |s| s.name.clone());
+                format!("; worst server: {name} at {fig}")
+            });
             return Err(Failed::Regressed(format!(
-                "{} regressed after {} ms: {}",
+                "{} regressed after {} ms: {}{}",
                 bad.metric,
                 start.elapsed().as_millis(),
-                bad.why
+                bad.why,
+                server.unwrap_or_default()
             )));
         }
         if note.due() {

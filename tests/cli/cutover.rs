@@ -1049,34 +1049,14 @@ async fn decommission_waits_out_the_rollback_window_and_a_rollback_after_it_refu
 
 /// The pid of each named host of a stack (its supervisor's pid file).
 fn host_pids(st: &Stack, names: &[&str]) -> Vec<String> {
-    names
-        .iter()
-        .map(|n| {
-            std::fs::read_to_string(st.dir.path().join(format!("s/{n}.pid")))
-                .unwrap()
-                .trim()
-                .to_string()
-        })
-        .collect()
-}
-
-/// The port a named host of the stack listens on (its line in `procs`: colour name role port).
-fn host_port(st: &Stack, name: &str) -> String {
-    std::fs::read_to_string(st.dir.path().join("s/procs"))
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f[1] == name).then(|| f[3].to_string())
-        })
-        .unwrap_or_else(|| panic!("no host {name} in procs"))
+    names.iter().map(|n| st.host_pid(n)).collect()
 }
 
 /// The version each named host's /health reports ("down" when it does not answer).
 async fn host_versions(st: &Stack, names: &[&str]) -> Vec<String> {
     let mut out = vec![];
     for n in names {
-        let port = host_port(st, n);
+        let port = st.host_port(n);
         let v = async {
             let h: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/health"))
                 .await
@@ -1340,7 +1320,7 @@ async fn a_fleet_deploys_and_cuts_over_server_by_server_and_one_dead_engine_stop
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
 
     // measure_latency measures every engine, sharing the load, and names the one that fails.
-    let port = host_port(&st, "trade-blue-02");
+    let port = st.host_port("trade-blue-02");
     let engine2 = deploykit::contract::Client::new(
         format!("http://127.0.0.1:{port}"),
         crate::support::http().with_token(deploykit::redact::Secret::new(

@@ -48,7 +48,7 @@ async fn one_colour_trades(st: &Stack, live: &str, trial: &str) {
 }
 
 /// `cutover run --to <to>` that SIGKILLs itself after `step`'s action, before journaling it.
-async fn killed_at(st: &Stack, to: &str, step: &str) {
+pub(crate) async fn killed_at(st: &Stack, to: &str, step: &str) {
     let mut cmd = st.cutover_cmd(&[
         "run",
         "--to",

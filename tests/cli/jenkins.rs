@@ -13,36 +13,23 @@
 use crate::notify::{Receiver, receiver};
 use crate::support::jenkins::{Build, Outcome, Runner, Verdict, stage_lists};
 use crate::support::stack::Stack;
-use crate::support::{bin_dir, psql, repo_root};
+use crate::support::{bin_dir, git, psql, repo_root};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PIPES: [&str; 6] = [
+const PIPES: [&str; 7] = [
     "dev",
     "staging",
     "production",
     "hotfix",
     "staging-rollback",
     "staging-refresh",
+    "emergency",
 ];
 
 fn jenkinsfile() -> String {
     std::fs::read_to_string(repo_root().join("Jenkinsfile")).unwrap()
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// The stage list of every pipeline, read from the Jenkinsfile: a renamed, added or removed
@@ -75,6 +62,12 @@ fn every_pipelines_stage_list_comes_from_the_jenkinsfile_with_locks_and_timeouts
             "{pipe} does not hold {env}"
         );
     }
+    // Deliberately lock-free: an emergency stop must not queue behind the deploy it stops.
+    assert!(
+        !lists["emergency"].iter().any(|s| s.contains("lock ")),
+        "{:?}",
+        lists["emergency"]
+    );
     insta::assert_snapshot!(text);
 }
 
@@ -388,6 +381,18 @@ impl World {
         (ws, b)
     }
 
+    /// [`tool`] with this world's config; it must succeed.
+    fn tool(&self, secrets: (&str, &Stack), bin: &str, args: &[&str]) {
+        let config = self.cfg.path().join("deploy.toml");
+        let out = tool(config.to_str().unwrap(), Some(secrets), bin, args);
+        assert!(
+            out.status.success(),
+            "{bin} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The notifications posted so far, as their text, and forget them.
     fn notifications(&self) -> Vec<String> {
         std::mem::take(&mut *self.webhook.bodies.lock().unwrap())
@@ -395,6 +400,23 @@ impl World {
             .map(|(_, b)| b)
             .collect()
     }
+}
+
+/// One tool run beside the pipeline, as an operator types it: the harness config, and a stack's
+/// secrets (database URL as `<PREFIX>_DATABASE_URL`, admin token) by environment, never argument.
+fn tool(
+    config: &str,
+    secrets: Option<(&str, &Stack)>,
+    bin: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let mut c = Command::new(crate::support::bin(bin));
+    c.args(args).env("DEPLOYKIT_CONFIG", config);
+    if let Some((prefix, s)) = secrets {
+        c.env(format!("{prefix}_DATABASE_URL"), s.url("DATABASE_URL"))
+            .env("DEPLOYKIT_ADMIN_TOKEN", s.url("DEPLOYKIT_ADMIN_TOKEN"));
+    }
+    c.output().unwrap()
 }
 
 fn run(ws: &Path, b: Build, mut hook: impl FnMut(&str)) -> Outcome {
@@ -407,8 +429,11 @@ fn run(ws: &Path, b: Build, mut hook: impl FnMut(&str)) -> Outcome {
                 // The window Jenkins would keep as the pre-switch figures: the last seconds of
                 // the live colour, saved as the cutover starts.
                 if stage.ends_with("/ Cutover") {
-                    let out = Command::new(crate::support::bin("compare_metrics"))
-                        .args([
+                    let out = tool(
+                        &config,
+                        None,
+                        "compare_metrics",
+                        &[
                             "-e",
                             "production",
                             "--baseline",
@@ -424,10 +449,8 @@ fn run(ws: &Path, b: Build, mut hook: impl FnMut(&str)) -> Outcome {
                             "--save",
                             &baseline,
                             "-q",
-                        ])
-                        .env("DEPLOYKIT_CONFIG", &config)
-                        .output()
-                        .unwrap();
+                        ],
+                    );
                     assert!(
                         std::path::Path::new(&baseline).is_file(),
                         "pre-switch baseline not saved: {}",
@@ -551,7 +574,8 @@ impl Load {
 /// The production pipeline twice in a row (a branch build, then a tag build), then its failure
 /// scenarios, each ending as the guide says: before the switch nothing is rolled back; after the
 /// switch traffic goes back; a failed rollback is named loudly; a failed migration lifts the
-/// maintenance window. Every build notifies the team.
+/// maintenance window; last, the emergency pipeline stops all trading. Every build notifies the
+/// team.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn production_twice_in_a_row_then_failures_before_and_after_the_switch_during_rollback_and_migration()
  {
@@ -675,18 +699,7 @@ async fn production_twice_in_a_row_then_failures_before_and_after_the_switch_dur
         "the failed rollback left traffic where it was"
     );
     // The runbook's step: roll back by hand once the load balancer answers again.
-    let out = Command::new(crate::support::bin("cutover"))
-        .args(["-e", "production", "rollback"])
-        .env("DEPLOYKIT_CONFIG", w.cfg.path().join("deploy.toml"))
-        .env("PROD_DATABASE_URL", p.url("DATABASE_URL"))
-        .env("DEPLOYKIT_ADMIN_TOKEN", p.url("DEPLOYKIT_ADMIN_TOKEN"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    w.tool(("PROD", &p), "cutover", &["-e", "production", "rollback"]);
     assert_eq!(live(&p), "blue 1.2.0");
 
     // 6. A failed migration: the window it needed is lifted again, nothing deployed, nothing
@@ -721,6 +734,29 @@ async fn production_twice_in_a_row_then_failures_before_and_after_the_switch_dur
     // Serving again (the maintenance page is not a service's /health).
     assert_eq!(live(&p), "blue 1.2.0");
     assert!(w.notifications()[0].contains("production deploy of 1.6.0"));
+
+    // 7. The guide's §10 kill switch from Jenkins: no lock to wait for, every trading server
+    // stopped, the maintenance page up, the team told.
+    let (ws, b) = w.build(
+        "main",
+        false,
+        &[("PIPELINE", "emergency"), ("EMERGENCY_ACTION", "stop")],
+    );
+    let o = run(&ws, b, |_| {});
+    passed(&o);
+    assert_eq!(o.ran("emergency.sh").len(), 1, "{}", o.log);
+    let page = reqwest::get(format!("{}/", p.url("HAPROXY_URL")))
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 503);
+    assert!(
+        !p.client("blue")
+            .admin_state()
+            .await
+            .unwrap()
+            .accepting_orders
+    );
+    assert!(w.notifications()[0].contains("emergency stop"));
     drop(w.cfg);
 }
 
@@ -734,8 +770,10 @@ async fn staging_dev_hotfix_staging_rollback_and_weekly_refresh_pipelines_run_gr
     let mut w = World::new(Some(&s), &p).await;
 
     // Staging's latency gate needs an accepted baseline: the first is taken on purpose.
-    let out = Command::new(crate::support::bin("measure_latency"))
-        .args([
+    w.tool(
+        ("STAGING", &s),
+        "measure_latency",
+        &[
             "-e",
             "staging",
             "--color",
@@ -748,16 +786,7 @@ async fn staging_dev_hotfix_staging_rollback_and_weekly_refresh_pipelines_run_gr
             "--warmup",
             "500ms",
             "--production",
-        ])
-        .env("DEPLOYKIT_CONFIG", w.cfg.path().join("deploy.toml"))
-        .env("STAGING_DATABASE_URL", s.url("DATABASE_URL"))
-        .env("DEPLOYKIT_ADMIN_TOKEN", s.url("DEPLOYKIT_ADMIN_TOKEN"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        ],
     );
 
     // dev: one server (TARGET_SERVER), smoke.

@@ -9,6 +9,7 @@ mod cutover;
 mod cutover_faults;
 mod db_migrate;
 mod deployment_report;
+mod emergency;
 mod exit_codes;
 mod faults;
 mod help;

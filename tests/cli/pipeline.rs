@@ -18,6 +18,9 @@ fn parses(tool: &str, args: &[String]) -> Result<(), String> {
         "compare_metrics" => compare_metrics::Args::try_parse_from(&argv).map(|_| ()),
         "cutover" => cutover::Args::try_parse_from(&argv).map(|_| ()),
         "maintenance_mode" => maintenance_mode::Args::try_parse_from(&argv).map(|_| ()),
+        "emergency_stop" => emergency_stop::Args::try_parse_from(&argv).map(|_| ()),
+        "emergency_rollback" => emergency_rollback::Args::try_parse_from(&argv).map(|_| ()),
+        "isolate_server" => isolate_server::Args::try_parse_from(&argv).map(|_| ()),
         "validate_config" => validate_config::Args::try_parse_from(&argv).map(|_| ()),
         "strategy_rollout" => strategy_rollout::Args::try_parse_from(&argv).map(|_| ()),
         "generate_deployment_report" => {
@@ -54,6 +57,8 @@ fn value_of(var: &str) -> &'static str {
         "LATENCY_BASELINE" => "baselines/staging-latency.json",
         "LATENCY_AGAINST" => "accepted",
         "CONFIG_FILE" => "config/risk_limits.yaml",
+        "WORKING_ORDERS" => "cancel",
+        "SERVER" => "trade-blue-01",
         _ => "x",
     }
 }

@@ -1,10 +1,9 @@
 //! verify_env: every check has a test where it passes and one where it fails.
 
-use crate::support::{Run, config, run, run_in};
+use crate::support::{Run, config, git, run, run_in};
 use deploykit::verify::parse_version;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 // ---------- version parsing: real outputs ----------
 
@@ -107,23 +106,6 @@ fn write_exe(dir: &Path, name: &str, body: &str) -> PathBuf {
     std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     p
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A repo with one commit on `main`.
@@ -272,16 +254,8 @@ fn a_jenkins_workspace_detached_head_with_build_output_passes_and_faults_still_f
             ws.to_str().unwrap(),
         ],
     );
-    let head = String::from_utf8(
-        Command::new("git")
-            .args(["rev-parse", "HEAD"])
-            .current_dir(&ws)
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    git(&ws, &["checkout", "-q", "--detach", head.trim()]);
+    let head = git(&ws, &["rev-parse", "HEAD"]);
+    git(&ws, &["checkout", "-q", "--detach", &head]);
     let wp = ws.to_str().unwrap();
     let cfg = "checks = [\"git\"]\nexpected_branch = \"main\"\n";
     let jenkins = [("BRANCH_NAME", "main"), ("GIT_BRANCH", "origin/main")];

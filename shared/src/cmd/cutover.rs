@@ -137,7 +137,7 @@ impl Tool for Args {
         }
         let token = env.admin_token().ok();
         // The run's own token: signals cancel it, and so does losing the environment lock.
-        let c = Ctx::new(
+        let mut c = Ctx::new(
             ctx.env_name.as_str(),
             env.clone(),
             token.clone(),
@@ -146,6 +146,7 @@ impl Tool for Args {
             self.dry.dry_run,
         );
         let journal_dir = self.journal.dir(&ctx)?;
+        c.load_isolation(&journal_dir).await;
         let mut report = ctx.report();
         match &self.command {
             Command::Status => {

@@ -57,7 +57,7 @@ impl Tool for Args {
     async fn run(self, ctx: Context) -> Result<Report> {
         let env = ctx.env()?.clone();
         let token = env.admin_token()?;
-        let c = Ctx::new(
+        let mut c = Ctx::new(
             ctx.env_name.as_str(),
             env.clone(),
             Some(token),
@@ -65,6 +65,7 @@ impl Tool for Args {
             ctx.cancel.child_token(),
             false,
         );
+        c.load_isolation(&self.journal.dir(&ctx)?).await;
         let mut report = ctx.report();
         if self.status {
             let color = crate::lb::target_color(&env, self.color, ctx.timeout).await?;

@@ -87,7 +87,7 @@ impl Tool for Args {
         }
         let env = ctx.env()?.clone();
         let token = env.admin_token()?;
-        let c = Ctx::new(
+        let mut c = Ctx::new(
             ctx.env_name.as_str(),
             env.clone(),
             Some(token),
@@ -95,6 +95,7 @@ impl Tool for Args {
             ctx.cancel.child_token(),
             self.dry.dry_run,
         );
+        c.load_isolation(&self.journal.dir(&ctx)?).await;
         let mut report = ctx.report();
         let new_plan = |color| Plan {
             strategies: self

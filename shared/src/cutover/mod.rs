@@ -9,6 +9,7 @@ pub mod ops;
 use crate::config::{Color, Environment, Role};
 use crate::contract::{Client, FeedSource};
 use crate::error::Result;
+use crate::fleet::Fleet;
 use crate::http::Http;
 use crate::journal::{Entry, Journal};
 use crate::lb;
@@ -79,6 +80,8 @@ pub struct Ctx {
     pub timeout: Duration,
     pub cancel: CancellationToken,
     pub dry_run: bool,
+    /// Every server of the environment: the one way to act on a role or colour.
+    pub fleet: Fleet,
 }
 
 impl Ctx {
@@ -94,9 +97,11 @@ impl Ctx {
         if let Some(t) = token {
             http = http.with_token(t);
         }
+        let fleet = Fleet::new(&env, http.clone(), timeout);
         Ctx {
             env_name: env_name.into(),
             env,
+            fleet,
             http,
             timeout,
             cancel,
@@ -104,15 +109,34 @@ impl Ctx {
         }
     }
 
+    /// The journal's isolated servers out of service for this run (see [`Ctx::isolate`]).
+    pub async fn load_isolation(&mut self, journal_dir: &std::path::Path) {
+        let isolated =
+            crate::fleet::isolated(&self.env_name, &self.env, self.timeout, journal_dir).await;
+        self.isolate(&isolated);
+    }
+
+    /// Take `isolated` servers out of service for this run: fan-outs skip them (and say so),
+    /// and health checks, switches, drains and the live colour no longer count them.
+    pub fn isolate(&mut self, isolated: &[crate::fleet::Isolation]) {
+        let names: Vec<String> = isolated.iter().map(|i| i.server.clone()).collect();
+        for i in isolated {
+            tracing::info!(
+                "{} is isolated (since {}): out of service for this run",
+                i.server,
+                i.since
+            );
+        }
+        crate::fleet::without(&mut self.env, &self.fleet, &names);
+        self.fleet = self.fleet.clone().with_isolated(names);
+    }
+
     pub fn clients(&self, color: Color, roles: &[Role]) -> Vec<Client> {
-        let mut urls: Vec<String> = roles
-            .iter()
-            .flat_map(|r| self.env.urls(color, *r).iter().map(|u| u.to_string()))
-            .collect();
-        urls.sort();
-        urls.dedup();
-        urls.into_iter()
-            .map(|u| Client::new(u, self.http.clone()))
+        self.fleet
+            .select(Some(color), roles)
+            .into_iter()
+            .filter(|s| !self.fleet.is_isolated(s))
+            .map(|s| self.fleet.client(s))
             .collect()
     }
 
@@ -157,38 +181,40 @@ pub fn agreed(live: &[(String, Option<Color>)]) -> std::result::Result<Color, St
     }
 }
 
-/// Every service of `color` healthy, ready and (when asked) at `version`.
+/// Every server of `color` in service healthy, ready and (when asked) at `version`, asked at
+/// once; a failure names every server that is not, and why.
 pub async fn health(
     ctx: &Ctx,
     color: Color,
     version: Option<&str>,
 ) -> std::result::Result<(), StepFailure> {
-    let clients = ctx.all(color);
-    if clients.is_empty() {
+    let servers: Vec<_> = ctx
+        .fleet
+        .select(Some(color), &Role::ALL)
+        .into_iter()
+        .filter(|s| !ctx.fleet.is_isolated(s))
+        .collect();
+    if servers.is_empty() {
         return Err(format!("no services configured for {color}").into());
     }
-    let results = futures_util::future::join_all(
-        clients
-            .iter()
-            .map(|c| async move { (c.base().to_string(), c.health().await) }),
-    )
-    .await;
-    let mut bad = vec![];
-    for (url, r) in results {
-        match r {
-            Err(e) => bad.push(e.to_string()),
-            Ok(h) => {
-                if h.status != "ok" {
-                    bad.push(format!("{url} status {}", h.status));
-                }
-                if let Some(v) = version
-                    && h.version != v
-                {
-                    bad.push(format!("{url} runs {} (expected {v})", h.version));
-                }
+    let out = ctx
+        .fleet
+        .each("health", &servers, |c| async move {
+            let h = c.health().await.map_err(|e| e.to_string())?;
+            if h.status != "ok" {
+                return Err(format!("status {}", h.status));
             }
-        }
-    }
+            match version {
+                Some(v) if h.version != v => Err(format!("runs {} (expected {v})", h.version)),
+                _ => Ok(()),
+            }
+        })
+        .await;
+    let bad: Vec<String> = out
+        .failed()
+        .into_iter()
+        .map(|(s, why)| format!("{} ({}): {why}", s.name, s.url))
+        .collect();
     if bad.is_empty() {
         Ok(())
     } else {
@@ -397,30 +423,34 @@ pub async fn finalize_switch(ctx: &Ctx, from: Color, to: Color) -> StepResult {
     }
 }
 
-pub async fn admin_all<F, Fut>(clients: &[Client], what: &str, f: F) -> StepResult
+/// One admin call on every server of `color` serving `roles`, all at once through the fleet:
+/// every server is tried, and a failure names each server that failed and why.
+pub async fn admin_all<F, Fut, T>(
+    ctx: &Ctx,
+    color: Color,
+    roles: &[Role],
+    what: &str,
+    f: F,
+) -> StepResult
 where
     F: Fn(Client) -> Fut,
-    Fut: std::future::Future<
-            Output = std::result::Result<crate::contract::AdminState, crate::http::HttpError>,
-        >,
+    Fut: std::future::Future<Output = std::result::Result<T, crate::http::HttpError>>,
 {
-    if clients.is_empty() {
-        return Err(format!("{what}: no service configured").into());
-    }
-    for c in clients {
-        f(c.clone())
-            .await
-            .map_err(|e| format!("{what} on {}: {e}", c.base()))?;
-    }
-    Ok((
-        format!("{what} on {} service(s)", clients.len()),
-        serde_json::json!({}),
-    ))
+    let servers = ctx.fleet.select(Some(color), roles);
+    ctx.fleet
+        .each(what, &servers, |c| {
+            let call = f(c);
+            async move { call.await.map_err(|e| e.to_string()) }
+        })
+        .await
+        .into_step()
 }
 
 pub async fn set_feeds(ctx: &Ctx, color: Color) -> StepResult {
     admin_all(
-        &ctx.clients(color, &[Role::Marketdata]),
+        ctx,
+        color,
+        &[Role::Marketdata],
         "feeds → production",
         |c| async move { c.set_feed_source(FeedSource::Production).await },
     )
@@ -431,13 +461,21 @@ pub async fn set_feeds(ctx: &Ctx, color: Color) -> StepResult {
 /// read back.
 pub async fn activate(ctx: &Ctx, color: Color, strategies: &Strategies) -> StepResult {
     let clients = ctx.clients(color, &[Role::TradingEngine, Role::Oms]);
-    admin_all(&clients, "resume orders", |c| async move {
-        c.resume_orders().await
-    })
+    admin_all(
+        ctx,
+        color,
+        &[Role::TradingEngine, Role::Oms],
+        "resume orders",
+        |c| async move { c.resume_orders().await },
+    )
     .await?;
-    admin_all(&clients, "trading activated", |c| async move {
-        c.set_trading(true).await
-    })
+    admin_all(
+        ctx,
+        color,
+        &[Role::TradingEngine, Role::Oms],
+        "trading activated",
+        |c| async move { c.set_trading(true).await },
+    )
     .await?;
     let engines = ctx.clients(color, &[Role::TradingEngine]);
     for c in &engines {
@@ -557,20 +595,23 @@ pub async fn standby(ctx: &Ctx, color: Color) -> StepResult {
 }
 
 /// Trading and every active strategy off on one service, each strategy keeping its size for
-/// the day it is switched back on. Standby and rollback both stop a colour this way.
-async fn trading_off(
+/// the day it is switched back on; answers the strategies it switched off. Standby, rollback and
+/// the emergency stop all stop a service this way.
+pub async fn trading_off(
     c: &crate::contract::Client,
-) -> std::result::Result<(), crate::http::HttpError> {
+) -> std::result::Result<Vec<String>, crate::http::HttpError> {
     c.set_trading(false).await?;
     let st = c.admin_state().await?;
+    let mut stopped = vec![];
     for (name, s) in st.strategies.iter().filter(|(_, s)| s.active) {
         let off = crate::contract::Strategy {
             active: false,
             size_pct: s.size_pct,
         };
         c.set_strategy(name, &off).await?;
+        stopped.push(name.clone());
     }
-    Ok(())
+    Ok(stopped)
 }
 
 /// The rollback: stop trading on `bad` → traffic back to `good` (one prepared transaction per
@@ -595,7 +636,6 @@ pub async fn rollback(
     if !done("stop_trading") {
         // Best effort: a dead colour cannot be told anything; the switch must still happen.
         let clients = ctx.clients(bad, &[Role::TradingEngine, Role::Oms]);
-        let goods = ctx.clients(good, &[Role::TradingEngine, Role::Oms]);
         r.step("stop_trading", || async {
             let mut n = 0;
             for c in &clients {
@@ -604,9 +644,13 @@ pub async fn rollback(
                 }
             }
             // The colour we return to must take orders the moment traffic arrives.
-            admin_all(&goods, "resume orders", |c| async move {
-                c.resume_orders().await
-            })
+            admin_all(
+                ctx,
+                good,
+                &[Role::TradingEngine, Role::Oms],
+                "resume orders",
+                |c| async move { c.resume_orders().await },
+            )
             .await?;
             Ok((
                 format!(

@@ -739,7 +739,9 @@ pub async fn run(
             .step("stop_new_orders", || async {
                 // The new colour must take orders the moment traffic arrives.
                 co::admin_all(
-                    &c.clients(to, &[Role::TradingEngine, Role::Oms]),
+                    c,
+                    to,
+                    &[Role::TradingEngine, Role::Oms],
                     "resume orders",
                     |cl| async move { cl.resume_orders().await },
                 )

@@ -62,6 +62,36 @@ impl Stack {
             .collect()
     }
 
+    /// The process id of a named host of a fleet stack (`trade-blue-02`).
+    pub fn host_pid(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("s/{name}.pid")))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// The port a named host of the stack listens on (its line in `procs`: colour name role port).
+    pub fn host_port(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join("s/procs"))
+            .unwrap()
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f[1] == name).then(|| f[3].to_string())
+            })
+            .unwrap_or_else(|| panic!("no host {name} in procs"))
+    }
+
+    /// An admin client of a named host.
+    pub fn host_client(&self, name: &str) -> deploykit::contract::Client {
+        deploykit::contract::Client::new(
+            format!("http://127.0.0.1:{}", self.host_port(name)),
+            super::http().with_token(deploykit::redact::Secret::new(
+                self.url("DEPLOYKIT_ADMIN_TOKEN"),
+            )),
+        )
+    }
+
     /// A client of `color`'s service holding the stack's admin token.
     pub fn client(&self, color: &str) -> deploykit::contract::Client {
         deploykit::contract::Client::new(

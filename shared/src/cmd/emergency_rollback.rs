@@ -1,0 +1,151 @@
+//! `emergency_rollback`: the guide's §10 "total deployment failure" (replaces
+//! emergency_rollback.sh).
+
+use crate::cli::{CommonArgs, Context, Tool};
+use crate::config::{Color, parse_duration};
+use crate::cutover::Ctx;
+use crate::error::Result;
+use crate::journal::{Entry, Journal, JournalArgs};
+use crate::report::{Check, Report};
+use std::time::Duration;
+
+/// Put traffic back on the previous colour now, whatever the journal says: the live colour is
+/// read from the load balancers, the previous colour's healthy servers take orders, every load
+/// balancer switches, the failed colour drains (bounded) and is emergency-stopped. Takes no
+/// lock (a hung cutover may hold it); journals what it did and notifies the team.
+#[derive(Debug, clap::Parser)]
+#[command(name = "emergency_rollback", version)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// The colour to return to [default: the colour the load balancers do not send traffic to].
+    #[arg(long, value_enum)]
+    pub to: Option<Color>,
+
+    /// How long the failed colour's sessions may drain before it is cut off.
+    #[arg(long, value_parser = parse_duration, default_value = "5s", value_name = "DURATION")]
+    pub drain_deadline: Duration,
+
+    /// Why (journaled and in the notification).
+    #[arg(long, default_value = "total deployment failure")]
+    pub reason: String,
+
+    #[command(flatten)]
+    pub journal: JournalArgs,
+}
+
+impl Tool for Args {
+    const NAME: &'static str = "emergency_rollback";
+
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+
+    async fn run(self, ctx: Context) -> Result<Report> {
+        let env = ctx.env()?.clone();
+        let token = env.admin_token()?;
+        let mut c = Ctx::new(
+            ctx.env_name.as_str(),
+            env.clone(),
+            Some(token),
+            ctx.timeout,
+            ctx.cancel.child_token(),
+            false,
+        );
+        let journal_dir = self.journal.dir(&ctx)?;
+        c.load_isolation(&journal_dir).await;
+        let mut report = ctx.report();
+        let (failed, target) =
+            crate::emergency::rollback(&c, self.to, self.drain_deadline, &mut report).await?;
+
+        // The record and the notification never undo or delay what was done: each is tried,
+        // and a failure is a warning naming what to do by hand.
+        let run_id = format!("emergency-rollback-{:x}", crate::cutover::now_ms());
+        let outcome = if report.outcome == crate::report::Outcome::Fail {
+            "failed"
+        } else {
+            "finished"
+        };
+        let entry = |step: &str, state: &str, detail: &str| Entry {
+            run_id: run_id.clone(),
+            environment: c.env_name.clone(),
+            action: "rollback".into(),
+            from_color: failed.to_string(),
+            to_color: target.to_string(),
+            step: step.into(),
+            state: state.into(),
+            detail: detail.into(),
+            at: String::new(),
+        };
+        let record = async {
+            let j = Journal::open_unlocked(&c.env_name, &env, ctx.timeout, &journal_dir).await?;
+            j.write(&entry(
+                "switch_back",
+                "done",
+                &format!("emergency: {}", self.reason),
+            ))
+            .await?;
+            j.write(&entry(
+                "stop_new",
+                "done",
+                "emergency stop of the failed colour",
+            ))
+            .await?;
+            j.write(&entry("finished", outcome, &self.reason)).await
+        };
+        report.push(match record.await {
+            Ok(()) => Check::ok("emergency rollback", "Journaled")
+                .message(format!("run {run_id}: {failed} → {target}")),
+            Err(e) => Check::warn("emergency rollback", "Journaled", e.to_string())
+                .hint("record the rollback in the incident log by hand; the journal's next cutover status may not show it"),
+        });
+        let text = format!(
+            ":rotating_light: *EMERGENCY ROLLBACK* ({}): traffic {} {target}, {failed} stopped — {}",
+            c.env_name,
+            if outcome == "finished" {
+                "back on"
+            } else {
+                "NOT fully back on"
+            },
+            self.reason
+        );
+        report.push(match notify(&env, ctx.timeout, &text).await {
+            Ok(Some(status)) => {
+                Check::ok("emergency rollback", "Team notified").message(format!("HTTP {status}"))
+            }
+            Ok(None) => Check::skip(
+                "emergency rollback",
+                "Team notified",
+                format!(
+                    "no webhook in ${}: tell the team yourself",
+                    env.notify_webhook_env
+                ),
+            ),
+            Err(e) => Check::warn("emergency rollback", "Team notified", e)
+                .hint("tell the team yourself: the rollback is done"),
+        });
+        Ok(report)
+    }
+}
+
+/// Post `text` to the environment's webhook if one is configured: `None` when none is.
+async fn notify(
+    env: &crate::config::Environment,
+    timeout: Duration,
+    text: &str,
+) -> std::result::Result<Option<u16>, String> {
+    let Ok(url) = env.notify_webhook() else {
+        return Ok(None);
+    };
+    let http = crate::http::Http::new(env.timeouts.connect.0, timeout);
+    let body = serde_json::json!({ "text": crate::redact::redact(text) });
+    match http.post_json_text(url.expose(), &body).await {
+        Ok((s, _)) if (200..300).contains(&s) => Ok(Some(s)),
+        Ok((s, answer)) => Err(format!(
+            "the webhook answered HTTP {s}: {}",
+            answer.chars().take(200).collect::<String>()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}

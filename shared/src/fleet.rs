@@ -1,0 +1,355 @@
+//! The fleet: every server of an environment — its name, colour, roles, URL and the HAProxy
+//! server it is — and the one way to act on many of them. A fan-out runs every server at once
+//! (bounded concurrency), gives each call one deadline, and keeps every server's outcome
+//! (reached, failed and why, skipped because isolated) instead of stopping at the first error:
+//! with 18 servers a colour, one dead host costs one deadline and is named, never hides the
+//! other 17. See docs/decisions/0023-fleet-module.md.
+
+use crate::config::{Color, Environment, Role};
+use crate::contract::Client;
+use crate::http::Http;
+use futures_util::StreamExt;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// How many servers one fan-out calls at once: every server of the guide's production (18 a
+/// colour, both colours) in one wave, without opening hundreds of sockets on a bigger fleet.
+pub const CONCURRENCY: usize = 64;
+
+/// One server: one service URL, with every role it serves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub name: String,
+    pub color: Color,
+    pub roles: Vec<Role>,
+    pub url: String,
+    /// The load balancers (by name) whose HAProxy server of the same name is this server.
+    pub load_balancers: Vec<String>,
+}
+
+impl Server {
+    pub fn serves(&self, roles: &[Role]) -> bool {
+        self.roles.iter().any(|r| roles.contains(r))
+    }
+}
+
+/// Every server of an environment, built once from its config.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    servers: Vec<Server>,
+    isolated: BTreeSet<String>,
+    http: Http,
+    deadline: Duration,
+}
+
+impl Fleet {
+    /// The servers of `env`, ordered by colour then name; `deadline` bounds each server's call.
+    pub fn new(env: &Environment, http: Http, deadline: Duration) -> Fleet {
+        let mut servers: Vec<Server> = vec![];
+        for (color, roles) in &env.services {
+            for (role, urls) in roles {
+                for u in urls {
+                    let url = u.to_string();
+                    match servers
+                        .iter_mut()
+                        .find(|s| s.url == url && s.color == *color)
+                    {
+                        Some(s) => s.roles.push(*role),
+                        None => servers.push(Server {
+                            name: name_of(env, u),
+                            color: *color,
+                            roles: vec![*role],
+                            url,
+                            load_balancers: vec![],
+                        }),
+                    }
+                }
+            }
+        }
+        for s in &mut servers {
+            s.load_balancers = env
+                .load_balancers
+                .iter()
+                .filter(|l| l.servers.get(&s.color).is_some_and(|v| v.contains(&s.name)))
+                .map(|l| l.name.clone())
+                .collect();
+        }
+        servers.sort_by(|a, b| (a.color, &a.name).cmp(&(b.color, &b.name)));
+        Fleet {
+            servers,
+            isolated: BTreeSet::new(),
+            http,
+            deadline,
+        }
+    }
+
+    /// Mark servers as out of service: fan-outs skip them and say so.
+    pub fn with_isolated(mut self, names: impl IntoIterator<Item = String>) -> Fleet {
+        self.isolated.extend(names);
+        self
+    }
+
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    pub fn all(&self) -> Vec<&Server> {
+        self.servers.iter().collect()
+    }
+
+    /// The servers of `color` (every colour for `None`) that serve any of `roles`.
+    pub fn select(&self, color: Option<Color>, roles: &[Role]) -> Vec<&Server> {
+        self.servers
+            .iter()
+            .filter(|s| color.is_none_or(|c| s.color == c) && s.serves(roles))
+            .collect()
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Server> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
+    pub fn is_isolated(&self, s: &Server) -> bool {
+        self.isolated.contains(&s.name)
+    }
+
+    pub fn client(&self, s: &Server) -> Client {
+        Client::new(&s.url, self.http.clone())
+    }
+
+    /// Run `f` on every server of `servers` at once (at most [`CONCURRENCY`] in flight), each
+    /// call bounded by the fleet's deadline; isolated servers are skipped. Every server's
+    /// outcome is kept, in the order given.
+    pub async fn each<T, F, Fut>(&self, what: &str, servers: &[&Server], f: F) -> FleetOutcome<T>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, String>>,
+    {
+        let deadline = self.deadline;
+        // Owned servers and ready-made calls: the stream's items borrow nothing from a closure
+        // argument, which keeps the future `Send` for every caller.
+        let calls: Vec<_> = servers
+            .iter()
+            .map(|s| {
+                let server = (*s).clone();
+                let call = (!self.is_isolated(s)).then(|| f(self.client(s)));
+                async move {
+                    let started = Instant::now();
+                    let status = match call {
+                        None => Status::Skipped("isolated (out of service)".into()),
+                        Some(call) => match tokio::time::timeout(deadline, call).await {
+                            Ok(Ok(t)) => Status::Reached(t),
+                            Ok(Err(why)) => Status::Failed(why),
+                            Err(_) => Status::Failed(format!(
+                                "no answer within {} (stalled or unreachable)",
+                                humantime::format_duration(deadline)
+                            )),
+                        },
+                    };
+                    ServerResult {
+                        server,
+                        status,
+                        took: started.elapsed(),
+                    }
+                }
+            })
+            .collect();
+        let results = futures_util::stream::iter(calls)
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+        FleetOutcome {
+            what: what.into(),
+            results,
+        }
+    }
+}
+
+/// A server's name: the config's name for its URL, else its host (with the port when the host
+/// is an address or serves more than one URL).
+fn name_of(env: &Environment, u: &crate::config::HttpUrl) -> String {
+    if let Some((n, _)) = env.servers.iter().find(|(_, v)| v.0 == u.0) {
+        return n.clone();
+    }
+    let host = u.0.host_str().unwrap_or("?").to_string();
+    let shared = env
+        .services
+        .values()
+        .flat_map(|r| r.values().flatten())
+        .any(|o| o.0.host_str() == Some(&host) && o.0.port() != u.0.port());
+    let is_addr =
+        matches!(u.0.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_))) || host == "localhost";
+    match u.0.port() {
+        Some(p) if shared || is_addr => format!("{host}:{p}"),
+        _ => host,
+    }
+}
+
+/// The journal action of `isolate_server`: one entry per isolation or return, its step the
+/// server's name, its state `isolated` or `returned`.
+pub const ISOLATE_ACTION: &str = "isolate";
+
+/// One isolation as the journal records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Isolation {
+    pub server: String,
+    pub since: String,
+    pub reason: String,
+}
+
+/// The servers isolated now: per server, its last `isolate` entry says `isolated`.
+pub fn isolated_in(entries: &[crate::journal::Entry]) -> Vec<Isolation> {
+    let mut last: std::collections::BTreeMap<&str, &crate::journal::Entry> = Default::default();
+    for e in entries.iter().filter(|e| e.action == ISOLATE_ACTION) {
+        last.insert(&e.step, e);
+    }
+    last.into_values()
+        .filter(|e| e.state == "isolated")
+        .map(|e| Isolation {
+            server: e.step.clone(),
+            since: e.at.clone(),
+            reason: e.detail.clone(),
+        })
+        .collect()
+}
+
+/// The servers isolated now, read from the environment's journal without its lock. A journal
+/// that cannot be read isolates nothing: every server then counts, and a dead one fails the
+/// run that needs it (the safe side), with a warning saying why.
+pub async fn isolated(
+    env_name: &str,
+    env: &Environment,
+    timeout: Duration,
+    journal_dir: &std::path::Path,
+) -> Vec<Isolation> {
+    match crate::journal::Journal::read(env_name, env, timeout, journal_dir).await {
+        Ok(entries) => isolated_in(&entries),
+        Err(e) => {
+            tracing::warn!("isolated servers unknown (journal unreadable: {e}): none skipped");
+            vec![]
+        }
+    }
+}
+
+/// `env` without `names`: their URLs leave `services` and their HAProxy servers leave every
+/// load balancer's list, so health checks, switches, drains and the live colour count only
+/// the servers in service.
+pub fn without(env: &mut Environment, fleet: &Fleet, names: &[String]) {
+    for n in names {
+        let Some(s) = fleet.by_name(n) else { continue };
+        if let Some(roles) = env.services.get_mut(&s.color) {
+            for urls in roles.values_mut() {
+                urls.retain(|u| u.to_string() != s.url);
+            }
+        }
+        for l in &mut env.load_balancers {
+            if let Some(v) = l.servers.get_mut(&s.color) {
+                v.retain(|x| x != n);
+            }
+        }
+    }
+}
+
+/// What happened on one server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status<T> {
+    Reached(T),
+    Failed(String),
+    Skipped(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerResult<T> {
+    pub server: Server,
+    pub status: Status<T>,
+    pub took: Duration,
+}
+
+/// Every server's outcome of one fan-out.
+#[derive(Debug, Clone)]
+pub struct FleetOutcome<T> {
+    pub what: String,
+    pub results: Vec<ServerResult<T>>,
+}
+
+impl<T> FleetOutcome<T> {
+    pub fn failed(&self) -> Vec<(&Server, &str)> {
+        self.results
+            .iter()
+            .filter_map(|r| match &r.status {
+                Status::Failed(w) => Some((&r.server, w.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn reached(&self) -> Vec<(&Server, &T)> {
+        self.results
+            .iter()
+            .filter_map(|r| match &r.status {
+                Status::Reached(t) => Some((&r.server, t)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn skipped(&self) -> Vec<&Server> {
+        self.results
+            .iter()
+            .filter(|r| matches!(r.status, Status::Skipped(_)))
+            .map(|r| &r.server)
+            .collect()
+    }
+
+    /// Every server not skipped was reached.
+    pub fn all_reached(&self) -> bool {
+        self.failed().is_empty()
+    }
+
+    /// One line: `stop orders on 16/18 server(s); failed: trade-blue-02 (…), …; skipped
+    /// (isolated): trade-blue-03`.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} on {}/{} server(s)",
+            self.what,
+            self.reached().len(),
+            self.results.len()
+        );
+        let failed = self.failed();
+        if !failed.is_empty() {
+            s.push_str("; failed: ");
+            s.push_str(
+                &failed
+                    .iter()
+                    .map(|(sv, w)| format!("{} ({w})", sv.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+        }
+        let skipped = self.skipped();
+        if !skipped.is_empty() {
+            s.push_str("; skipped (isolated): ");
+            s.push_str(
+                &skipped
+                    .iter()
+                    .map(|sv| sv.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+        }
+        s
+    }
+
+    /// As a cutover step: the summary when every server was reached, else the summary as the
+    /// failure (naming each server).
+    pub fn into_step(self) -> crate::cutover::StepResult {
+        if self.results.is_empty() {
+            return Err(format!("{}: no service configured", self.what).into());
+        }
+        if self.all_reached() {
+            Ok((self.summary(), serde_json::json!({})))
+        } else {
+            Err(self.summary().into())
+        }
+    }
+}
