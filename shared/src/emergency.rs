@@ -166,7 +166,7 @@ async fn stop_one(c: &Client) -> std::result::Result<Stopped, String> {
         .await
         .map_err(e("cancel working orders"))?
         .len();
-    let strategies = crate::cutover::trading_off(c)
+    let strategies = crate::fleet::trading_off(c)
         .await
         .map_err(e("trading and strategies off"))?;
     let after = c.admin_state().await.map_err(e("read back"))?;
@@ -246,7 +246,7 @@ async fn set_lb_state(
 /// that does not answer (the usual reason to isolate it) is isolated all the same: HAProxy is
 /// what keeps traffic away from it.
 pub async fn isolate(
-    ctx: &crate::cutover::Ctx,
+    ctx: &crate::fleet::Ctx,
     journal: &Journal,
     s: &Server,
     orders: WorkingOrders,
@@ -378,7 +378,7 @@ fn order_ids(orders: &[crate::contract::Order]) -> String {
 /// its colour's version and passes the smoke checks against it alone; then it trades as its
 /// colour's other servers do, every load balancer makes it `ready`, and the return is journaled.
 pub async fn restore(
-    ctx: &crate::cutover::Ctx,
+    ctx: &crate::fleet::Ctx,
     journal: &Journal,
     s: &Server,
     report: &mut Report,
@@ -563,15 +563,15 @@ pub async fn restore(
 /// one transaction (its unhealthy servers stay out), the failed colour drains (bounded) and is
 /// emergency-stopped. Answers (failed, restored) colours once traffic has moved.
 pub async fn rollback(
-    ctx: &crate::cutover::Ctx,
+    ctx: &crate::fleet::Ctx,
     to: Option<Color>,
     drain_deadline: Duration,
     report: &mut Report,
 ) -> Result<(Color, Color)> {
     use crate::error::Error;
     let t = Instant::now();
-    let live = crate::cutover::live_colors(ctx).await?;
-    let target = match (to, crate::cutover::agreed(&live)) {
+    let live = crate::fleet::live_colors(ctx).await?;
+    let target = match (to, crate::lb::agreed(&live)) {
         (Some(c), _) => c,
         (None, Ok(live)) => live.other(),
         (None, Err(why)) => {

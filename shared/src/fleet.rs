@@ -3,14 +3,21 @@
 //! (bounded concurrency), gives each call one deadline, and keeps every server's outcome
 //! (reached, failed and why, skipped because isolated) instead of stopping at the first error:
 //! with 18 servers a colour, one dead host costs one deadline and is named, never hides the
-//! other 17. See docs/decisions/0023-fleet-module.md.
+//! other 17. A run on the fleet (`Ctx`: the environment, the fleet, isolation, the deadline) and
+//! the fleet-wide steps every tool shares (health, one admin call everywhere, the live colours,
+//! trading off) live here too; cutover, maintenance, rollout and the emergency tools build on
+//! them. See docs/decisions/0023-fleet-module.md.
 
 use crate::config::{Color, Environment, Role};
 use crate::contract::Client;
+use crate::error::Result;
 use crate::http::Http;
+use crate::lb;
+use crate::redact::Secret;
 use futures_util::StreamExt;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// How many servers one fan-out calls at once: every server of the guide's production (18 a
 /// colour, both colours) in one wave, without opening hundreds of sockets on a bigger fleet.
@@ -342,7 +349,7 @@ impl<T> FleetOutcome<T> {
 
     /// As a cutover step: the summary when every server was reached, else the summary as the
     /// failure (naming each server).
-    pub fn into_step(self) -> crate::cutover::StepResult {
+    pub fn into_step(self) -> StepResult {
         if self.results.is_empty() {
             return Err(format!("{}: no service configured", self.what).into());
         }
@@ -352,4 +359,182 @@ impl<T> FleetOutcome<T> {
             Err(self.summary().into())
         }
     }
+}
+
+// ---------------------------------------------------------------- a run on the fleet
+
+/// Everything a cutover or rollback needs.
+pub struct Ctx {
+    pub env_name: String,
+    pub env: Environment,
+    pub http: Http,
+    pub timeout: Duration,
+    pub cancel: CancellationToken,
+    pub dry_run: bool,
+    /// Every server of the environment: the one way to act on a role or colour.
+    pub fleet: Fleet,
+}
+
+impl Ctx {
+    pub fn new(
+        env_name: &str,
+        env: Environment,
+        token: Option<Secret>,
+        timeout: Duration,
+        cancel: CancellationToken,
+        dry_run: bool,
+    ) -> Ctx {
+        let mut http = Http::new(env.timeouts.connect.0, timeout);
+        if let Some(t) = token {
+            http = http.with_token(t);
+        }
+        let fleet = Fleet::new(&env, http.clone(), timeout);
+        Ctx {
+            env_name: env_name.into(),
+            env,
+            fleet,
+            http,
+            timeout,
+            cancel,
+            dry_run,
+        }
+    }
+
+    /// The journal's isolated servers out of service for this run (see [`Ctx::isolate`]).
+    pub async fn load_isolation(&mut self, journal_dir: &std::path::Path) {
+        let isolated =
+            crate::fleet::isolated(&self.env_name, &self.env, self.timeout, journal_dir).await;
+        self.isolate(&isolated);
+    }
+
+    /// Take `isolated` servers out of service for this run: fan-outs skip them (and say so),
+    /// and health checks, switches, drains and the live colour no longer count them.
+    pub fn isolate(&mut self, isolated: &[crate::fleet::Isolation]) {
+        let names: Vec<String> = isolated.iter().map(|i| i.server.clone()).collect();
+        for i in isolated {
+            tracing::info!(
+                "{} is isolated (since {}): out of service for this run",
+                i.server,
+                i.since
+            );
+        }
+        crate::fleet::without(&mut self.env, &self.fleet, &names);
+        self.fleet = self.fleet.clone().with_isolated(names);
+    }
+
+    pub fn clients(&self, color: Color, roles: &[Role]) -> Vec<Client> {
+        self.fleet
+            .select(Some(color), roles)
+            .into_iter()
+            .filter(|s| !self.fleet.is_isolated(s))
+            .map(|s| self.fleet.client(s))
+            .collect()
+    }
+
+    pub fn all(&self, color: Color) -> Vec<Client> {
+        self.clients(color, &Role::ALL)
+    }
+}
+
+/// The live colour on every load balancer; unreachable → exit 4.
+pub async fn live_colors(ctx: &Ctx) -> Result<Vec<(String, Option<Color>)>> {
+    let mut out = vec![];
+    for l in &ctx.env.load_balancers {
+        out.push((l.name.clone(), lb::live_color(l, ctx.timeout).await?));
+    }
+    Ok(out)
+}
+
+crate::failure!(
+    /// Why a step of a cutover or rollback failed (or a precondition of one does not hold):
+    /// the run records it as the step's failed check and then rolls back or stops, so it
+    /// carries no exit code of its own; the report's verdict decides that.
+    StepFailure
+);
+
+/// A step's outcome: its message and data for the report, or why it failed.
+pub type StepResult = std::result::Result<(String, serde_json::Value), StepFailure>;
+
+/// Every server of `color` in service healthy, ready and (when asked) at `version`, asked at
+/// once; a failure names every server that is not, and why.
+pub async fn health(
+    ctx: &Ctx,
+    color: Color,
+    version: Option<&str>,
+) -> std::result::Result<(), StepFailure> {
+    let servers: Vec<_> = ctx
+        .fleet
+        .select(Some(color), &Role::ALL)
+        .into_iter()
+        .filter(|s| !ctx.fleet.is_isolated(s))
+        .collect();
+    if servers.is_empty() {
+        return Err(format!("no services configured for {color}").into());
+    }
+    let out = ctx
+        .fleet
+        .each("health", &servers, |c| async move {
+            let h = c.health().await.map_err(|e| e.to_string())?;
+            if h.status != "ok" {
+                return Err(format!("status {}", h.status));
+            }
+            match version {
+                Some(v) if h.version != v => Err(format!("runs {} (expected {v})", h.version)),
+                _ => Ok(()),
+            }
+        })
+        .await;
+    let bad: Vec<String> = out
+        .failed()
+        .into_iter()
+        .map(|(s, why)| format!("{} ({}): {why}", s.name, s.url))
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad.join("; ").into())
+    }
+}
+
+/// One admin call on every server of `color` serving `roles`, all at once through the fleet:
+/// every server is tried, and a failure names each server that failed and why.
+pub async fn admin_all<F, Fut, T>(
+    ctx: &Ctx,
+    color: Color,
+    roles: &[Role],
+    what: &str,
+    f: F,
+) -> StepResult
+where
+    F: Fn(Client) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, crate::http::HttpError>>,
+{
+    let servers = ctx.fleet.select(Some(color), roles);
+    ctx.fleet
+        .each(what, &servers, |c| {
+            let call = f(c);
+            async move { call.await.map_err(|e| e.to_string()) }
+        })
+        .await
+        .into_step()
+}
+
+/// Trading and every active strategy off on one service, each strategy keeping its size for
+/// the day it is switched back on; answers the strategies it switched off. Standby, rollback and
+/// the emergency stop all stop a service this way.
+pub async fn trading_off(
+    c: &crate::contract::Client,
+) -> std::result::Result<Vec<String>, crate::http::HttpError> {
+    c.set_trading(false).await?;
+    let st = c.admin_state().await?;
+    let mut stopped = vec![];
+    for (name, s) in st.strategies.iter().filter(|(_, s)| s.active) {
+        let off = crate::contract::Strategy {
+            active: false,
+            size_pct: s.size_pct,
+        };
+        c.set_strategy(name, &off).await?;
+        stopped.push(name.clone());
+    }
+    Ok(stopped)
 }

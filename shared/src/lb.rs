@@ -194,6 +194,22 @@ pub async fn sessions(lb: &LoadBalancer, color: Color, timeout: Duration) -> Res
     sessions_of(lb, &names, timeout).await
 }
 
+/// The one colour every instance agrees is live, or why not.
+pub fn agreed(live: &[(String, Option<Color>)]) -> std::result::Result<Color, String> {
+    let colors: Vec<Option<Color>> = live.iter().map(|(_, c)| *c).collect();
+    match colors.first() {
+        None => Err("no load balancer configured for this environment".into()),
+        Some(Some(c)) if colors.iter().all(|x| x == &Some(*c)) => Ok(*c),
+        _ => Err(format!(
+            "load balancers disagree about the live colour: {}",
+            live.iter()
+                .map(|(n, c)| format!("{n}={}", c.map_or("none".to_string(), |c| c.to_string())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
 /// The colour to act on: `explicit`, else the one every load balancer agrees is live (exit 5
 /// when they disagree or none is), else — with no load balancer — the environment's first colour.
 pub async fn target_color(
@@ -211,8 +227,7 @@ pub async fn target_color(
     for l in &env.load_balancers {
         live.push((l.name.clone(), live_color(l, timeout).await?));
     }
-    crate::cutover::agreed(&live)
-        .map_err(|e| Error::Conflict(format!("{e}; pass --color blue|green")))
+    agreed(&live).map_err(|e| Error::Conflict(format!("{e}; pass --color blue|green")))
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 //! stops it. A rollback after that refuses and says what to do instead.
 
 use crate::config::{Color, HumanDuration, Role};
-use crate::cutover::{self as co, Ctx};
+use crate::cutover::{self as co};
 use crate::error::{Error, Result};
+use crate::fleet::Ctx;
 use crate::journal::{Entry, Journal};
 use crate::report::{Check, Report};
 use chrono::{DateTime, Utc};
@@ -78,7 +79,7 @@ pub async fn decommission(
     force: Option<&str>,
     report: &mut Report,
 ) -> Result<()> {
-    let live = co::agreed(&co::live_colors(c).await?).map_err(|e| {
+    let live = crate::lb::agreed(&crate::fleet::live_colors(c).await?).map_err(|e| {
         Error::Conflict(format!(
             "{e}: finish or roll back the cutover before retiring a colour"
         ))

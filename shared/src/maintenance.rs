@@ -3,8 +3,9 @@
 //! configured, HAProxy itself). The state is always read from the services and HAProxy.
 
 use crate::config::{Color, Role};
-use crate::cutover::{self as co, Ctx};
+use crate::cutover::{self as co};
 use crate::error::Result;
+use crate::fleet::{self, Ctx};
 use crate::lb;
 use crate::report::{Check, Report};
 use std::time::{Duration, Instant};
@@ -104,7 +105,7 @@ fn step(
     report: &mut Report,
     name: &str,
     start: Instant,
-    r: std::result::Result<String, co::StepFailure>,
+    r: std::result::Result<String, fleet::StepFailure>,
 ) -> bool {
     match r {
         Ok(m) => {
@@ -143,7 +144,7 @@ pub async fn enable(
         report,
         "Stop new orders",
         t,
-        co::admin_all(
+        fleet::admin_all(
             ctx,
             color,
             &[Role::TradingEngine, Role::Oms],
@@ -170,7 +171,7 @@ pub async fn enable(
         report,
         "Stop trading strategies",
         t,
-        co::admin_all(
+        fleet::admin_all(
             ctx,
             color,
             &[Role::TradingEngine, Role::Oms],
@@ -184,7 +185,7 @@ pub async fn enable(
     let web = ctx.clients(color, &[Role::Web]);
     let r = async {
         let reason = reason.to_string();
-        co::admin_all(ctx, color, &[Role::Web], "maintenance page on", |c| {
+        fleet::admin_all(ctx, color, &[Role::Web], "maintenance page on", |c| {
             let reason = reason.clone();
             async move { c.set_maintenance(Some(&reason)).await }
         })
@@ -218,7 +219,7 @@ pub async fn disable(
     let web = ctx.clients(color, &[Role::Web]);
     let r = async {
         let n = set_lb_page(ctx, false).await.map_err(|e| e.to_string())?;
-        co::admin_all(
+        fleet::admin_all(
             ctx,
             color,
             &[Role::Web],
@@ -238,7 +239,7 @@ pub async fn disable(
         report,
         "Accept orders again",
         t,
-        co::admin_all(
+        fleet::admin_all(
             ctx,
             color,
             &[Role::TradingEngine, Role::Oms],
@@ -254,7 +255,7 @@ pub async fn disable(
             report,
             "Resume trading",
             t,
-            co::admin_all(
+            fleet::admin_all(
                 ctx,
                 color,
                 &[Role::TradingEngine, Role::Oms],

@@ -5,8 +5,8 @@
 use crate::cli::Context;
 use crate::config::{Color, Role};
 use crate::contract::{Client, Strategy};
-use crate::cutover::Ctx;
 use crate::error::{Error, Result, Signal};
+use crate::fleet::Ctx;
 use crate::journal::{Entry, Journal};
 use crate::report::{Check, Report};
 use crate::watch::{self, Failed};

@@ -12,7 +12,7 @@ use crate::config::{
     Color, Direction, Environment, MetricKind, MetricSpec, OnInconclusive, OnMissing,
 };
 use crate::contract::{Client, MetricTotals as Totals};
-use crate::cutover::{Ctx, health};
+use crate::fleet::{Ctx, health};
 use crate::http::HttpError;
 use crate::metrics::{self, Figures, Outcome, Verdict};
 use crate::telemetry::Every;

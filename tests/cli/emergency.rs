@@ -238,6 +238,7 @@ async fn a_crashed_server_stops_the_cutover_isolated_it_does_not_and_returns_onl
     assert_eq!(lb_admin_state(&st, "trade-green-02"), "maint");
 
     let load = crate::cutover::start_load(&st.url("HAPROXY_URL"), 100);
+    // About time: the live colour under load before the cutover's baseline window opens.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let (code, v, err) = st.cutover(&run).await;
     let (samples, _) = load.finish().await;
@@ -294,6 +295,7 @@ async fn a_crashed_server_stops_the_cutover_isolated_it_does_not_and_returns_onl
         .await
         .unwrap();
     let load = crate::cutover::start_load(&st.url("HAPROXY_URL"), 100);
+    // About time: the live colour under load before the cutover's baseline window opens.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let (code, v, err) = st
         .cutover(&[
@@ -352,6 +354,7 @@ async fn emergency_rollback_after_a_cutover_and_in_the_middle_of_one_loses_no_or
 
     // Client orders through HAProxy for the whole story: none may be lost.
     let load = crate::cutover::start_load(&st.url("HAPROXY_URL"), 100);
+    // About time: the live colour under load before the cutover's baseline window opens.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
     // 1. After a completed cutover to green.

@@ -7,7 +7,7 @@
 use crate::support::{ADMIN_TOKEN, client, sim};
 use deploykit::config::{Color, Config, EnvName};
 use deploykit::contract::{Faults, OrderRequest, OrderType, Side, Strategy};
-use deploykit::cutover::Ctx;
+use deploykit::fleet::Ctx;
 use deploykit::watch::{self, Failed};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;

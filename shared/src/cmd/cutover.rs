@@ -2,8 +2,9 @@
 
 use crate::cli::{CommonArgs, Context, DryRunArgs, Tool};
 use crate::config::{Color, parse_duration};
-use crate::cutover::{Ctx, ops};
+use crate::cutover::ops;
 use crate::error::{Error, Result};
+use crate::fleet::Ctx;
 use crate::journal::JournalArgs;
 use crate::report::Report;
 use crate::watch;

@@ -3,8 +3,8 @@
 
 use crate::cli::{CommonArgs, Context, Tool};
 use crate::config::{Color, parse_duration};
-use crate::cutover::Ctx;
 use crate::error::Result;
+use crate::fleet::Ctx;
 use crate::journal::{Entry, Journal, JournalArgs};
 use crate::report::{Check, Report};
 use std::time::Duration;

@@ -3,9 +3,9 @@
 
 use crate::cli::{CommonArgs, Context, Tool};
 use crate::config::parse_duration;
-use crate::cutover::Ctx;
 use crate::emergency::WorkingOrders;
 use crate::error::{Error, Result};
+use crate::fleet::Ctx;
 use crate::journal::JournalArgs;
 use crate::report::Report;
 use std::time::Duration;

@@ -2,8 +2,8 @@
 
 use crate::cli::{CommonArgs, Context, Tool};
 use crate::config::{Color, parse_duration};
-use crate::cutover::Ctx;
 use crate::error::Result;
+use crate::fleet::Ctx;
 use crate::journal::JournalArgs;
 use crate::maintenance;
 use crate::report::Report;

@@ -3,8 +3,9 @@
 
 use crate::cli::{CommonArgs, Context, DryRunArgs, Tool};
 use crate::config::{Color, parse_duration};
-use crate::cutover::{self as co, Ctx};
+use crate::cutover::{self as co};
 use crate::error::{Error, Result};
+use crate::fleet::Ctx;
 use crate::journal::JournalArgs;
 use crate::report::Report;
 use crate::rollout::{FINISHED, PLAN, Plan, Rollout, engines, interrupted, plan_report, reverse};

@@ -25,7 +25,7 @@ pub async fn status(
     journal_dir: &std::path::Path,
     report: &mut Report,
 ) -> Result<()> {
-    let live = co::live_colors(c).await?;
+    let live = crate::fleet::live_colors(c).await?;
     for (name, color) in &live {
         report.push(match color {
             Some(col) => {
@@ -38,7 +38,7 @@ pub async fn status(
             ),
         });
     }
-    let agreed = co::agreed(&live);
+    let agreed = crate::lb::agreed(&live);
     report.push(match &agreed {
         Ok(col) => Check::ok("status", "Load balancers agree").message(format!("{col} is live")),
         Err(e) => Check::fail("status", "Load balancers agree", e.to_string())
@@ -58,7 +58,7 @@ pub async fn status(
 /// The idle colour (the one no load balancer sends traffic to); with `expect`, a conflict unless
 /// that colour is the idle one.
 pub async fn idle(c: &Ctx, expect: Option<Color>, report: &mut Report) -> Result<()> {
-    let live = co::agreed(&co::live_colors(c).await?).map_err(|e| {
+    let live = crate::lb::agreed(&crate::fleet::live_colors(c).await?).map_err(|e| {
         Error::Conflict(format!(
             "{e}: no colour is idle until the cutover is finished or rolled back (`cutover status`)"
         ))
@@ -609,9 +609,9 @@ pub async fn run(
         }
     }
     // Prepare: nothing changes until every precondition holds.
-    let live = co::live_colors(c).await?;
+    let live = crate::fleet::live_colors(c).await?;
     if !switched_already {
-        match co::agreed(&live) {
+        match crate::lb::agreed(&live) {
             Err(e) => {
                 report.push(
                     Check::fail("cutover", "prepare", format!("{e}; nothing changed"))
@@ -630,7 +630,7 @@ pub async fn run(
                     .is_some_and(|e| e.action == "cutover" && e.to_color == to.as_str())
                     && last.iter().any(|x| x.state == "finished");
                 let on_version = match expect_version {
-                    Some(v) => co::health(c, to, Some(v)).await.is_ok(),
+                    Some(v) => crate::fleet::health(c, to, Some(v)).await.is_ok(),
                     None => false,
                 };
                 if finished_here && on_version {
@@ -647,7 +647,7 @@ pub async fn run(
             }
             Ok(_) => {}
         }
-        if let Err(e) = co::health(c, to, expect_version).await {
+        if let Err(e) = crate::fleet::health(c, to, expect_version).await {
             report.push(
                 Check::fail(
                     "cutover",
@@ -738,7 +738,7 @@ pub async fn run(
         ok = r
             .step("stop_new_orders", || async {
                 // The new colour must take orders the moment traffic arrives.
-                co::admin_all(
+                crate::fleet::admin_all(
                     c,
                     to,
                     &[Role::TradingEngine, Role::Oms],
