@@ -400,6 +400,21 @@ impl Ctx {
         }
     }
 
+    /// The run of a tool that changes services: its environment, the admin token (missing:
+    /// the config error it always was), the tool's timeout and a child of its cancellation.
+    pub fn for_tool(ctx: &crate::cli::Context, dry_run: bool) -> Result<Ctx> {
+        let env = ctx.env()?.clone();
+        let token = env.admin_token()?;
+        Ok(Ctx::new(
+            ctx.env_name.as_str(),
+            env,
+            Some(token),
+            ctx.timeout,
+            ctx.cancel.child_token(),
+            dry_run,
+        ))
+    }
+
     /// The journal's isolated servers out of service for this run (see [`Ctx::isolate`]).
     pub async fn load_isolation(&mut self, journal_dir: &std::path::Path) {
         let isolated =

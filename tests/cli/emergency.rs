@@ -150,25 +150,6 @@ async fn emergency_stop_stops_every_reachable_server_and_names_the_dead_and_the_
     }
 }
 
-fn stack_restart(st: &Stack, host: &str) {
-    let out = std::process::Command::new("bash")
-        .arg(crate::support::repo_root().join("scripts/stack"))
-        .args([
-            "restart",
-            "--dir",
-            st.dir.path().join("s").to_str().unwrap(),
-            "--host",
-            host,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// HAProxy's view of one server from `show servers state`: "maint", "drain" or "ready" (the
 /// admin-state bits; 0x04 only records the config's `disabled`).
 fn lb_admin_state(st: &Stack, server: &str) -> &'static str {
@@ -263,7 +244,7 @@ async fn a_crashed_server_stops_the_cutover_isolated_it_does_not_and_returns_onl
     assert_eq!(lb_admin_state(&st, "trade-green-02"), "maint");
 
     // Restarted: healthy, at green's version, smoke-tested alone, then back in HAProxy.
-    stack_restart(&st, "trade-green-02");
+    st.restart_host("trade-green-02");
     let r = st
         .run("isolate_server", &["trade-green-02", "--return"])
         .await;

@@ -56,16 +56,7 @@ impl Tool for Args {
     }
 
     async fn run(self, ctx: Context) -> Result<Report> {
-        let env = ctx.env()?.clone();
-        let token = env.admin_token()?;
-        let mut c = Ctx::new(
-            ctx.env_name.as_str(),
-            env,
-            Some(token),
-            ctx.timeout,
-            ctx.cancel.child_token(),
-            false,
-        );
+        let mut c = Ctx::for_tool(&ctx, false)?;
         let Some(server) = c.fleet.by_name(&self.server).cloned() else {
             let names: Vec<&str> = c.fleet.all().iter().map(|s| s.name.as_str()).collect();
             return Err(Error::Usage(format!(

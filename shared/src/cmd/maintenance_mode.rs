@@ -55,16 +55,8 @@ impl Tool for Args {
     }
 
     async fn run(self, ctx: Context) -> Result<Report> {
-        let env = ctx.env()?.clone();
-        let token = env.admin_token()?;
-        let mut c = Ctx::new(
-            ctx.env_name.as_str(),
-            env.clone(),
-            Some(token),
-            ctx.timeout,
-            ctx.cancel.child_token(),
-            false,
-        );
+        let mut c = Ctx::for_tool(&ctx, false)?;
+        let env = c.env.clone();
         c.load_isolation(&self.journal.dir(&ctx)?).await;
         let mut report = ctx.report();
         if self.status {

@@ -86,16 +86,8 @@ impl Tool for Args {
                 "--steps must be increasing percentages between 1 and 100, e.g. 10,50,100".into(),
             ));
         }
-        let env = ctx.env()?.clone();
-        let token = env.admin_token()?;
-        let mut c = Ctx::new(
-            ctx.env_name.as_str(),
-            env.clone(),
-            Some(token),
-            ctx.timeout,
-            ctx.cancel.child_token(),
-            self.dry.dry_run,
-        );
+        let mut c = Ctx::for_tool(&ctx, self.dry.dry_run)?;
+        let env = c.env.clone();
         c.load_isolation(&self.journal.dir(&ctx)?).await;
         let mut report = ctx.report();
         let new_plan = |color| Plan {

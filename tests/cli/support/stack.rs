@@ -43,23 +43,38 @@ impl Stack {
         self.env[k].clone()
     }
 
-    /// Every process id of `color` (one on the small stack, one per host on a fleet).
-    pub fn pids(&self, color: &str) -> Vec<String> {
+    /// `scripts/stack COMMAND --dir <this stack> ARGS…`; it must succeed; its stdout.
+    fn script(&self, command: &str, args: &[&str]) -> String {
         let out = std::process::Command::new("bash")
             .arg(super::repo_root().join("scripts/stack"))
             .args([
-                "pids",
+                command,
                 "--dir",
                 self.dir.path().join("s").to_str().unwrap(),
-                "--color",
-                color,
             ])
+            .args(args)
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stdout)
+        assert!(
+            out.status.success(),
+            "scripts/stack {command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Every process id of `color` (one on the small stack, one per host on a fleet).
+    pub fn pids(&self, color: &str) -> Vec<String> {
+        self.script("pids", &["--color", color])
             .lines()
             .map(str::to_string)
             .collect()
+    }
+
+    /// Restart one host's service from its current release (`scripts/stack restart`), as its
+    /// supervisor would after a crash.
+    pub fn restart_host(&self, name: &str) {
+        self.script("restart", &["--host", name]);
     }
 
     /// The process id of a named host of a fleet stack (`trade-blue-02`).
