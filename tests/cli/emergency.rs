@@ -204,6 +204,10 @@ async fn a_crashed_server_stops_the_cutover_isolated_it_does_not_and_returns_onl
     assert!(v.to_string().contains("trade-green-02"), "{v}\n{err}");
     assert_eq!(st.live().await, "blue");
 
+    let smoke = ["--color", "green", "--only", "health"];
+    let r = st.run("smoke_tests", &smoke).await;
+    assert_eq!(r.code, 1, "{}", r.all());
+
     // Isolated: drained and in maintenance on HAProxy, journaled; the dead service is named.
     let r = st
         .run(
@@ -217,6 +221,14 @@ async fn a_crashed_server_stops_the_cutover_isolated_it_does_not_and_returns_onl
         vec!["Stop orders on trade-green-02"]
     );
     assert_eq!(lb_admin_state(&st, "trade-green-02"), "maint");
+    // Smoke tests skip it and say so.
+    let r = st.run("smoke_tests", &smoke).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        crate::support::checks_with(&r.stdout, "skip").contains(&"trade-green-02 isolated".into()),
+        "{}",
+        r.stdout
+    );
 
     let load = crate::cutover::start_load(&st.url("HAPROXY_URL"), 100);
     // About time: the live colour under load before the cutover's baseline window opens.

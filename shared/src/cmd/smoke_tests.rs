@@ -47,6 +47,10 @@ pub struct Args {
     /// Leave out these groups.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "GROUP")]
     pub skip: Vec<Group>,
+
+    /// Where isolated servers are recorded (isolate_server); they are skipped and named.
+    #[command(flatten)]
+    pub journal: crate::journal::JournalArgs,
 }
 
 impl Args {
@@ -154,6 +158,31 @@ impl Tool for Args {
             return Ok(report);
         }
         let http = crate::http::Http::new(env.timeouts.connect.0, ctx.timeout);
+        // Isolated servers are out of service: not checked, and said so.
+        let mut env = env;
+        let fleet = crate::fleet::Fleet::new(&env, http.clone(), ctx.timeout);
+        let isolated: Vec<_> = crate::fleet::isolated(
+            ctx.env_name.as_str(),
+            &env,
+            ctx.timeout,
+            &self.journal.dir(&ctx)?,
+        )
+        .await
+        .into_iter()
+        .filter(|i| fleet.by_name(&i.server).is_some_and(|s| s.color == color))
+        .collect();
+        let names: Vec<String> = isolated.iter().map(|i| i.server.clone()).collect();
+        crate::fleet::without(&mut env, &fleet, &names);
+        for i in &isolated {
+            report.push(Check::skip(
+                "health",
+                format!("{} isolated", i.server),
+                format!(
+                    "out of service since {} (isolate_server): not checked",
+                    i.since
+                ),
+            ));
+        }
         let target = Target {
             color,
             http,
