@@ -220,6 +220,56 @@ async fn deploy_installs_reloads_and_verifies() {
     );
 }
 
+/// The guide's §10 "Configuration corruption": the live file broken by hand (the service still
+/// serves what it loaded) → `--restore` puts back the newest backup that validates, reloads and
+/// reads it back; a corrupt newer backup is skipped and named; `--to` picks one; no good backup
+/// is a conflict that changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_puts_back_the_last_good_backup_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = write(dir.path(), "live_risk_limits.yaml", GOOD);
+    let (s, _d, cfg) = deploy_fixture(Some(Path::new(&live)), Path::new(&live)).await;
+    // Nothing to restore yet.
+    let r = vc(&cfg, &["--restore"]).await;
+    assert_eq!(r.code, 5, "{}", r.all());
+    assert!(r.stderr.contains("no good backup"), "{}", r.stderr);
+    // A deploy keeps the old copy as a backup; then the live file is corrupted.
+    let new = raised_default_loss(dir.path());
+    assert_eq!(vc(&cfg, &[&new, "--deploy"]).await.code, 0);
+    std::fs::write(&live, "default: {max_position_size: [\n").unwrap();
+    let loss = async || {
+        client(&s.url())
+            .limits()
+            .await
+            .unwrap()
+            .default
+            .unwrap()
+            .max_loss_per_day
+    };
+    assert_eq!(loss().await, 11000.0);
+    let r = vc(&cfg, &["--restore"]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(std::fs::read_to_string(&live).unwrap(), GOOD);
+    assert_eq!(
+        loss().await,
+        10000.0,
+        "the service serves the restored limits"
+    );
+    assert!(check_message(&r.stdout, "Reloaded and verified").contains("serve the new limits"));
+    // The corrupt copy it replaced is now the newest backup: skipped, named, the good one used.
+    let r = vc(&cfg, &["--restore"]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        check_message(&r.stdout, "Backup to restore").contains("do not validate, skipped"),
+        "{}",
+        r.stdout
+    );
+    // --to: a named backup.
+    let r = vc(&cfg, &["--restore", "--to", &new]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(loss().await, 11000.0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_whose_read_back_differs_is_restored() {
     let dir = tempfile::tempdir().unwrap();

@@ -21,7 +21,7 @@ pub struct Args {
 
     /// Files to validate, or a config type (`risk-limits`) for the environment's own file:
     /// `<config dir>/<environment>/risk_limits.yaml`, where the guide keeps it.
-    #[arg(required = true, value_name = "FILE|TYPE")]
+    #[arg(required_unless_present = "restore", value_name = "FILE|TYPE")]
     pub files: Vec<PathBuf>,
 
     /// Schema [default: from the file name: risk_limits*, strateg*, else app].
@@ -46,6 +46,16 @@ pub struct Args {
     /// Install the (single, risk-limits) file into the environment and reload it.
     #[arg(long)]
     pub deploy: bool,
+
+    /// Put back the last good backup of the environment's live risk-limits file (the newest
+    /// `<live>.bak-*` that validates), installed, reloaded and read back on every service like a
+    /// deploy (guide §10 "Configuration corruption"); the live copy it replaces is kept too.
+    #[arg(long, conflicts_with_all = ["deploy", "against", "live", "approve_increase", "files"])]
+    pub restore: bool,
+
+    /// With --restore: this backup instead of the newest good one.
+    #[arg(long, value_name = "BACKUP", requires = "restore")]
+    pub to: Option<PathBuf>,
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -120,6 +130,10 @@ impl Tool for Args {
 
     async fn run(self, ctx: Context) -> Result<Report> {
         let mut report = ctx.report();
+        if self.restore {
+            restore(&ctx, self.to.as_deref(), &mut report).await?;
+            return Ok(report);
+        }
         if self.deploy && self.files.len() != 1 {
             return Err(Error::Usage("--deploy installs exactly one file".into()));
         }
@@ -218,6 +232,76 @@ impl Tool for Args {
     }
 }
 
+/// The environment's live risk-limits file (`config_files.risk-limits`).
+fn live_file(ctx: &Context, env: &crate::config::Environment) -> Result<PathBuf> {
+    env.config_files.get("risk-limits").cloned().ok_or_else(|| {
+        Error::config(
+            ctx.config.path.display().to_string(),
+            format!(
+                "environments.{}.config_files has no `risk-limits` path",
+                ctx.env_name
+            ),
+        )
+    })
+}
+
+/// `--restore`: the named backup, or the newest backup of the live file that validates, deployed
+/// like any file (backup of what is live now, install, reload, read back, undo on failure).
+async fn restore(ctx: &Context, to: Option<&Path>, report: &mut Report) -> Result<()> {
+    let env = ctx.env()?.clone();
+    let target = live_file(ctx, &env)?;
+    let candidates: Vec<PathBuf> = match to {
+        Some(b) => vec![b.to_path_buf()],
+        None => {
+            let dir = target.parent().unwrap_or(Path::new("."));
+            let prefix = format!(
+                "{}.bak-",
+                target.file_stem().unwrap_or_default().to_string_lossy()
+            );
+            let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|e| Error::io("list backups in", dir, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                })
+                .collect();
+            // The timestamp in the name sorts: newest first.
+            found.sort();
+            found.reverse();
+            found
+        }
+    };
+    let mut skipped = vec![];
+    for b in &candidates {
+        let text = read(b)?;
+        match tc::validate(Kind::RiskLimits, b, &text) {
+            Ok(Some(limits)) => {
+                let mut msg = b.display().to_string();
+                if !skipped.is_empty() {
+                    msg.push_str(&format!(
+                        " (newer backups that do not validate, skipped: {})",
+                        skipped.join("; ")
+                    ));
+                }
+                report.push(Check::ok("restore", "Backup to restore").message(msg));
+                return deploy(ctx, &env, b, &limits, report).await;
+            }
+            Ok(None) => skipped.push(format!("{}: no limits", b.display())),
+            Err(errs) => skipped.push(format!("{}: {}", b.display(), errs.join(", "))),
+        }
+    }
+    Err(Error::Conflict(format!(
+        "no good backup of {} to restore{}: deploy a known-good file with --deploy",
+        target.display(),
+        if skipped.is_empty() {
+            " (none found)".to_string()
+        } else {
+            format!(" ({})", skipped.join("; "))
+        }
+    )))
+}
+
 async fn deploy(
     ctx: &Context,
     env: &crate::config::Environment,
@@ -225,19 +309,7 @@ async fn deploy(
     new: &RiskLimits,
     report: &mut Report,
 ) -> Result<()> {
-    let target = env
-        .config_files
-        .get("risk-limits")
-        .cloned()
-        .ok_or_else(|| {
-            Error::config(
-                ctx.config.path.display().to_string(),
-                format!(
-                    "environments.{}.config_files has no `risk-limits` path",
-                    ctx.env_name
-                ),
-            )
-        })?;
+    let target = live_file(ctx, env)?;
     let token = env.admin_token()?;
     let http = crate::http::Http::new(env.timeouts.connect.0, ctx.timeout).with_token(token);
     // Every service that enforces limits, once per URL (one process may serve several roles).
