@@ -132,6 +132,20 @@ impl Fleet {
         F: Fn(Client) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, String>>,
     {
+        self.each_server(what, servers, |_, c| f(c)).await
+    }
+
+    /// [`Fleet::each`] for a call that also needs to know its server (its colour or role).
+    pub async fn each_server<T, F, Fut>(
+        &self,
+        what: &str,
+        servers: &[&Server],
+        f: F,
+    ) -> FleetOutcome<T>
+    where
+        F: Fn(Server, Client) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, String>>,
+    {
         let deadline = self.deadline;
         // Owned servers and ready-made calls: the stream's items borrow nothing from a closure
         // argument, which keeps the future `Send` for every caller.
@@ -139,7 +153,7 @@ impl Fleet {
             .iter()
             .map(|s| {
                 let server = (*s).clone();
-                let call = (!self.is_isolated(s)).then(|| f(self.client(s)));
+                let call = (!self.is_isolated(s)).then(|| f(server.clone(), self.client(s)));
                 async move {
                     let started = Instant::now();
                     let status = match call {

@@ -573,3 +573,79 @@ async fn a_file_in_the_firms_shape_deploys_reloads_and_reads_back() {
     assert_eq!(l.limits["MM_EQ_001"].max_loss_per_day, 550000.0);
     assert!(l.default.is_none());
 }
+
+/// A config deploy reaches every server of the role that reads it (a fleet: 2 risk engines a
+/// colour) and is all-or-nothing: one server that does not load it (hung) → every server is
+/// back on the old file and the report names that one; once it answers again the same deploy
+/// lands everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_config_deploy_is_all_or_nothing_and_names_the_server_that_failed() {
+    let st = crate::support::stack::Stack::up_with(&["--fleet", "1,2,1,1,1"]);
+    let live = st.dir.path().join("s/risk_limits.yaml");
+    let before = std::fs::read_to_string(&live).unwrap();
+    let raised = before.replacen("max_loss_per_day: ", "max_loss_per_day: 1", 1);
+    assert_ne!(raised, before);
+    let dir = tempfile::tempdir().unwrap();
+    let new = write(dir.path(), "risk_limits.yaml", &raised);
+    let deploy = [
+        "--timeout",
+        "1s",
+        &new,
+        "--deploy",
+        "--approve-increase",
+        "test",
+    ];
+    let served = async |host: &str| {
+        let l = st
+            .host_client(host)
+            .limits()
+            .await
+            .unwrap_or_else(|e| panic!("{host}: {e}"));
+        serde_json::to_string(&l).unwrap()
+    };
+    let old = served("risk-blue-01").await;
+
+    let hung = st.host_pid("risk-green-01");
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-STOP", &hung])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let r = st.run("validate_config", &deploy).await;
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-CONT", &hung])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    let m = check_message(&r.stdout, "Reloaded and verified");
+    assert!(m.contains("failed on risk-green-01 ("), "{m}");
+    assert_eq!(
+        std::fs::read_to_string(&live).unwrap(),
+        before,
+        "the old file is back"
+    );
+    for host in [
+        "risk-blue-01",
+        "risk-blue-02",
+        "risk-green-01",
+        "risk-green-02",
+    ] {
+        assert_eq!(served(host).await, old, "{host} serves the old limits");
+    }
+
+    // Twice: the same deploy, every server answering, lands on all four.
+    let r = st.run("validate_config", &deploy).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        check_message(&r.stdout, "Reloaded and verified")
+            .starts_with("4 service(s) serve the new limits"),
+        "{}",
+        r.stdout
+    );
+    assert_ne!(served("risk-green-01").await, old);
+}

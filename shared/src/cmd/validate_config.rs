@@ -312,21 +312,10 @@ async fn deploy(
     let target = live_file(ctx, env)?;
     let token = env.admin_token()?;
     let http = crate::http::Http::new(env.timeouts.connect.0, ctx.timeout).with_token(token);
-    // Every service that enforces limits, once per URL (one process may serve several roles).
-    let mut targets: Vec<Target> = Vec::new();
-    for c in &env.colors {
-        for r in [Role::RiskEngine, Role::TradingEngine] {
-            for u in env.urls(*c, r) {
-                if !targets.iter().any(|t| t.client.base() == u.to_string()) {
-                    targets.push(Target {
-                        client: crate::contract::Client::new(u.to_string(), http.clone()),
-                        color: c.as_str(),
-                        role: r.as_str(),
-                    });
-                }
-            }
-        }
-    }
+    // Every server of the role that reads risk limits (the risk engines), all at once. One server's deadline holds a reload, or a
+    // restart (its own deadline) and the wait for health (another).
+    let fleet = crate::fleet::Fleet::new(env, http, ctx.timeout * 3);
+    let targets = fleet.select(None, &[Role::RiskEngine]);
     let restart = Restart {
         command: env.restart_command.as_deref(),
         env_name: ctx.env_name.as_str(),
@@ -348,67 +337,70 @@ async fn deploy(
         file.display(),
         target.display()
     )));
-    // 3. Reload (or restart) and 4. read back; any failure restores the backup.
-    let outcome: std::result::Result<String, String> = async {
-        let mut restarted = 0;
-        for t in &targets {
-            if restart.apply(t).await? == Applied::Restarted {
-                restarted += 1;
-            }
-        }
-        for t in &targets {
-            let live = t
-                .client
-                .limits()
-                .await
-                .map_err(|e| format!("read back from {}: {e}", t.client.base()))?;
-            if tc::from_live(&live).as_ref() != Some(new) {
-                return Err(format!(
-                    "{} serves limits that differ from the file after reload",
-                    t.client.base()
-                ));
-            }
-        }
-        Ok(format!(
+    // 3. Reload (or restart) every server and 4. read each back; any failure restores the
+    // backup everywhere, and every server that failed is named.
+    let restart = &restart;
+    let apply = async || {
+        fleet
+            .each_server("reload", &targets, |s, c| async move {
+                restart.apply(&s, &c).await
+            })
+            .await
+    };
+    let named = |failed: Vec<(&crate::fleet::Server, &str)>| {
+        failed
+            .iter()
+            .map(|(s, why)| format!("{} ({why})", s.name))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let applied = apply().await;
+    let restarted = applied
+        .reached()
+        .iter()
+        .filter(|(_, a)| **a == Applied::Restarted)
+        .count();
+    let mut failed = named(applied.failed());
+    if failed.is_empty() {
+        let read = fleet
+            .each("read back", &targets, |c| async move {
+                let live = c.limits().await.map_err(|e| e.to_string())?;
+                if tc::from_live(&live).as_ref() == Some(new) {
+                    Ok(())
+                } else {
+                    Err("serves limits that differ from the file after reload".to_string())
+                }
+            })
+            .await;
+        failed = named(read.failed());
+    }
+    if failed.is_empty() {
+        report.push(Check::ok("deploy", "Reloaded and verified").message(format!(
             "{} service(s) serve the new limits ({} reloaded, {restarted} restarted: no reload support)",
             targets.len(),
             targets.len() - restarted
-        ))
+        )));
+        return Ok(());
     }
-    .await;
-    match outcome {
-        Ok(m) => report.push(Check::ok("deploy", "Reloaded and verified").message(m)),
-        Err(why) => {
-            std::fs::copy(&backup, &target).map_err(|e| Error::io("restore", &target, e))?;
-            let mut applied = 0;
-            for t in &targets {
-                match restart.apply(t).await {
-                    Ok(_) => applied += 1,
-                    Err(e) => tracing::error!("restoring the old config: {e}"),
-                }
-            }
-            report.push(
-                Check::fail(
-                    "deploy",
-                    "Reloaded and verified",
-                    format!(
-                        "{why}; restored {} and re-applied it on {applied}/{} service(s)",
-                        backup.display(),
-                        targets.len()
-                    ),
-                )
-                .hint("the old config is live again; fix the cause and deploy again"),
-            );
-        }
+    std::fs::copy(&backup, &target).map_err(|e| Error::io("restore", &target, e))?;
+    let again = apply().await;
+    for (s, why) in again.failed() {
+        tracing::error!("restoring the old config on {}: {why}", s.name);
     }
+    report.push(
+        Check::fail(
+            "deploy",
+            "Reloaded and verified",
+            format!(
+                "failed on {failed}; restored {} and re-applied it on {}/{} service(s)",
+                backup.display(),
+                again.reached().len(),
+                targets.len()
+            ),
+        )
+        .hint("the old config is live again on every server that answers; fix the named server(s) and deploy again"),
+    );
     Ok(())
-}
-
-/// One service that enforces risk limits.
-struct Target {
-    client: crate::contract::Client,
-    color: &'static str,
-    role: &'static str,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -426,9 +418,16 @@ struct Restart<'a> {
 }
 
 impl Restart<'_> {
-    async fn apply(&self, t: &Target) -> std::result::Result<Applied, String> {
-        let base = t.client.base();
-        let e = match t.client.reload_config().await {
+    async fn apply(
+        &self,
+        s: &crate::fleet::Server,
+        client: &crate::contract::Client,
+    ) -> std::result::Result<Applied, String> {
+        let base = client.base();
+        // The role whose service reads the file (a process may serve several).
+        let role = Role::RiskEngine.as_str();
+        debug_assert!(s.roles.contains(&Role::RiskEngine));
+        let e = match client.reload_config().await {
             Ok(_) => return Ok(Applied::Reloaded),
             Err(e) => e,
         };
@@ -446,8 +445,8 @@ impl Restart<'_> {
             .iter()
             .map(|a| {
                 a.replace("{url}", base)
-                    .replace("{color}", t.color)
-                    .replace("{role}", t.role)
+                    .replace("{color}", s.color.as_str())
+                    .replace("{role}", role)
             })
             .collect();
         tracing::info!(
@@ -469,7 +468,7 @@ impl Restart<'_> {
         let started = std::time::Instant::now();
         let mut note = crate::telemetry::Every::new(std::time::Duration::from_secs(1));
         loop {
-            match t.client.health().await {
+            match client.health().await {
                 Ok(h) if h.ready && h.status == "ok" => return Ok(Applied::Restarted),
                 other => {
                     if started.elapsed() >= self.deadline {
