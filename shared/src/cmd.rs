@@ -10,6 +10,7 @@ pub mod isolate_server;
 pub mod maintenance_mode;
 pub mod measure_latency;
 pub mod notify;
+pub mod show_config;
 pub mod smoke_tests;
 pub mod strategy_rollout;
 pub mod validate_config;

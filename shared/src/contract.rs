@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Contract version this client speaks; services report theirs in `/health`.
-pub const VERSION: &str = "1.2";
+pub const VERSION: &str = "1.3";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
@@ -210,6 +210,22 @@ impl AdminState {
             .map(|(n, _)| n)
             .collect()
     }
+}
+
+/// `GET /admin/config`: the configuration files a service is using now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigInUse {
+    pub files: Vec<ConfigFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigFile {
+    pub component: String,
+    pub path: String,
+    /// SHA-256 (hex) of the bytes the service loaded.
+    pub sha256: String,
+    pub loaded_at_unix_ms: u64,
+    pub last_reload_error: Option<String>,
 }
 
 /// Fault injection (trading_sim only): any subset may be set.
@@ -483,6 +499,11 @@ impl Client {
                     .await
             }
         }
+    }
+
+    /// The configuration the service is using (contract 1.3).
+    pub async fn config_in_use(&self) -> Result<ConfigInUse, HttpError> {
+        self.http.admin_get_json(&self.url("/admin/config")).await
     }
 
     pub async fn reload_config(&self) -> Result<Limits, HttpError> {

@@ -65,6 +65,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(admin_maint_on).delete(admin_maint_off),
         )
         .route("/admin/config/reload", post(admin_reload))
+        .route("/admin/config", get(admin_config))
         .route(
             "/sim/faults",
             get(get_faults).post(set_faults).delete(clear_faults),
@@ -585,8 +586,9 @@ async fn admin_reload(State(st): S, headers: HeaderMap) -> Response {
         );
     };
     match RiskLimits::load(&path) {
-        Ok(l) => {
+        Ok((l, digest)) => {
             *st.limits.write().unwrap_or_else(|e| e.into_inner()) = l;
+            *lock(&st.limits_loaded) = Some((digest, crate::state::now_unix_ms()));
             *lock(&st.last_reload_error) = None;
             Json(limits_json(&st)).into_response()
         }
@@ -599,6 +601,26 @@ async fn admin_reload(State(st): S, headers: HeaderMap) -> Response {
             )
         }
     }
+}
+
+/// The configuration in use (contract 1.3): per file, the SHA-256 of the bytes loaded, when,
+/// from where, and the last failed reload — so "the file changed but the service did not" shows.
+async fn admin_config(State(st): S, headers: HeaderMap) -> Response {
+    if let Some(r) = unauthorized(&st, &headers) {
+        return r;
+    }
+    let files: Vec<serde_json::Value> = match (&st.cfg.risk_limits, lock(&st.limits_loaded).clone())
+    {
+        (Some(path), Some((sha256, at))) => vec![json!({
+            "component": "risk-limits",
+            "path": path,
+            "sha256": sha256,
+            "loaded_at_unix_ms": at,
+            "last_reload_error": lock(&st.last_reload_error).clone(),
+        })],
+        _ => vec![],
+    };
+    Json(json!({ "files": files })).into_response()
 }
 
 // ---------- fault injection ----------

@@ -122,9 +122,12 @@ impl Drop for SimHandle {
 
 /// Start serving on the current tokio runtime.
 pub async fn serve(cfg: SimConfig) -> Result<SimHandle, SimError> {
-    let limits = match &cfg.risk_limits {
-        Some(p) => RiskLimits::load(p).map_err(SimError::Limits)?,
-        None => RiskLimits::builtin(),
+    let (limits, digest) = match &cfg.risk_limits {
+        Some(p) => {
+            let (l, d) = RiskLimits::load(p).map_err(SimError::Limits)?;
+            (l, Some(d))
+        }
+        None => (RiskLimits::builtin(), None),
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -138,6 +141,7 @@ pub async fn serve(cfg: SimConfig) -> Result<SimHandle, SimError> {
     })?;
     let crashed = CancellationToken::new();
     let state = state::AppState::new(cfg, limits, crashed.clone());
+    *state::lock(&state.limits_loaded) = digest.map(|d| (d, state::now_unix_ms()));
     let ticker = tokio::spawn(market::run(state.clone()));
     let app = api::router(state);
     let server = tokio::spawn(accept_loop(listener, app, crashed.clone()));

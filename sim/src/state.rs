@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
-pub const CONTRACT_VERSION: &str = "1.2";
+pub const CONTRACT_VERSION: &str = "1.3";
 
 /// Feeds and the symbols each carries.
 pub const FEEDS: &[(&str, &[(&str, f64)])] = &[
@@ -60,8 +60,17 @@ impl RiskLimits {
         }
     }
 
-    pub fn load(path: &Path) -> Result<Self, String> {
+    /// The file's limits and the SHA-256 of the bytes they were read from (what
+    /// `GET /admin/config` reports as in use).
+    pub fn load(path: &Path) -> Result<(Self, String), String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let digest: String = {
+            use sha2::Digest;
+            sha2::Sha256::digest(text.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
         let l: RiskLimits = serde_saphyr::from_str(&text).map_err(|e| {
             let plain = e.render_with_options(serde_saphyr::render_options! {
                 formatter: &serde_saphyr::UserMessageFormatter,
@@ -89,7 +98,7 @@ impl RiskLimits {
                 ));
             }
         }
-        Ok(l)
+        Ok((l, digest))
     }
 
     fn for_order(&self, account: &str, strategy: Option<&str>) -> Option<&Limit> {
@@ -393,6 +402,8 @@ pub struct AppState {
     pub market: Mutex<Market>,
     pub book: Mutex<Book>,
     pub limits: RwLock<RiskLimits>,
+    /// SHA-256 of the risk-limits file in use and when it was loaded (unix ms); None: built-in.
+    pub limits_loaded: Mutex<Option<(String, u64)>>,
     pub last_reload_error: Mutex<Option<String>>,
     pub admin: Mutex<AdminState>,
     pub metrics: Metrics,
@@ -453,6 +464,7 @@ impl AppState {
             market: Mutex::new(Market::new()),
             book: Mutex::new(Book::default()),
             limits: RwLock::new(limits),
+            limits_loaded: Mutex::new(None),
             last_reload_error: Mutex::new(None),
             admin: Mutex::new(AdminState {
                 accepting_orders: true,
@@ -702,6 +714,13 @@ impl AppState {
         }
         self.metrics.open_orders.set(book.open_orders() as i64);
     }
+}
+
+/// Milliseconds since the Unix epoch (for `loaded_at`).
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -235,9 +235,19 @@ async fn risk_limits_are_enforced_and_reloadable() {
         "default: {max_position_size: 200, max_loss_per_day: 1000}\n",
     )
     .unwrap();
+    let before = c.config_in_use().await.unwrap().files[0].sha256.clone();
     let l = c.reload_config().await.unwrap();
     assert_eq!(l.default.unwrap().max_position_size, 200);
     assert!(c.risk_check(&big).await.unwrap().allowed);
+    // GET /admin/config (1.3): the SHA-256 of the bytes now in use, from that path.
+    let used = c.config_in_use().await.unwrap();
+    assert_eq!(used.files[0].component, "risk-limits");
+    assert_eq!(std::path::Path::new(&used.files[0].path), file.as_path());
+    assert_eq!(
+        used.files[0].sha256,
+        deploykit::migrate::sha256_hex(&std::fs::read(&file).unwrap())
+    );
+    assert_ne!(used.files[0].sha256, before);
 
     // A broken file is refused; the old limits stay and /health says so.
     std::fs::write(&file, "default: {max_position_size: oops}\n").unwrap();
@@ -249,6 +259,10 @@ async fn risk_limits_are_enforced_and_reloadable() {
     );
     let h = c.health().await.unwrap();
     assert_eq!(h.status, "degraded");
+    // … and the config in use is still the good file's, with the failed reload named.
+    let used = c.config_in_use().await.unwrap();
+    assert_eq!(used.files[0].sha256.len(), 64);
+    assert!(used.files[0].last_reload_error.is_some());
     assert!(h.details[0].contains("last config reload failed"));
 
     // Loss limit: losing more than max_loss_per_day blocks new orders.

@@ -121,6 +121,7 @@ fn every_binary_that_cannot_run_says_so_in_junit() {
         ("maintenance_mode", &["--status"]),
         ("emergency_stop", &[]),
         ("emergency_rollback", &[]),
+        ("show_config", &[]),
         ("isolate_server", &["trade-blue-01"]),
         ("validate_config", &["x.yaml"]),
         ("strategy_rollout", &["--strategy", "MM_EQ_001"]),

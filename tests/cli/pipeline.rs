@@ -20,6 +20,7 @@ fn parses(tool: &str, args: &[String]) -> Result<(), String> {
         "maintenance_mode" => maintenance_mode::Args::try_parse_from(&argv).map(|_| ()),
         "emergency_stop" => emergency_stop::Args::try_parse_from(&argv).map(|_| ()),
         "emergency_rollback" => emergency_rollback::Args::try_parse_from(&argv).map(|_| ()),
+        "show_config" => show_config::Args::try_parse_from(&argv).map(|_| ()),
         "isolate_server" => isolate_server::Args::try_parse_from(&argv).map(|_| ()),
         "validate_config" => validate_config::Args::try_parse_from(&argv).map(|_| ()),
         "strategy_rollout" => strategy_rollout::Args::try_parse_from(&argv).map(|_| ()),

@@ -108,6 +108,7 @@ fn no_binary_prints_a_secret_in_any_output() {
         ("maintenance_mode", &["--enable"]),
         ("emergency_stop", &["--deadline", "1s"]),
         ("emergency_rollback", &[]),
+        ("show_config", &[]),
         ("isolate_server", &["blue"]),
         ("validate_config", &["x.yaml"]),
         ("strategy_rollout", &["--strategy", "MM_EQ_001"]),

@@ -577,9 +577,11 @@ async fn a_file_in_the_firms_shape_deploys_reloads_and_reads_back() {
 /// A config deploy reaches every server of the role that reads it (a fleet: 2 risk engines a
 /// colour) and is all-or-nothing: one server that does not load it (hung) → every server is
 /// back on the old file and the report names that one; once it answers again the same deploy
-/// lands everywhere.
+/// lands everywhere. show_config then agrees with the disk on every server, and names the one
+/// server left on the old file when the file changes and it alone is not reloaded, and a
+/// server whose reload failed with the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fleet_config_deploy_is_all_or_nothing_and_names_the_server_that_failed() {
+async fn a_fleet_config_deploy_is_all_or_nothing_and_show_config_names_a_server_on_the_old_file() {
     let st = crate::support::stack::Stack::up_with(&["--fleet", "1,2,1,1,1"]);
     let live = st.dir.path().join("s/risk_limits.yaml");
     let before = std::fs::read_to_string(&live).unwrap();
@@ -648,4 +650,42 @@ async fn a_fleet_config_deploy_is_all_or_nothing_and_names_the_server_that_faile
         r.stdout
     );
     assert_ne!(served("risk-green-01").await, old);
+
+    // show_config: every server uses the file on disk.
+    let r = st.run("show_config", &[]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(checks_with(&r.stdout, "ok").len(), 4, "{}", r.stdout);
+    // The file changes on disk; three servers reload, risk-green-02 does not.
+    std::fs::write(&live, &before).unwrap();
+    for host in ["risk-blue-01", "risk-blue-02", "risk-green-01"] {
+        st.host_client(host).reload_config().await.unwrap();
+    }
+    let r = st.run("show_config", &[]).await;
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert_eq!(
+        checks_with(&r.stdout, "fail"),
+        vec!["risk-green-02 uses the file on disk"]
+    );
+    assert!(
+        check_message(&r.stdout, "risk-green-02 uses the file on disk")
+            .contains("still uses the old one"),
+        "{}",
+        r.stdout
+    );
+    // A reload that fails is named with its reason.
+    std::fs::write(&live, "risk_limits: [\n").unwrap();
+    assert!(
+        st.host_client("risk-blue-01")
+            .reload_config()
+            .await
+            .is_err()
+    );
+    let r = st.run("show_config", &[]).await;
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        check_message(&r.stdout, "risk-blue-01 uses the file on disk")
+            .contains("its last reload failed"),
+        "{}",
+        r.stdout
+    );
 }

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    deploykit::cli::main::<deploykit::cmd::show_config::Args>()
+}
