@@ -54,6 +54,23 @@ pub fn environment_file(arg: &Path, config: &Path, env: &str) -> Option<(PathBuf
     Some((dir.join(env).join("risk_limits.yaml"), kind))
 }
 
+/// The environment's live risk-limits file (`config_files.risk-limits`), the one the services
+/// read: validate_config deploys and restores it, show_config compares with it.
+pub fn live_file(
+    ctx: &crate::cli::Context,
+    env: &crate::config::Environment,
+) -> crate::error::Result<PathBuf> {
+    env.config_files.get("risk-limits").cloned().ok_or_else(|| {
+        crate::error::Error::config(
+            ctx.config.path.display().to_string(),
+            format!(
+                "environments.{}.config_files has no `risk-limits` path",
+                ctx.env_name
+            ),
+        )
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limit {

@@ -47,20 +47,7 @@ impl Tool for Args {
     async fn run(self, ctx: Context) -> Result<Report> {
         let mut c = Ctx::for_tool(&ctx, false)?;
         c.load_isolation(&self.journal.dir(&ctx)?).await;
-        let disk_path = c
-            .env
-            .config_files
-            .get("risk-limits")
-            .cloned()
-            .ok_or_else(|| {
-                Error::config(
-                    ctx.config.path.display().to_string(),
-                    format!(
-                        "environments.{}.config_files has no `risk-limits` path",
-                        ctx.env_name
-                    ),
-                )
-            })?;
+        let disk_path = crate::trading_config::live_file(&ctx, &c.env)?;
         let disk = std::fs::read(&disk_path)
             .map(|b| sha256_hex(&b))
             .map_err(|e| Error::io("read", &disk_path, e))?;

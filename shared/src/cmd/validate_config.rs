@@ -232,24 +232,11 @@ impl Tool for Args {
     }
 }
 
-/// The environment's live risk-limits file (`config_files.risk-limits`).
-fn live_file(ctx: &Context, env: &crate::config::Environment) -> Result<PathBuf> {
-    env.config_files.get("risk-limits").cloned().ok_or_else(|| {
-        Error::config(
-            ctx.config.path.display().to_string(),
-            format!(
-                "environments.{}.config_files has no `risk-limits` path",
-                ctx.env_name
-            ),
-        )
-    })
-}
-
 /// `--restore`: the named backup, or the newest backup of the live file that validates, deployed
 /// like any file (backup of what is live now, install, reload, read back, undo on failure).
 async fn restore(ctx: &Context, to: Option<&Path>, report: &mut Report) -> Result<()> {
     let env = ctx.env()?.clone();
-    let target = live_file(ctx, &env)?;
+    let target = tc::live_file(ctx, &env)?;
     let candidates: Vec<PathBuf> = match to {
         Some(b) => vec![b.to_path_buf()],
         None => {
@@ -309,7 +296,7 @@ async fn deploy(
     new: &RiskLimits,
     report: &mut Report,
 ) -> Result<()> {
-    let target = live_file(ctx, env)?;
+    let target = tc::live_file(ctx, env)?;
     let token = env.admin_token()?;
     let http = crate::http::Http::new(env.timeouts.connect.0, ctx.timeout).with_token(token);
     // Every server of the role that reads risk limits (the risk engines), all at once. One server's deadline holds a reload, or a
