@@ -122,7 +122,6 @@ async fn emergency_stop_stops_every_reachable_server_and_names_the_dead_and_the_
         vec!["Stop trade-blue-02 (blue)"]
     );
     stopped(&st, &["trade-blue-02"]).await;
-
     // Trading again, the runbook's way: every blue server that answers is back, and the dead
     // one is named, not hidden behind the first failure.
     let r = st
@@ -148,6 +147,11 @@ async fn emergency_stop_stops_every_reachable_server_and_names_the_dead_and_the_
             "{n} does not take orders again"
         );
     }
+    // The dead one restarted by its supervisor: the runbook's "run it again until it exits 0".
+    st.restart_host("trade-blue-02");
+    let r = st.run("emergency_stop", &["--deadline", "2s"]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    stopped(&st, &[]).await;
 }
 
 /// HAProxy's view of one server from `show servers state`: "maint", "drain" or "ready" (the
@@ -308,12 +312,14 @@ async fn a_crashed_server_stops_the_cutover_isolated_it_does_not_and_returns_onl
 }
 
 /// `emergency_rollback` with the stack's environment and a team webhook.
-async fn emergency_rollback(st: &Stack, webhook: &str) -> crate::support::Run {
+async fn emergency_rollback(st: &Stack, webhook: &str, args: &[&str]) -> crate::support::Run {
     let mut cmd = st.cmd("emergency_rollback", &["--format", "json"]);
-    cmd.env("DEPLOYKIT_NOTIFY_WEBHOOK", webhook);
+    cmd.args(args).env("DEPLOYKIT_NOTIFY_WEBHOOK", webhook);
+    let junit = crate::support::junit::Capture::attach(&mut cmd, "emergency_rollback", args, &[]);
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap();
+    junit.verify(out.status.code().unwrap_or(-1));
     crate::support::Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -354,7 +360,7 @@ async fn emergency_rollback_after_a_cutover_and_in_the_middle_of_one_loses_no_or
     let (code, v, err) = st.cutover(&run).await;
     assert_eq!(code, 0, "{v}\n{err}");
     assert_eq!(st.live().await, "green");
-    let r = emergency_rollback(&st, &hook.url).await;
+    let r = emergency_rollback(&st, &hook.url, &[]).await;
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(st.live().await, "blue");
     assert!(stopped("green").await);
@@ -370,7 +376,7 @@ async fn emergency_rollback_after_a_cutover_and_in_the_middle_of_one_loses_no_or
     // 2. In the middle of a cutover: killed right after its switch.
     crate::cutover_faults::killed_at(&st, "green", "switch").await;
     assert_eq!(st.live().await, "green");
-    let r = emergency_rollback(&st, &hook.url).await;
+    let r = emergency_rollback(&st, &hook.url, &[]).await;
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(st.live().await, "blue");
     assert!(stopped("green").await);
@@ -389,5 +395,29 @@ async fn emergency_rollback_after_a_cutover_and_in_the_middle_of_one_loses_no_or
     assert!(
         samples.len() > 100 && failed.is_empty(),
         "lost orders: {failed:?}"
+    );
+
+    // 3. The failed colour hung (SIGSTOP): traffic still moves back, and the report names the
+    // server it could not stop.
+    let green = st.pids("green");
+    for p in &green {
+        signal("-STOP", p);
+    }
+    let r = emergency_rollback(
+        &st,
+        &hook.url,
+        &["--timeout", "2s", "--drain-deadline", "1s"],
+    )
+    .await;
+    for p in &green {
+        signal("-CONT", p);
+    }
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert_eq!(st.live().await, "blue");
+    assert_eq!(
+        crate::support::checks_with(&r.stdout, "fail"),
+        vec!["Stop green (green)"],
+        "{}",
+        r.stdout
     );
 }
