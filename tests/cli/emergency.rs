@@ -225,6 +225,14 @@ async fn a_crashed_server_stops_the_cutover_isolated_it_does_not_and_returns_onl
         vec!["Stop orders on trade-green-02"]
     );
     assert_eq!(lb_admin_state(&st, "trade-green-02"), "maint");
+    // cutover status says it is out of service and how to bring it back.
+    let (code, v, err) = st.cutover(&["status"]).await;
+    assert_eq!(code, 0, "{v}\n{err}");
+    assert!(
+        v.to_string()
+            .contains("isolate_server -e local trade-green-02 --return"),
+        "{v}"
+    );
     // Smoke tests skip it and say so.
     let r = st.run("smoke_tests", &smoke).await;
     assert_eq!(r.code, 0, "{}", r.all());

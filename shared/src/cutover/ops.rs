@@ -47,6 +47,20 @@ pub async fn status(
     let entries = Journal::read(&c.env_name, env, timeout, journal_dir).await?;
     let holder = Journal::holder(&c.env_name, env, timeout, journal_dir).await?;
     report.push(last_run_check(&entries, holder.as_ref()));
+    // Isolated servers are out of service until returned: said here so none is forgotten.
+    for i in crate::fleet::isolated_in(&entries) {
+        report.push(
+            Check::warn(
+                "status",
+                format!("{} isolated", i.server),
+                format!("out of service since {}: {}", i.since, i.reason),
+            )
+            .hint(format!(
+                "once fixed: isolate_server -e {} {} --return",
+                c.env_name, i.server
+            )),
+        );
+    }
     if let Ok(live) = agreed {
         for ch in trading_checks(c, live).await {
             report.push(ch);
