@@ -640,6 +640,12 @@ pub struct Environment {
     /// `{color}` and `{role}` are replaced per service; e.g.
     /// `["sudo", "systemctl", "restart", "trading-{role}@{color}"]`.
     pub restart_command: Option<Vec<String>>,
+    /// Command that makes one service re-read one config file when it has no reload API,
+    /// tried before `restart_command` (the guide's `config_manager update <component> --file`):
+    /// `{component}` (risk-limits, app, …), `{file}` (the live file), `{url}`, `{color}` and
+    /// `{role}` are replaced; e.g. `["ssh", "{color}-host", "config_manager", "update",
+    /// "{component}", "--file", "{file}"]`.
+    pub reload_command: Option<Vec<String>>,
     /// How long the previous colour stays up after a cutover, trading nothing, so a rollback is
     /// one switch away (guide §5: one hour); `cutover decommission` refuses inside it.
     #[serde(default = "default_keep_previous_for")]
@@ -992,6 +998,15 @@ fn validate_env(name: EnvName, env: &Environment) -> std::result::Result<(), Str
             return Err(format!(
                 "environments.{name}.services.{c}: colour `{c}` is not in colors {:?}",
                 env.colors.iter().map(|c| c.as_str()).collect::<Vec<_>>()
+            ));
+        }
+    }
+    // A config type no tool deploys would be silently ignored: refuse it, as a typo.
+    for t in env.config_files.keys() {
+        if crate::trading_config::Kind::parse(t).is_none() {
+            return Err(format!(
+                "environments.{name}.config_files.{}: not a config type (risk-limits, strategy, app, database, endpoints)",
+                shown(t)
             ));
         }
     }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Contract version this client speaks; services report theirs in `/health`.
-pub const VERSION: &str = "1.3";
+pub const VERSION: &str = "1.4";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
@@ -506,11 +506,12 @@ impl Client {
         self.http.admin_get_json(&self.url("/admin/config")).await
     }
 
-    pub async fn reload_config(&self) -> Result<Limits, HttpError> {
+    /// Re-read one component's config (`risk-limits`, `app`, …; contract 1.4).
+    pub async fn reload_config(&self, component: &str) -> Result<serde_json::Value, HttpError> {
         self.http
             .post_json(
                 &self.url("/admin/config/reload"),
-                &serde_json::json!({}),
+                &serde_json::json!({ "component": component }),
                 true,
             )
             .await

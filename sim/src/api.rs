@@ -65,6 +65,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(admin_maint_on).delete(admin_maint_off),
         )
         .route("/admin/config/reload", post(admin_reload))
+        // The guide's own path for the same reload (§8: `POST /api/config/reload`).
+        .route("/api/config/reload", post(admin_reload))
         .route("/admin/config", get(admin_config))
         .route(
             "/sim/faults",
@@ -156,6 +158,11 @@ async fn health(State(st): S) -> Response {
     let mut details = vec![];
     if let Some(e) = lock(&st.last_reload_error).clone() {
         details.push(format!("last config reload failed: {e}"));
+    }
+    for (c, f) in lock(&st.components).iter() {
+        if let Some(e) = &f.last_reload_error {
+            details.push(format!("last {c} config reload failed: {e}"));
+        }
     }
     let status = if maintenance {
         "maintenance"
@@ -569,7 +576,14 @@ async fn admin_maint_on(
     admin_json(&st)
 }
 
-async fn admin_reload(State(st): S, headers: HeaderMap) -> Response {
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReloadReq {
+    /// Which config to re-read [default: risk-limits].
+    component: Option<String>,
+}
+
+async fn admin_reload(State(st): S, headers: HeaderMap, body: Option<Json<ReloadReq>>) -> Response {
     if let Some(r) = unauthorized(&st, &headers) {
         return r;
     }
@@ -578,6 +592,12 @@ async fn admin_reload(State(st): S, headers: HeaderMap) -> Response {
             StatusCode::NOT_IMPLEMENTED,
             "this service reads its config at start only; restart it to apply a new file",
         );
+    }
+    let component = body
+        .and_then(|Json(b)| b.component)
+        .unwrap_or_else(|| "risk-limits".into());
+    if component != "risk-limits" {
+        return reload_component(&st, &component);
     }
     let Some(path) = st.cfg.risk_limits.clone() else {
         return err(
@@ -603,23 +623,64 @@ async fn admin_reload(State(st): S, headers: HeaderMap) -> Response {
     }
 }
 
+/// Re-read another component's file; a bad one keeps the old in use (and says so).
+fn reload_component(st: &AppState, component: &str) -> Response {
+    let mut all = lock(&st.components);
+    let Some(f) = all.get_mut(component) else {
+        return err(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "this service reads no `{component}` config (start with --config {component}=FILE)"
+            ),
+        );
+    };
+    match crate::state::load_component(&f.path) {
+        Ok(sha256) => {
+            f.sha256 = sha256;
+            f.loaded_at_unix_ms = crate::state::now_unix_ms();
+            f.last_reload_error = None;
+            let f = file_json(component, f);
+            drop(all);
+            Json(f).into_response()
+        }
+        Err(e) => {
+            f.last_reload_error = Some(e.clone());
+            err(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("reload failed, old {component} config kept: {e}"),
+            )
+        }
+    }
+}
+
+fn file_json(component: &str, f: &crate::state::LoadedFile) -> serde_json::Value {
+    json!({
+        "component": component,
+        "path": f.path,
+        "sha256": f.sha256,
+        "loaded_at_unix_ms": f.loaded_at_unix_ms,
+        "last_reload_error": f.last_reload_error,
+    })
+}
+
 /// The configuration in use (contract 1.3): per file, the SHA-256 of the bytes loaded, when,
 /// from where, and the last failed reload — so "the file changed but the service did not" shows.
 async fn admin_config(State(st): S, headers: HeaderMap) -> Response {
     if let Some(r) = unauthorized(&st, &headers) {
         return r;
     }
-    let files: Vec<serde_json::Value> = match (&st.cfg.risk_limits, lock(&st.limits_loaded).clone())
-    {
-        (Some(path), Some((sha256, at))) => vec![json!({
-            "component": "risk-limits",
-            "path": path,
-            "sha256": sha256,
-            "loaded_at_unix_ms": at,
-            "last_reload_error": lock(&st.last_reload_error).clone(),
-        })],
-        _ => vec![],
-    };
+    let mut files: Vec<serde_json::Value> =
+        match (&st.cfg.risk_limits, lock(&st.limits_loaded).clone()) {
+            (Some(path), Some((sha256, at))) => vec![json!({
+                "component": "risk-limits",
+                "path": path,
+                "sha256": sha256,
+                "loaded_at_unix_ms": at,
+                "last_reload_error": lock(&st.last_reload_error).clone(),
+            })],
+            _ => vec![],
+        };
+    files.extend(lock(&st.components).iter().map(|(c, f)| file_json(c, f)));
     Json(json!({ "files": files })).into_response()
 }
 

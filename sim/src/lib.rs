@@ -52,6 +52,9 @@ pub struct SimConfig {
     pub role: Role,
     /// `risk_limits.yaml`; built-in limits when absent.
     pub risk_limits: Option<PathBuf>,
+    /// The other config files it reads, by component (`app`, `strategy`, `database`,
+    /// `endpoints`): loaded at start, re-read on `POST /admin/config/reload {"component": …}`.
+    pub configs: Vec<(String, PathBuf)>,
     /// Bearer token for `/admin/*`; without one the admin API answers 503.
     pub admin_token: Option<String>,
     /// How often the market moves (every symbol ticks once per interval).
@@ -72,6 +75,7 @@ impl Default for SimConfig {
             version: "1.0.0".into(),
             role: Role::All,
             risk_limits: None,
+            configs: vec![],
             admin_token: None,
             tick_interval: Duration::from_millis(10),
             reload_supported: true,
@@ -89,6 +93,8 @@ pub enum SimError {
     },
     #[error("risk limits: {0}")]
     Limits(String),
+    #[error("config: {0}")]
+    Config(String),
 }
 
 /// A running sim. Dropping it stops the server.
@@ -129,6 +135,19 @@ pub async fn serve(cfg: SimConfig) -> Result<SimHandle, SimError> {
         }
         None => (RiskLimits::builtin(), None),
     };
+    let mut components = std::collections::BTreeMap::new();
+    for (component, path) in &cfg.configs {
+        let sha256 = state::load_component(path).map_err(SimError::Config)?;
+        components.insert(
+            component.clone(),
+            state::LoadedFile {
+                path: path.clone(),
+                sha256,
+                loaded_at_unix_ms: state::now_unix_ms(),
+                last_reload_error: None,
+            },
+        );
+    }
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| SimError::Listen {
@@ -142,6 +161,7 @@ pub async fn serve(cfg: SimConfig) -> Result<SimHandle, SimError> {
     let crashed = CancellationToken::new();
     let state = state::AppState::new(cfg, limits, crashed.clone());
     *state::lock(&state.limits_loaded) = digest.map(|d| (d, state::now_unix_ms()));
+    *state::lock(&state.components) = components;
     let ticker = tokio::spawn(market::run(state.clone()));
     let app = api::router(state);
     let server = tokio::spawn(accept_loop(listener, app, crashed.clone()));

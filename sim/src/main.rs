@@ -29,6 +29,11 @@ struct Args {
     /// risk_limits.yaml to load (and re-read on POST /admin/config/reload).
     #[arg(long, value_name = "FILE")]
     risk_limits: Option<PathBuf>,
+    /// Another config file it reads, as COMPONENT=FILE (`app=/etc/trading/app.yaml`; also
+    /// strategy, database, endpoints); repeatable. Re-read on
+    /// `POST /admin/config/reload {"component": COMPONENT}`.
+    #[arg(long = "config", value_name = "COMPONENT=FILE", value_parser = component_file)]
+    configs: Vec<(String, PathBuf)>,
     /// Variable holding the admin bearer token (never a flag: flags show in `ps`).
     #[arg(long, value_name = "VAR", default_value = "DEPLOYKIT_ADMIN_TOKEN")]
     admin_token_env: String,
@@ -54,6 +59,15 @@ struct Args {
     load_rate: u64,
     #[arg(long, default_value_t = 600)]
     load_duration_s: u64,
+}
+
+fn component_file(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((c, f)) if !c.is_empty() && !f.is_empty() => Ok((c.to_string(), PathBuf::from(f))),
+        _ => Err(format!(
+            "`{s}` is not COMPONENT=FILE (app=/etc/trading/app.yaml)"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
@@ -109,6 +123,7 @@ fn main() -> ExitCode {
             version: args.service_version,
             role: args.role,
             risk_limits: args.risk_limits,
+            configs: args.configs,
             admin_token: std::env::var(&args.admin_token_env).ok().filter(|t| !t.is_empty()),
             reload_supported: !args.no_reload,
             standby: args.standby,

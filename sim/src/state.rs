@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
-pub const CONTRACT_VERSION: &str = "1.3";
+pub const CONTRACT_VERSION: &str = "1.4";
 
 /// Feeds and the symbols each carries.
 pub const FEEDS: &[(&str, &[(&str, f64)])] = &[
@@ -405,6 +405,8 @@ pub struct AppState {
     /// SHA-256 of the risk-limits file in use and when it was loaded (unix ms); None: built-in.
     pub limits_loaded: Mutex<Option<(String, u64)>>,
     pub last_reload_error: Mutex<Option<String>>,
+    /// The other config files, by component.
+    pub components: Mutex<BTreeMap<String, LoadedFile>>,
     pub admin: Mutex<AdminState>,
     pub metrics: Metrics,
     pub inflight: AtomicU64,
@@ -466,6 +468,7 @@ impl AppState {
             limits: RwLock::new(limits),
             limits_loaded: Mutex::new(None),
             last_reload_error: Mutex::new(None),
+            components: Mutex::new(BTreeMap::new()),
             admin: Mutex::new(AdminState {
                 accepting_orders: true,
                 trading_active,
@@ -714,6 +717,38 @@ impl AppState {
         }
         self.metrics.open_orders.set(book.open_orders() as i64);
     }
+}
+
+/// A config file in use (besides risk limits): where from, the SHA-256 of the bytes loaded,
+/// when, and the last reload that failed (the old file stays in use then).
+#[derive(Debug, Clone)]
+pub struct LoadedFile {
+    pub path: std::path::PathBuf,
+    pub sha256: String,
+    pub loaded_at_unix_ms: u64,
+    pub last_reload_error: Option<String>,
+}
+
+/// Read a component's config file: it must be a YAML (or JSON) mapping, as every config type
+/// is; the SHA-256 of its bytes is what `GET /admin/config` reports.
+pub fn load_component(path: &Path) -> Result<String, String> {
+    use sha2::Digest;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let doc: serde_json::Map<String, serde_json::Value> =
+        serde_saphyr::from_str(&text).map_err(|e| {
+            format!(
+                "{}: not a YAML mapping: {}",
+                path.display(),
+                e.to_string().lines().next().unwrap_or_default()
+            )
+        })?;
+    if doc.is_empty() {
+        return Err(format!("{}: empty", path.display()));
+    }
+    Ok(sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Milliseconds since the Unix epoch (for `loaded_at`).

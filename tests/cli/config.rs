@@ -90,6 +90,10 @@ const BAD: &[(&str, &str)] = &[
         "services colour not in colors",
         "[environments.dev]\ncolors = [\"blue\"]\n[environments.dev.services.green]\nweb = [\"http://x:1\"]\n",
     ),
+    (
+        "unknown config type",
+        "[environments.dev]\ncolors = [\"blue\"]\n[environments.dev.config_files]\nrisk_limit = \"/etc/r.yaml\"\n",
+    ),
     ("wrong type", "[environments.local]\ntest_account = 42\n"),
     (
         "bad min version",

@@ -236,7 +236,7 @@ async fn risk_limits_are_enforced_and_reloadable() {
     )
     .unwrap();
     let before = c.config_in_use().await.unwrap().files[0].sha256.clone();
-    let l = c.reload_config().await.unwrap();
+    let l: Limits = serde_json::from_value(c.reload_config("risk-limits").await.unwrap()).unwrap();
     assert_eq!(l.default.unwrap().max_position_size, 200);
     assert!(c.risk_check(&big).await.unwrap().allowed);
     // GET /admin/config (1.3): the SHA-256 of the bytes now in use, from that path.
@@ -251,7 +251,7 @@ async fn risk_limits_are_enforced_and_reloadable() {
 
     // A broken file is refused; the old limits stay and /health says so.
     std::fs::write(&file, "default: {max_position_size: oops}\n").unwrap();
-    let e = c.reload_config().await.unwrap_err();
+    let e = c.reload_config("risk-limits").await.unwrap_err();
     assert_eq!(e.status(), Some(422));
     assert_eq!(
         c.limits().await.unwrap().default.unwrap().max_position_size,
@@ -271,7 +271,7 @@ async fn risk_limits_are_enforced_and_reloadable() {
         "default: {max_position_size: 200, max_loss_per_day: 50}\n",
     )
     .unwrap();
-    c.reload_config().await.unwrap();
+    c.reload_config("risk-limits").await.unwrap();
     c.set_price("EURUSD", 100.0).await.unwrap();
     c.place_order(&order(
         "EURUSD",
@@ -297,6 +297,66 @@ async fn risk_limits_are_enforced_and_reloadable() {
         .unwrap();
     assert!(!d.allowed);
     assert!(d.reason.unwrap().contains("daily loss limit"), "loss check");
+}
+
+/// Contract 1.4: every other config type is a component of its own — reloaded with
+/// `{"component": …}` (also at the guide's `POST /api/config/reload`), listed in
+/// `GET /admin/config`; a bad file is refused, the old one stays in use, /health degrades; a
+/// component the service does not read is a 422 (not a 404, which means "cannot reload").
+#[tokio::test]
+async fn every_config_type_is_a_component_reloaded_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app.yaml");
+    std::fs::write(&app, "log_level: info\n").unwrap();
+    let s = sim_with(trading_sim::SimConfig {
+        configs: vec![("app".into(), app.clone())],
+        admin_token: Some(ADMIN_TOKEN.into()),
+        ..Default::default()
+    })
+    .await;
+    let c = client(&s.url());
+    let sha = |p: &std::path::Path| deploykit::migrate::sha256_hex(&std::fs::read(p).unwrap());
+    let in_use = async || {
+        c.config_in_use()
+            .await
+            .unwrap()
+            .files
+            .into_iter()
+            .find(|f| f.component == "app")
+            .unwrap()
+    };
+    assert_eq!(in_use().await.sha256, sha(&app));
+    std::fs::write(&app, "log_level: debug\n").unwrap();
+    c.reload_config("app").await.unwrap();
+    assert_eq!(in_use().await.sha256, sha(&app));
+    // The guide's own path reloads the same way.
+    std::fs::write(&app, "log_level: warn\n").unwrap();
+    let _: serde_json::Value = http()
+        .with_token(deploykit::redact::Secret::new(ADMIN_TOKEN))
+        .post_json(
+            &format!("{}/api/config/reload", s.url()),
+            &serde_json::json!({"component": "app"}),
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(in_use().await.sha256, sha(&app));
+    let good = sha(&app);
+    // A bad file: refused, the old one in use, the failure named.
+    std::fs::write(&app, "log_level: [unclosed\n").unwrap();
+    assert_eq!(
+        c.reload_config("app").await.unwrap_err().status(),
+        Some(422)
+    );
+    let f = in_use().await;
+    assert_eq!(f.sha256, good);
+    assert!(f.last_reload_error.is_some());
+    assert_eq!(c.health().await.unwrap().status, "degraded");
+    // Not read by this service: 422.
+    assert_eq!(
+        c.reload_config("database").await.unwrap_err().status(),
+        Some(422)
+    );
 }
 
 #[tokio::test]

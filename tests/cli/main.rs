@@ -4,6 +4,7 @@ mod support;
 
 mod compare_metrics;
 mod config;
+mod config_types;
 mod contract;
 mod cutover;
 mod cutover_faults;

@@ -255,7 +255,10 @@ async fn restore_puts_back_the_last_good_backup_everywhere() {
         10000.0,
         "the service serves the restored limits"
     );
-    assert!(check_message(&r.stdout, "Reloaded and verified").contains("serve the new limits"));
+    assert!(
+        check_message(&r.stdout, "Reloaded and verified")
+            .contains("use the new risk-limits config")
+    );
     // The corrupt copy it replaced is now the newest backup: skipped, named, the good one used.
     let r = vc(&cfg, &["--restore"]).await;
     assert_eq!(r.code, 0, "{}", r.all());
@@ -338,7 +341,7 @@ impl RestartableSim {
             dir,
             "restart.sh",
             &format!(
-                "#!/bin/sh\nset -e\nd=$(dirname \"$0\")\nif [ -f \"$d/pid\" ]; then\n  p=$(cat \"$d/pid\"); kill \"$p\" 2>/dev/null || true\n  while kill -0 \"$p\" 2>/dev/null; do sleep 0.05; done\nfi\nDEPLOYKIT_ADMIN_TOKEN={ADMIN_TOKEN} nohup {} --listen 127.0.0.1:{port} --no-reload --risk-limits {limits} >>\"$d/sim.log\" 2>&1 &\necho $! > \"$d/pid\"\necho restarted >> \"$d/restarts\"\n",
+                "#!/bin/sh\nset -e\nd=$(dirname \"$0\")\nif [ -f \"$d/pid\" ]; then\n  p=$(cat \"$d/pid\"); kill \"$p\" 2>/dev/null || true\n  while kill -0 \"$p\" 2>/dev/null; do sleep 0.05; done\nfi\nDEPLOYKIT_ADMIN_TOKEN={ADMIN_TOKEN} nohup {} --listen 127.0.0.1:{port} --no-reload --risk-limits {limits} >>\"$d/sim.log\" 2>&1 &\necho $! > \"$d/pid\"\necho restarted \"$@\" >> \"$d/restarts\"\n",
                 sibling_bin("trading_sim").display()
             ),
         );
@@ -407,6 +410,35 @@ async fn a_service_that_cannot_reload_is_restarted_and_verified() {
         r.stdout
     );
     assert_eq!(sim.restarts(), 2, "started once, restarted once");
+    let live = client(&sim.url).limits().await.unwrap();
+    assert_eq!(live.default.unwrap().max_loss_per_day, 11000.0);
+}
+
+/// The guide's `config_manager update <component> --file` as `reload_command`: tried before a
+/// restart, given the component and the live file; the read-back still decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_without_a_reload_api_gets_the_reload_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = write(dir.path(), "risk_limits_live.yaml", GOOD);
+    let sim = RestartableSim::start(dir.path(), &target).await;
+    let (_d, cfg) = config(&format!(
+        "[environments.local]\ncolors = [\"blue\"]\nreload_command = [\"{}\", \"update\", \"{{component}}\", \"--file\", \"{{file}}\"]\nrestart_command = [\"false\"]\n[environments.local.services.blue]\nrisk-engine = [\"{u}\"]\n[environments.local.config_files]\nrisk-limits = \"{target}\"\n",
+        sim.script,
+        u = sim.url
+    ));
+    let new = raised_default_loss(dir.path());
+    let r = vc(&cfg, &[&new, "--deploy"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        check_message(&r.stdout, "Reloaded and verified").contains("1 reloaded, 0 restarted"),
+        "{}",
+        r.stdout
+    );
+    let calls = std::fs::read_to_string(dir.path().join("restarts")).unwrap();
+    assert_eq!(
+        calls.lines().last().unwrap(),
+        format!("restarted update risk-limits --file {target}")
+    );
     let live = client(&sim.url).limits().await.unwrap();
     assert_eq!(live.default.unwrap().max_loss_per_day, 11000.0);
 }
@@ -541,16 +573,25 @@ async fn bad_variants_of_the_guides_file_name_the_field_at_file_line_column() {
 
 /// The repository's own per-environment files are in the firm's shape and valid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_repositorys_per_environment_risk_limits_validate() {
+async fn the_repositorys_per_environment_configs_of_every_type_validate() {
     let cfg = crate::support::repo_root().join("config/deploy.toml");
     for env in ["production", "staging"] {
-        let r = vc(&cfg, &["-e", env, "risk-limits"]).await;
-        assert_eq!(r.code, 0, "{env}: {}\n{}", r.stdout, r.stderr);
-        assert!(
-            r.stdout.contains(&format!("config/{env}/risk_limits.yaml")),
-            "{}",
-            r.stdout
-        );
+        for (ty, file) in [
+            ("risk-limits", "risk_limits.yaml"),
+            ("strategy", "strategy.yaml"),
+            ("app", "app.yaml"),
+            ("database", "database.yaml"),
+            ("endpoints", "endpoints.yaml"),
+        ] {
+            let r = vc(&cfg, &["-e", env, ty]).await;
+            assert_eq!(r.code, 0, "{env} {ty}: {}\n{}", r.stdout, r.stderr);
+            assert!(
+                r.stdout
+                    .contains(&format!("config/{env}/{file} is a valid {ty} config")),
+                "{}",
+                r.stdout
+            );
+        }
     }
 }
 
@@ -645,29 +686,32 @@ async fn a_fleet_config_deploy_is_all_or_nothing_and_show_config_names_a_server_
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(
         check_message(&r.stdout, "Reloaded and verified")
-            .starts_with("4 service(s) serve the new limits"),
+            .starts_with("4 service(s) use the new risk-limits config"),
         "{}",
         r.stdout
     );
     assert_ne!(served("risk-green-01").await, old);
 
-    // show_config: every server uses the file on disk.
+    // show_config: every server uses the risk-limits file on disk.
     let r = st.run("show_config", &[]).await;
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(checks_with(&r.stdout, "ok").len(), 4, "{}", r.stdout);
     // The file changes on disk; three servers reload, risk-green-02 does not.
     std::fs::write(&live, &before).unwrap();
     for host in ["risk-blue-01", "risk-blue-02", "risk-green-01"] {
-        st.host_client(host).reload_config().await.unwrap();
+        st.host_client(host)
+            .reload_config("risk-limits")
+            .await
+            .unwrap();
     }
     let r = st.run("show_config", &[]).await;
     assert_eq!(r.code, 1, "{}", r.all());
     assert_eq!(
         checks_with(&r.stdout, "fail"),
-        vec!["risk-green-02 uses the file on disk"]
+        vec!["risk-green-02 uses the risk-limits file on disk"]
     );
     assert!(
-        check_message(&r.stdout, "risk-green-02 uses the file on disk")
+        check_message(&r.stdout, "risk-green-02 uses the risk-limits file on disk")
             .contains("still uses the old one"),
         "{}",
         r.stdout
@@ -676,14 +720,14 @@ async fn a_fleet_config_deploy_is_all_or_nothing_and_show_config_names_a_server_
     std::fs::write(&live, "risk_limits: [\n").unwrap();
     assert!(
         st.host_client("risk-blue-01")
-            .reload_config()
+            .reload_config("risk-limits")
             .await
             .is_err()
     );
     let r = st.run("show_config", &[]).await;
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
-        check_message(&r.stdout, "risk-blue-01 uses the file on disk")
+        check_message(&r.stdout, "risk-blue-01 uses the risk-limits file on disk")
             .contains("its last reload failed"),
         "{}",
         r.stdout

@@ -5,7 +5,7 @@ use crate::cli::{CommonArgs, Context, Tool};
 use crate::config::Role;
 use crate::error::{Error, Result};
 use crate::report::{Check, Report};
-use crate::trading_config::{self as tc, Kind, RiskLimits};
+use crate::trading_config::{self as tc, Kind, Parsed, RiskLimits};
 use std::path::{Path, PathBuf};
 
 /// Validate trading config files (YAML or JSON): syntax with line:column, required fields,
@@ -19,12 +19,14 @@ pub struct Args {
     #[command(flatten)]
     pub common: CommonArgs,
 
-    /// Files to validate, or a config type (`risk-limits`) for the environment's own file:
-    /// `<config dir>/<environment>/risk_limits.yaml`, where the guide keeps it.
+    /// Files to validate, or a config type (risk-limits, strategy, app, database, endpoints)
+    /// for the environment's own file: `<config dir>/<environment>/risk_limits.yaml`, … where
+    /// the guide keeps them.
     #[arg(required_unless_present = "restore", value_name = "FILE|TYPE")]
     pub files: Vec<PathBuf>,
 
-    /// Schema [default: from the file name: risk_limits*, strateg*, else app].
+    /// Schema [default: from the file name: risk*, strateg*, database*/db*, endpoint*, else
+    /// app]. With --restore: the type to restore [default: risk-limits].
     #[arg(long, value_enum)]
     pub schema: Option<Kind>,
 
@@ -32,7 +34,9 @@ pub struct Args {
     #[arg(long, value_name = "FILE", conflicts_with = "live")]
     pub against: Option<PathBuf>,
 
-    /// Compare risk limits with the live `GET /limits` of the environment's risk engine.
+    /// Check against the live system: risk limits are compared with the risk engine's
+    /// `GET /limits`; a database file's connections must open with the new settings; an
+    /// endpoints file's every endpoint must answer. (--deploy always does this.)
     #[arg(long)]
     pub live: bool,
 
@@ -43,11 +47,12 @@ pub struct Args {
     #[arg(long, default_value_t = 20.0)]
     pub max_increase_pct: f64,
 
-    /// Install the (single, risk-limits) file into the environment and reload it.
+    /// Install the (single) file as the environment's live file of its type
+    /// (`config_files.<type>`) and reload and read it back on every server that reads it.
     #[arg(long)]
     pub deploy: bool,
 
-    /// Put back the last good backup of the environment's live risk-limits file (the newest
+    /// Put back the last good backup of the environment's live file of the --schema type (the newest
     /// `<live>.bak-*` that validates), installed, reloaded and read back on every service like a
     /// deploy (guide §10 "Configuration corruption"); the live copy it replaces is kept too.
     #[arg(long, conflicts_with_all = ["deploy", "against", "live", "approve_increase", "files"])]
@@ -131,7 +136,8 @@ impl Tool for Args {
     async fn run(self, ctx: Context) -> Result<Report> {
         let mut report = ctx.report();
         if self.restore {
-            restore(&ctx, self.to.as_deref(), &mut report).await?;
+            let kind = self.schema.unwrap_or(Kind::RiskLimits);
+            restore(&ctx, kind, self.to.as_deref(), &mut report).await?;
             return Ok(report);
         }
         if self.deploy && self.files.len() != 1 {
@@ -169,6 +175,28 @@ impl Tool for Args {
             return Ok(report);
         }
         let env = ctx.env().ok().cloned();
+        // What only the network can tell, before anything is installed.
+        if self.live || self.deploy {
+            for (f, _, p) in &parsed {
+                let (what, outcomes) = match p {
+                    Parsed::Database(d) => ("connection", tc::live::connections(d).await),
+                    Parsed::Endpoints(e) => ("endpoint", tc::live::endpoints(e).await),
+                    _ => continue,
+                };
+                for (name, r) in outcomes {
+                    let check = format!("{} {what} {name} answers", f.display());
+                    report.push(match r {
+                        Ok(m) => Check::ok("live", check).message(m),
+                        Err(m) => Check::fail("live", check, m).hint(if what == "connection" {
+                            "fix the settings (or the password the reference points at) before deploying: the services would fail to connect"
+                        } else {
+                            "fix the URL, or the network path from here to it, before deploying"
+                        }),
+                    });
+                }
+            }
+        }
+        let has_limits = parsed.iter().any(|(_, _, p)| p.limits().is_some());
         let live_limits = |env: &crate::config::Environment| {
             let http = crate::http::Http::new(env.timeouts.connect.0, ctx.timeout);
             let url = env.colors.iter().find_map(|c| {
@@ -189,10 +217,11 @@ impl Tool for Args {
         };
         let deployed: Option<RiskLimits> = if let Some(a) = &self.against {
             match tc::validate(Kind::RiskLimits, a, &read(a)?) {
-                Ok(l) => l,
+                Ok(Parsed::RiskLimits(l)) => Some(l),
+                Ok(_) => None,
                 Err(e) => return Err(Error::config(a.display().to_string(), e.join("; "))),
             }
-        } else if self.live || self.deploy {
+        } else if has_limits && (self.live || self.deploy) {
             let env = env.clone().ok_or_else(|| {
                 Error::config(
                     ctx.config.path.display().to_string(),
@@ -205,8 +234,8 @@ impl Tool for Args {
         };
         let mut approved = true;
         if let Some(old) = &deployed {
-            for (f, kind, l) in &parsed {
-                if let (Kind::RiskLimits, Some(new)) = (kind, l) {
+            for (f, _, p) in &parsed {
+                if let Some(new) = p.limits() {
                     approved &= self.increases(&mut report, old, new, &f.display().to_string());
                 }
             }
@@ -214,29 +243,35 @@ impl Tool for Args {
         if !self.deploy {
             return Ok(report);
         }
-        if !approved {
-            report.note("nothing deployed: the increase needs approval");
+        if report
+            .checks
+            .iter()
+            .any(|c| c.status == crate::report::Status::Fail)
+        {
+            report.note(if approved {
+                "nothing deployed: a live check failed"
+            } else {
+                "nothing deployed: the increase needs approval"
+            });
             return Ok(report);
         }
-        let (file, kind, new) = parsed.into_iter().next().expect("one file");
-        let new = match (kind, new) {
-            (Kind::RiskLimits, Some(n)) => n,
-            _ => return Err(Error::Usage(
-                "--deploy supports risk-limits files (reloaded and read back through the contract)"
-                    .into(),
-            )),
-        };
-        let env = env.expect("checked above");
-        deploy(&ctx, &env, &file, &new, &mut report).await?;
+        let (file, kind, parsed) = parsed.into_iter().next().expect("one file");
+        let env = env.ok_or_else(|| {
+            Error::config(
+                ctx.config.path.display().to_string(),
+                "--deploy needs an environment (-e)",
+            )
+        })?;
+        deploy(&ctx, &env, kind, &file, parsed.limits(), &mut report).await?;
         Ok(report)
     }
 }
 
 /// `--restore`: the named backup, or the newest backup of the live file that validates, deployed
 /// like any file (backup of what is live now, install, reload, read back, undo on failure).
-async fn restore(ctx: &Context, to: Option<&Path>, report: &mut Report) -> Result<()> {
+async fn restore(ctx: &Context, kind: Kind, to: Option<&Path>, report: &mut Report) -> Result<()> {
     let env = ctx.env()?.clone();
-    let target = tc::live_file(ctx, &env)?;
+    let target = tc::live_file(ctx, &env, kind)?;
     let candidates: Vec<PathBuf> = match to {
         Some(b) => vec![b.to_path_buf()],
         None => {
@@ -262,8 +297,8 @@ async fn restore(ctx: &Context, to: Option<&Path>, report: &mut Report) -> Resul
     let mut skipped = vec![];
     for b in &candidates {
         let text = read(b)?;
-        match tc::validate(Kind::RiskLimits, b, &text) {
-            Ok(Some(limits)) => {
+        match tc::validate(kind, b, &text) {
+            Ok(parsed) => {
                 let mut msg = b.display().to_string();
                 if !skipped.is_empty() {
                     msg.push_str(&format!(
@@ -272,9 +307,8 @@ async fn restore(ctx: &Context, to: Option<&Path>, report: &mut Report) -> Resul
                     ));
                 }
                 report.push(Check::ok("restore", "Backup to restore").message(msg));
-                return deploy(ctx, &env, b, &limits, report).await;
+                return deploy(ctx, &env, kind, b, parsed.limits(), report).await;
             }
-            Ok(None) => skipped.push(format!("{}: no limits", b.display())),
             Err(errs) => skipped.push(format!("{}: {}", b.display(), errs.join(", "))),
         }
     }
@@ -292,18 +326,25 @@ async fn restore(ctx: &Context, to: Option<&Path>, report: &mut Report) -> Resul
 async fn deploy(
     ctx: &Context,
     env: &crate::config::Environment,
+    kind: Kind,
     file: &Path,
-    new: &RiskLimits,
+    new: Option<&RiskLimits>,
     report: &mut Report,
 ) -> Result<()> {
-    let target = tc::live_file(ctx, env)?;
+    let target = tc::live_file(ctx, env, kind)?;
+    let sha = std::fs::read(file)
+        .map(|b| crate::migrate::sha256_hex(&b))
+        .map_err(|e| Error::io("read", file, e))?;
     let token = env.admin_token()?;
     let http = crate::http::Http::new(env.timeouts.connect.0, ctx.timeout).with_token(token);
-    // Every server of the role that reads risk limits (the risk engines), all at once. One server's deadline holds a reload, or a
-    // restart (its own deadline) and the wait for health (another).
+    // Every server of the roles that read this type, all at once. One server's deadline holds
+    // a reload, or a restart (its own deadline) and the wait for health (another).
     let fleet = crate::fleet::Fleet::new(env, http, ctx.timeout * 3);
-    let targets = fleet.select(None, &[Role::RiskEngine]);
+    let targets = fleet.select(None, kind.readers());
     let restart = Restart {
+        kind,
+        file: &target,
+        reload_command: env.reload_command.as_deref(),
         command: env.restart_command.as_deref(),
         env_name: ctx.env_name.as_str(),
         deadline: ctx.timeout,
@@ -349,22 +390,27 @@ async fn deploy(
         .count();
     let mut failed = named(applied.failed());
     if failed.is_empty() {
+        let (sha, target) = (&sha, &target);
         let read = fleet
             .each("read back", &targets, |c| async move {
-                let live = c.limits().await.map_err(|e| e.to_string())?;
-                if tc::from_live(&live).as_ref() == Some(new) {
-                    Ok(())
-                } else {
-                    Err("serves limits that differ from the file after reload".to_string())
+                if let Some(new) = new {
+                    let live = c.limits().await.map_err(|e| e.to_string())?;
+                    return if tc::from_live(&live).as_ref() == Some(new) {
+                        Ok(())
+                    } else {
+                        Err("serves limits that differ from the file after reload".to_string())
+                    };
                 }
+                read_back(&c, kind, target, sha).await
             })
             .await;
         failed = named(read.failed());
     }
     if failed.is_empty() {
         report.push(Check::ok("deploy", "Reloaded and verified").message(format!(
-            "{} service(s) serve the new limits ({} reloaded, {restarted} restarted: no reload support)",
+            "{} service(s) use the new {} config ({} reloaded, {restarted} restarted: no reload support)",
             targets.len(),
+            kind.name(),
             targets.len() - restarted
         )));
         return Ok(());
@@ -399,6 +445,9 @@ enum Applied {
 /// How the installed file reaches a service: reload through the admin API, or — only when the
 /// service says it cannot reload — the environment's restart command, then wait until healthy.
 struct Restart<'a> {
+    kind: Kind,
+    file: &'a Path,
+    reload_command: Option<&'a [String]>,
     command: Option<&'a [String]>,
     env_name: &'a str,
     deadline: std::time::Duration,
@@ -412,9 +461,13 @@ impl Restart<'_> {
     ) -> std::result::Result<Applied, String> {
         let base = client.base();
         // The role whose service reads the file (a process may serve several).
-        let role = Role::RiskEngine.as_str();
-        debug_assert!(s.roles.contains(&Role::RiskEngine));
-        let e = match client.reload_config().await {
+        let role = self
+            .kind
+            .readers()
+            .iter()
+            .find(|r| s.roles.contains(r))
+            .map_or("", |r| r.as_str());
+        let e = match client.reload_config(self.kind.name()).await {
             Ok(_) => return Ok(Applied::Reloaded),
             Err(e) => e,
         };
@@ -422,31 +475,38 @@ impl Restart<'_> {
         if !matches!(e.status(), Some(404 | 405 | 501)) {
             return Err(format!("reload on {base}: {e}"));
         }
-        let Some(cmd) = self.command.filter(|c| !c.is_empty()) else {
-            return Err(format!(
-                "{base} cannot reload its config and environments.{}.restart_command is not set",
-                self.env_name
-            ));
+        let (cmd, applied, doing) = match (
+            self.reload_command.filter(|c| !c.is_empty()),
+            self.command.filter(|c| !c.is_empty()),
+        ) {
+            (Some(c), _) => (c, Applied::Reloaded, "reload"),
+            (None, Some(c)) => (c, Applied::Restarted, "restart"),
+            (None, None) => {
+                return Err(format!(
+                    "{base} cannot reload its config and environments.{}.restart_command is not set",
+                    self.env_name
+                ));
+            }
         };
+        let file = self.file.display().to_string();
         let argv: Vec<String> = cmd
             .iter()
             .map(|a| {
                 a.replace("{url}", base)
                     .replace("{color}", s.color.as_str())
                     .replace("{role}", role)
+                    .replace("{component}", self.kind.name())
+                    .replace("{file}", &file)
             })
             .collect();
-        tracing::info!(
-            "{base} cannot reload its config: restarting it with `{}`",
-            argv[0]
-        );
+        tracing::info!("{base} has no reload API: {doing} with `{}`", argv[0]);
         let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
         let out = crate::process::run(&argv[0], &args, None, self.deadline)
             .await
-            .map_err(|e| format!("restart of {base}: {e}"))?;
+            .map_err(|e| format!("{doing} of {base}: {e}"))?;
         if !out.success {
             return Err(format!(
-                "restart of {base} failed (exit {}): {}",
+                "{doing} of {base} failed (exit {}): {}",
                 out.code.map_or("signal".into(), |c| c.to_string()),
                 out.combined().lines().last().unwrap_or("").trim()
             ));
@@ -456,7 +516,7 @@ impl Restart<'_> {
         let mut note = crate::telemetry::Every::new(std::time::Duration::from_secs(1));
         loop {
             match client.health().await {
-                Ok(h) if h.ready && h.status == "ok" => return Ok(Applied::Restarted),
+                Ok(h) if h.ready && h.status == "ok" => return Ok(applied),
                 other => {
                     if started.elapsed() >= self.deadline {
                         let why = match other {
@@ -464,7 +524,7 @@ impl Restart<'_> {
                             Err(e) => e.to_string(),
                         };
                         return Err(format!(
-                            "{base} not healthy {:.0}s after restart: {why}",
+                            "{base} not healthy {:.0}s after {doing}: {why}",
                             self.deadline.as_secs_f64()
                         ));
                     }
@@ -479,4 +539,41 @@ impl Restart<'_> {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
+}
+
+/// After a reload: the service says (`GET /admin/config`) it is using the deployed file — the
+/// same path and the same bytes.
+async fn read_back(
+    c: &crate::contract::Client,
+    kind: Kind,
+    target: &Path,
+    sha: &str,
+) -> std::result::Result<(), String> {
+    let cfg = c.config_in_use().await.map_err(|e| e.to_string())?;
+    let Some(f) = cfg.files.iter().find(|f| f.component == kind.name()) else {
+        return Err(format!(
+            "reads no {} config (GET /admin/config)",
+            kind.name()
+        ));
+    };
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    if canon(Path::new(&f.path)) != canon(target) {
+        return Err(format!(
+            "reads {}, not the deployed {}: a wrong path",
+            f.path,
+            target.display()
+        ));
+    }
+    if f.sha256 != sha {
+        return Err(format!(
+            "uses sha256 {} after reload, the file is {}{}",
+            &f.sha256[..f.sha256.len().min(12)],
+            &sha[..sha.len().min(12)],
+            f.last_reload_error
+                .as_deref()
+                .map(|e| format!(": its reload failed: {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    Ok(())
 }

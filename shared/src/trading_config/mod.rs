@@ -1,7 +1,12 @@
-//! Schemas of the trading configs the guide deploys (risk limits, strategy parameters,
-//! application config): syntax with line:column, required fields, ranges, consistency, and the
-//! diff against what is deployed. docs/validate_config.md lists every rule.
+//! Schemas of the trading configs the guide deploys (§8: risk limits, strategy parameters,
+//! application config, database connections, API endpoints): syntax with line:column, required
+//! fields, ranges, consistency, and the diff against what is deployed. docs/validate_config.md
+//! lists every rule; `live` checks what only the network can tell (a database accepts the new
+//! settings, every endpoint answers).
 
+pub mod live;
+
+use crate::config::Role;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,17 +16,63 @@ pub enum Kind {
     RiskLimits,
     Strategy,
     App,
+    Database,
+    Endpoints,
 }
 
 impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::RiskLimits,
+        Kind::Strategy,
+        Kind::App,
+        Kind::Database,
+        Kind::Endpoints,
+    ];
+
+    /// The type's name, which is also its component in the service contract
+    /// (`POST /admin/config/reload {"component": …}`, `GET /admin/config`) and its key in
+    /// `config_files`.
     pub fn name(self) -> &'static str {
         match self {
             Kind::RiskLimits => "risk-limits",
             Kind::Strategy => "strategy",
             Kind::App => "app",
+            Kind::Database => "database",
+            Kind::Endpoints => "endpoints",
         }
     }
-    /// From the file name: risk_limits*, strateg*, else app.
+
+    /// The environment's file of this type in the repository: `config/<env>/<this>`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Kind::RiskLimits => "risk_limits.yaml",
+            Kind::Strategy => "strategy.yaml",
+            Kind::App => "app.yaml",
+            Kind::Database => "database.yaml",
+            Kind::Endpoints => "endpoints.yaml",
+        }
+    }
+
+    /// The roles whose services read this type: a deploy reloads and reads back every server
+    /// of them.
+    pub fn readers(self) -> &'static [Role] {
+        match self {
+            Kind::RiskLimits => &[Role::RiskEngine],
+            Kind::Strategy => &[Role::TradingEngine],
+            Kind::App => &Role::ALL,
+            Kind::Database => &[Role::TradingEngine, Role::RiskEngine, Role::Oms],
+            Kind::Endpoints => &[Role::TradingEngine, Role::Marketdata, Role::Oms],
+        }
+    }
+
+    /// A type named on the command line (`risk-limits` or the file's `risk_limits`).
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == s || k.name().replace('-', "_") == s)
+    }
+
+    /// From the file name: risk*, strateg*, database*/db*, endpoint*, else app.
     pub fn guess(path: &Path) -> Kind {
         let n = path
             .file_name()
@@ -31,6 +82,10 @@ impl Kind {
             Kind::RiskLimits
         } else if n.contains("strateg") {
             Kind::Strategy
+        } else if n.contains("database") || n.starts_with("db") {
+            Kind::Database
+        } else if n.contains("endpoint") {
+            Kind::Endpoints
         } else {
             Kind::App
         }
@@ -40,32 +95,36 @@ impl Kind {
 /// `TYPE` given instead of a file: the environment's file of that type beside the config file,
 /// as the guide keeps them (`config/production/risk_limits.yaml`). None when `arg` is a path.
 pub fn environment_file(arg: &Path, config: &Path, env: &str) -> Option<(PathBuf, Kind)> {
-    let kind = match arg.to_str()? {
-        "risk-limits" | "risk_limits" => Kind::RiskLimits,
-        _ => return None,
-    };
+    let kind = Kind::parse(arg.to_str()?)?;
     if arg.exists() {
         return None;
     }
+    Some((repo_file(config, env, kind), kind))
+}
+
+/// `<config dir>/<environment>/<type's file>`: the repository's copy.
+pub fn repo_file(config: &Path, env: &str, kind: Kind) -> PathBuf {
     let dir = config
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    Some((dir.join(env).join("risk_limits.yaml"), kind))
+    dir.join(env).join(kind.file_name())
 }
 
-/// The environment's live risk-limits file (`config_files.risk-limits`), the one the services
-/// read: validate_config deploys and restores it, show_config compares with it.
+/// The environment's live file of a type (`config_files.<type>`), the one the services read:
+/// validate_config deploys and restores it, show_config compares with it.
 pub fn live_file(
     ctx: &crate::cli::Context,
     env: &crate::config::Environment,
+    kind: Kind,
 ) -> crate::error::Result<PathBuf> {
-    env.config_files.get("risk-limits").cloned().ok_or_else(|| {
+    env.config_files.get(kind.name()).cloned().ok_or_else(|| {
         crate::error::Error::config(
             ctx.config.path.display().to_string(),
             format!(
-                "environments.{}.config_files has no `risk-limits` path",
-                ctx.env_name
+                "environments.{}.config_files has no `{}` path",
+                ctx.env_name,
+                kind.name()
             ),
         )
     })
@@ -143,6 +202,85 @@ pub struct AppConfig {
     pub timeouts: AppTimeouts,
 }
 
+/// `database.yaml`: the connections a service opens, by name. The password only by reference
+/// (`password_ref: env:VAR` or `file:/path`): a secret never sits in the repository.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseFile {
+    pub connections: BTreeMap<String, Connection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connection {
+    pub host: String,
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    #[serde(default)]
+    pub password_ref: Option<String>,
+    /// Only so a literal password is refused by name (with its line), not as "unknown field".
+    #[serde(default)]
+    password: Option<serde_saphyr::Spanned<String>>,
+    #[serde(default = "default_pool_min")]
+    pub pool_min: u32,
+    #[serde(default = "default_pool_max")]
+    pub pool_max: u32,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+fn default_pool_min() -> u32 {
+    1
+}
+fn default_pool_max() -> u32 {
+    10
+}
+fn default_connect_timeout_ms() -> u64 {
+    5000
+}
+fn default_endpoint_timeout_ms() -> u64 {
+    2000
+}
+
+/// `endpoints.yaml`: the APIs a service calls (exchange gateways, market data vendors), by name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointsFile {
+    pub endpoints: BTreeMap<String, Endpoint>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    pub url: serde_saphyr::Spanned<String>,
+    #[serde(default = "default_endpoint_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+/// A file parsed by its type, for the checks that need more than the schema (the diff of risk
+/// limits, connecting to a database, reaching endpoints).
+#[derive(Debug)]
+pub enum Parsed {
+    RiskLimits(RiskLimits),
+    Database(DatabaseFile),
+    Endpoints(EndpointsFile),
+    Other,
+}
+
+impl Parsed {
+    pub fn limits(&self) -> Option<&RiskLimits> {
+        match self {
+            Parsed::RiskLimits(l) => Some(l),
+            _ => None,
+        }
+    }
+}
+
 pub const MAX_POSITION: i64 = 1_000_000;
 pub const MAX_LOSS: f64 = 10_000_000.0;
 
@@ -166,7 +304,7 @@ pub fn located(path: &Path, e: &serde_saphyr::Error) -> String {
 }
 
 /// Parse (YAML or JSON) and check every rule; errors are one line each, with file:line:col.
-pub fn validate(kind: Kind, path: &Path, text: &str) -> Result<Option<RiskLimits>, Vec<String>> {
+pub fn validate(kind: Kind, path: &Path, text: &str) -> Result<Parsed, Vec<String>> {
     let name_ok = |n: &str| {
         !n.is_empty()
             && n.chars()
@@ -226,7 +364,7 @@ pub fn validate(kind: Kind, path: &Path, text: &str) -> Result<Option<RiskLimits
                 }
             }
             if errs.is_empty() {
-                Ok(Some(RiskLimits {
+                Ok(Parsed::RiskLimits(RiskLimits {
                     default,
                     limits: doc
                         .limits
@@ -234,6 +372,26 @@ pub fn validate(kind: Kind, path: &Path, text: &str) -> Result<Option<RiskLimits
                         .map(|(k, v)| (k.clone(), v.plain()))
                         .collect(),
                 }))
+            } else {
+                Err(errs)
+            }
+        }
+        Kind::Database => {
+            let doc: DatabaseFile =
+                serde_saphyr::from_str(text).map_err(|e| vec![located(path, &e)])?;
+            let errs = database_rules(path, &doc);
+            if errs.is_empty() {
+                Ok(Parsed::Database(doc))
+            } else {
+                Err(errs)
+            }
+        }
+        Kind::Endpoints => {
+            let doc: EndpointsFile =
+                serde_saphyr::from_str(text).map_err(|e| vec![located(path, &e)])?;
+            let errs = endpoint_rules(path, &doc);
+            if errs.is_empty() {
+                Ok(Parsed::Endpoints(doc))
             } else {
                 Err(errs)
             }
@@ -281,7 +439,11 @@ pub fn validate(kind: Kind, path: &Path, text: &str) -> Result<Option<RiskLimits
                     path.display()
                 ));
             }
-            if errs.is_empty() { Ok(None) } else { Err(errs) }
+            if errs.is_empty() {
+                Ok(Parsed::Other)
+            } else {
+                Err(errs)
+            }
         }
         Kind::App => {
             let a: AppConfig = serde_saphyr::from_str(text).map_err(|e| vec![located(path, &e)])?;
@@ -309,9 +471,106 @@ pub fn validate(kind: Kind, path: &Path, text: &str) -> Result<Option<RiskLimits
                     path.display()
                 ));
             }
-            if errs.is_empty() { Ok(None) } else { Err(errs) }
+            if errs.is_empty() {
+                Ok(Parsed::Other)
+            } else {
+                Err(errs)
+            }
         }
     }
+}
+
+fn database_rules(path: &Path, doc: &DatabaseFile) -> Vec<String> {
+    let p = path.display();
+    let mut errs = vec![];
+    if doc.connections.is_empty() {
+        errs.push(format!(
+            "{p}: no connections: write `connections:` with one entry per database"
+        ));
+    }
+    for (name, c) in &doc.connections {
+        if let Some(pw) = &c.password {
+            let l = &pw.referenced;
+            errs.push(format!(
+                "{p}:{}:{}: {name}.password: secrets by reference only: write `password_ref: env:VAR` (or `file:/path`) and keep the password out of the repository",
+                l.line(),
+                l.column()
+            ));
+        }
+        match c.password_ref.as_deref() {
+            None => {}
+            Some(r) if secret_ref(r).is_some() => {}
+            Some(_) => errs.push(format!(
+                "{p}: {name}.password_ref must be `env:VAR` or `file:/path`"
+            )),
+        }
+        if c.host.trim().is_empty() || c.dbname.trim().is_empty() || c.user.trim().is_empty() {
+            errs.push(format!(
+                "{p}: {name}: host, dbname and user must not be empty"
+            ));
+        }
+        if c.port == 0 {
+            errs.push(format!("{p}: {name}.port 0 is not a port"));
+        }
+        if !(1..=1000).contains(&c.pool_max) || c.pool_min > c.pool_max {
+            errs.push(format!(
+                "{p}: {name}: pool_max {} must be 1..=1000 and pool_min {} at most pool_max",
+                c.pool_max, c.pool_min
+            ));
+        }
+        if !(1..=60_000).contains(&c.connect_timeout_ms) {
+            errs.push(format!(
+                "{p}: {name}.connect_timeout_ms {} is outside 1..=60000",
+                c.connect_timeout_ms
+            ));
+        }
+    }
+    errs
+}
+
+/// Where a secret is kept: `env:VAR` or `file:/path`.
+pub enum SecretRef<'a> {
+    Env(&'a str),
+    File(&'a Path),
+}
+
+pub fn secret_ref(r: &str) -> Option<SecretRef<'_>> {
+    match r.split_once(':')? {
+        ("env", v) if !v.is_empty() => Some(SecretRef::Env(v)),
+        ("file", f) if !f.is_empty() => Some(SecretRef::File(Path::new(f))),
+        _ => None,
+    }
+}
+
+fn endpoint_rules(path: &Path, doc: &EndpointsFile) -> Vec<String> {
+    let p = path.display();
+    let mut errs = vec![];
+    if doc.endpoints.is_empty() {
+        errs.push(format!(
+            "{p}: no endpoints: write `endpoints:` with one entry per API"
+        ));
+    }
+    for (name, e) in &doc.endpoints {
+        let l = &e.url.referenced;
+        let at = format!("{p}:{}:{}", l.line(), l.column());
+        match url::Url::parse(&e.url.value) {
+            Err(err) => errs.push(format!("{at}: {name}.url is not a URL: {err}")),
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                errs.push(format!("{at}: {name}.url must be http or https"))
+            }
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => errs.push(format!(
+                "{at}: {name}.url carries credentials: secrets by reference only (the service reads them from its secret store)"
+            )),
+            Ok(_) => {}
+        }
+        if !(1..=60_000).contains(&e.timeout_ms) {
+            errs.push(format!(
+                "{p}: {name}.timeout_ms {} is outside 1..=60000",
+                e.timeout_ms
+            ));
+        }
+    }
+    errs
 }
 
 /// A change between deployed and new risk limits.
