@@ -646,6 +646,11 @@ pub struct Environment {
     /// `{role}` are replaced; e.g. `["ssh", "{color}-host", "config_manager", "update",
     /// "{component}", "--file", "{file}"]`.
     pub reload_command: Option<Vec<String>>,
+    /// Where a config must have been tested first (guide §8 Step 3): a `validate_config
+    /// --deploy` here refuses a file that was not deployed, byte for byte, to this environment
+    /// and passed its smoke tests there since (both read from that environment's journal);
+    /// `--skip-staging REASON` overrides, recorded and notified. E.g. `promote_from = "staging"`.
+    pub promote_from: Option<EnvName>,
     /// How long the previous colour stays up after a cutover, trading nothing, so a rollback is
     /// one switch away (guide §5: one hour); `cutover decommission` refuses inside it.
     #[serde(default = "default_keep_previous_for")]
@@ -1000,6 +1005,11 @@ fn validate_env(name: EnvName, env: &Environment) -> std::result::Result<(), Str
                 env.colors.iter().map(|c| c.as_str()).collect::<Vec<_>>()
             ));
         }
+    }
+    if env.promote_from == Some(name) {
+        return Err(format!(
+            "environments.{name}.promote_from names {name} itself: name the environment configs are tested in first (staging)"
+        ));
     }
     // A config type no tool deploys would be silently ignored: refuse it, as a typo.
     for t in env.config_files.keys() {

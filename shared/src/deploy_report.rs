@@ -101,6 +101,15 @@ fn ms(a: DateTime<Utc>, b: DateTime<Utc>) -> u64 {
 
 /// Group entries (oldest first) into runs, oldest first.
 pub fn runs(entries: &[Entry]) -> Vec<Run> {
+    // Config deploys and smoke verdicts are promotion evidence (crate::promotion), not runs.
+    let entries: Vec<Entry> = entries
+        .iter()
+        .filter(|e| {
+            ![crate::promotion::CONFIG, crate::promotion::SMOKE].contains(&e.action.as_str())
+        })
+        .cloned()
+        .collect();
+    let entries = entries.as_slice();
     let mut order: Vec<&str> = vec![];
     for e in entries {
         if !order.contains(&e.run_id.as_str()) {

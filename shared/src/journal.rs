@@ -82,6 +82,16 @@ impl JournalArgs {
     /// One place per environment whatever the working directory: the flag, else the config's
     /// `journal_dir` (relative to the config file), else `.deploykit` beside the config file.
     pub fn dir(&self, ctx: &crate::cli::Context) -> Result<PathBuf> {
+        self.dir_of(ctx, ctx.env()?)
+    }
+
+    /// The journal directory of any environment of the config (promotion reads staging's
+    /// journal from a production run).
+    pub fn dir_of(
+        &self,
+        ctx: &crate::cli::Context,
+        env: &crate::config::Environment,
+    ) -> Result<PathBuf> {
         if let Some(d) = &self.journal_dir {
             return Ok(d.clone());
         }
@@ -92,7 +102,7 @@ impl JournalArgs {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
-        Ok(match &ctx.env()?.journal_dir {
+        Ok(match &env.journal_dir {
             Some(d) => base.join(d),
             None => base.join(".deploykit"),
         })

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod output;
 pub mod process;
+pub mod promotion;
 pub mod redact;
 pub mod report;
 pub mod rollout;

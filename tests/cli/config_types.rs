@@ -438,3 +438,147 @@ async fn fleet_first_only(f: &Fleet) -> PathBuf {
     std::fs::write(&p, text).unwrap();
     p
 }
+
+/// Guide §8 Step 3, "test in staging": production (`promote_from = "staging"`) takes a config
+/// only when the identical bytes were deployed to staging and a full smoke run passed there
+/// since — read from staging's journal. Refused (nothing installed) when never deployed there,
+/// not smoked since, or its latest smoke run failed; an edited file is a new file;
+/// `--skip-staging REASON` deploys anyway, journaled and notified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_production_config_needs_the_identical_file_tested_in_staging_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    let staging_live = write(&etc, "staging-app.yaml", APP);
+    let prod_live = write(&etc, "prod-app.yaml", APP);
+    let serve = async |live: &str| {
+        crate::support::sim_with(trading_sim::SimConfig {
+            configs: vec![("app".into(), PathBuf::from(live))],
+            admin_token: Some(ADMIN_TOKEN.into()),
+            ..Default::default()
+        })
+        .await
+    };
+    let (staging, prod) = (serve(&staging_live).await, serve(&prod_live).await);
+    let roles = |u: &str| -> String {
+        ["trading-engine", "risk-engine", "oms", "marketdata", "web"]
+            .iter()
+            .map(|r| format!("{r} = [\"{u}\"]\n"))
+            .collect()
+    };
+    let cfg = dir.path().join("deploy.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[environments.staging]\ncolors = [\"blue\"]\ntest_account = \"TEST-SMOKE-01\"\n\
+             [environments.staging.services.blue]\n{}\
+             [environments.staging.config_files]\napp = \"{staging_live}\"\n\
+             [environments.production]\ncolors = [\"blue\"]\npromote_from = \"staging\"\n\
+             [environments.production.services.blue]\n{}\
+             [environments.production.config_files]\napp = \"{prod_live}\"\n",
+            roles(&staging.url()),
+            roles(&prod.url())
+        ),
+    )
+    .unwrap();
+    let hook = crate::notify::receiver(200).await;
+    let hook_env = [("DEPLOYKIT_NOTIFY_WEBHOOK", hook.url.as_str())];
+    let new_dir = tempfile::tempdir().unwrap();
+    let f = write(new_dir.path(), "app.yaml", &APP.replace("info", "debug"));
+    let to = async |env: &str, extra: &[&str]| {
+        let mut a = vec!["-e", env, f.as_str(), "--deploy"];
+        a.extend_from_slice(extra);
+        vc(&cfg, &a, &hook_env).await
+    };
+    let refused = async |why: &str| {
+        let r = to("production", &[]).await;
+        assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+        let m = check_message(&r.stdout, "Tested in staging first");
+        assert!(m.contains(why), "want {why:?}: {m}");
+        assert!(
+            r.stdout
+                .contains("nothing deployed: the file was not tested in staging first")
+        );
+        assert_eq!(
+            std::fs::read_to_string(&prod_live).unwrap(),
+            APP,
+            "nothing installed"
+        );
+    };
+    let smoke = async || {
+        run_async(
+            "smoke_tests",
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "-e",
+                "staging",
+                "--format",
+                "json",
+            ],
+            &[("DEPLOYKIT_ADMIN_TOKEN", ADMIN_TOKEN)],
+        )
+        .await
+    };
+
+    refused("was never deployed there").await;
+    let r = to("staging", &[]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    refused("no smoke test has run there since").await;
+    let r = smoke().await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    // Promoted: deployed, twice in a row.
+    for _ in 0..2 {
+        let r = to("production", &[]).await;
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        assert!(
+            check_message(&r.stdout, "Tested in staging first").contains("smoke tests passed at"),
+            "{}",
+            r.stdout
+        );
+        assert_eq!(
+            std::fs::read_to_string(&prod_live).unwrap(),
+            std::fs::read_to_string(&f).unwrap()
+        );
+    }
+
+    // A failed smoke run in staging, with the file deployed there: refused again.
+    client(&staging.url())
+        .set_faults(&deploykit::contract::Faults {
+            error_rate: Some(1.0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_ne!(smoke().await.code, 0);
+    client(&staging.url()).clear_faults().await.unwrap();
+    std::fs::write(&prod_live, APP).unwrap();
+    refused("its latest smoke test run failed").await;
+
+    // An edited file is a new file; --skip-staging deploys it, journaled and notified.
+    std::fs::write(&f, APP.replace("info", "warn")).unwrap();
+    refused("was never deployed there").await;
+    let r = to("production", &["--skip-staging", "INC-42 exchange outage"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        checks_with(&r.stdout, "warn"),
+        vec!["Tested in staging first"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(&prod_live).unwrap(),
+        APP.replace("info", "warn")
+    );
+    let posted = hook.bodies.lock().unwrap().clone();
+    assert_eq!(posted.len(), 1, "{posted:?}");
+    assert!(
+        posted[0].1.contains("WITHOUT testing in staging") && posted[0].1.contains("INC-42"),
+        "{}",
+        posted[0].1
+    );
+    let journal =
+        std::fs::read_to_string(dir.path().join(".deploykit/journal-production.jsonl")).unwrap();
+    assert!(
+        journal.contains("skip-staging") && journal.contains("INC-42 exchange outage"),
+        "{journal}"
+    );
+}

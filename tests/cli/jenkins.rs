@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PIPES: [&str; 7] = [
+const PIPES: [&str; 8] = [
     "dev",
     "staging",
     "production",
@@ -26,6 +26,7 @@ const PIPES: [&str; 7] = [
     "staging-rollback",
     "staging-refresh",
     "emergency",
+    "config",
 ];
 
 fn jenkinsfile() -> String {
@@ -54,6 +55,8 @@ fn every_pipelines_stage_list_comes_from_the_jenkinsfile_with_locks_and_timeouts
         ("hotfix", "env-staging"),
         ("staging-rollback", "env-staging"),
         ("staging-refresh", "env-staging"),
+        ("config", "env-staging"),
+        ("config", "env-production"),
     ] {
         assert!(
             lists[pipe]
@@ -255,6 +258,12 @@ impl World {
                 .into_owned(),
         )]);
         if let Some(s) = staging {
+            // Production takes a config only after staging tested it (the repository's rule).
+            toml = toml.replacen(
+                "[environments.production]\n",
+                "[environments.production]\npromote_from = \"staging\"\n",
+                1,
+            );
             toml += &env_toml(
                 s,
                 "staging",
@@ -889,4 +898,53 @@ async fn staging_dev_hotfix_staging_rollback_and_weekly_refresh_pipelines_run_gr
         o.stages
     );
     assert!(w.notifications()[0].contains("weekly staging refresh"));
+
+    // The config pipeline (guide §8): production's risk limits raise the stack's by far more
+    // than 20 % — refused at staging's deploy without APPROVE_INCREASE, nothing changed
+    // anywhere; approved, it goes through staging (smoke) to production (which finds staging's
+    // smoke verdict in its journal) and reads back; a second run in a row is green too.
+    let prod_limits = repo_root().join("config/production/risk_limits.yaml");
+    let limits_of =
+        |st: &Stack| std::fs::read_to_string(st.dir.path().join("s/risk_limits.yaml")).unwrap();
+    let before = (limits_of(&s), limits_of(&p));
+    let config = |w: &mut World, approve: &str| {
+        let (ws, mut b) = w.build(
+            "main",
+            false,
+            &[
+                ("PIPELINE", "config"),
+                ("CONFIG_TYPE", "risk-limits"),
+                ("APPROVE_INCREASE", approve),
+            ],
+        );
+        b.approvals = vec!["sam".into(), "rita".into()];
+        run(&ws, b, |_| {})
+    };
+    let o = config(&mut w, "");
+    failed_at(&o, "/ Deploy config to staging");
+    assert_eq!((limits_of(&s), limits_of(&p)), before, "nothing changed");
+    let n = w.notifications();
+    assert!(
+        n[0].contains("risk-limits config change") && n[0].contains("needs approval"),
+        "{n:?}"
+    );
+    for round in 0..2 {
+        let o = config(&mut w, "CHG-123456 risk sign-off by rita");
+        passed(&o);
+        for stage in [
+            "Config change / Staging / Smoke staging",
+            "Config change / Production / Deploy config to production",
+            "Config change / Production / Read back",
+        ] {
+            assert!(
+                o.stages.iter().any(|(s, _)| s == stage),
+                "round {round}: {stage} did not run: {:?}",
+                o.stages
+            );
+        }
+        let want = std::fs::read_to_string(&prod_limits).unwrap();
+        assert_eq!(limits_of(&s), want, "staging runs production's bytes");
+        assert_eq!(limits_of(&p), want);
+        assert!(w.notifications()[0].contains("risk-limits config change in production"));
+    }
 }

@@ -102,42 +102,18 @@ impl Tool for Args {
             },
             self.reason
         );
-        report.push(match notify(&env, ctx.timeout, &text).await {
-            Ok(Some(status)) => {
-                Check::ok("emergency rollback", "Team notified").message(format!("HTTP {status}"))
-            }
-            Ok(None) => Check::skip(
-                "emergency rollback",
-                "Team notified",
-                format!(
-                    "no webhook in ${}: tell the team yourself",
-                    env.notify_webhook_env
-                ),
-            ),
-            Err(e) => Check::warn("emergency rollback", "Team notified", e)
-                .hint("tell the team yourself: the rollback is done"),
-        });
+        let mut notified = crate::cmd::notify::announce(
+            &env,
+            ctx.timeout,
+            "emergency rollback",
+            "Team notified",
+            &text,
+        )
+        .await;
+        if notified.status == crate::report::Status::Warn {
+            notified = notified.hint("tell the team yourself: the rollback is done");
+        }
+        report.push(notified);
         Ok(report)
-    }
-}
-
-/// Post `text` to the environment's webhook if one is configured: `None` when none is.
-async fn notify(
-    env: &crate::config::Environment,
-    timeout: Duration,
-    text: &str,
-) -> std::result::Result<Option<u16>, String> {
-    let Ok(url) = env.notify_webhook() else {
-        return Ok(None);
-    };
-    let http = crate::http::Http::new(env.timeouts.connect.0, timeout);
-    let body = serde_json::json!({ "text": crate::redact::redact(text) });
-    match http.post_json_text(url.expose(), &body).await {
-        Ok((s, _)) if (200..300).contains(&s) => Ok(Some(s)),
-        Ok((s, answer)) => Err(format!(
-            "the webhook answered HTTP {s}: {}",
-            answer.chars().take(200).collect::<String>()
-        )),
-        Err(e) => Err(e.to_string()),
     }
 }

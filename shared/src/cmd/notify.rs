@@ -51,6 +51,62 @@ pub struct Args {
     pub link: Option<String>,
 }
 
+/// POST `text` (redacted) to the webhook: its HTTP status when 2xx, else why not.
+async fn post(
+    url: &crate::redact::Secret,
+    env: &crate::config::Environment,
+    timeout: std::time::Duration,
+    text: &str,
+) -> std::result::Result<u16, Posted> {
+    let http = crate::http::Http::new(env.timeouts.connect.0, timeout);
+    let body = serde_json::json!({ "text": crate::redact::redact(text) });
+    match http.post_json_text(url.expose(), &body).await {
+        Ok((s, _)) if (200..300).contains(&s) => Ok(s),
+        Ok((s, answer)) => Err(Posted::Refused(s, answer.chars().take(200).collect())),
+        Err(e) => Err(Posted::Unreachable(e)),
+    }
+}
+
+enum Posted {
+    Unreachable(crate::http::HttpError),
+    Refused(u16, String),
+}
+
+impl std::fmt::Display for Posted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Posted::Unreachable(e) => write!(f, "{e}"),
+            Posted::Refused(s, answer) => write!(f, "the webhook answered HTTP {s}: {answer}"),
+        }
+    }
+}
+
+/// Tell the team from inside another tool (an emergency, a skipped safeguard): the check
+/// `name` of `group` says whether the environment's webhook took `text`. Never fails the run:
+/// without a webhook, or when it refuses, the check says to tell the team by hand.
+pub async fn announce(
+    env: &crate::config::Environment,
+    timeout: std::time::Duration,
+    group: &str,
+    name: &str,
+    text: &str,
+) -> Check {
+    let Ok(url) = env.notify_webhook() else {
+        return Check::skip(
+            group,
+            name,
+            format!(
+                "no webhook in ${}: tell the team yourself",
+                env.notify_webhook_env
+            ),
+        );
+    };
+    match post(&url, env, timeout, text).await {
+        Ok(status) => Check::ok(group, name).message(format!("HTTP {status}")),
+        Err(e) => Check::warn(group, name, e.to_string()).hint("tell the team yourself"),
+    }
+}
+
 /// At most this many failed checks are listed; the rest are counted.
 const MAX_LISTED: usize = 10;
 
@@ -153,25 +209,29 @@ impl Tool for Args {
             return Ok(report);
         }
         let url = env.notify_webhook()?;
-        let http = crate::http::Http::new(env.timeouts.connect.0, ctx.timeout);
-        let (status, answer) = http
-            .post_json_text(url.expose(), &body)
-            .await
-            .map_err(|e| Error::unreachable("the notification webhook", e))?;
-        let answer: String = answer.chars().take(200).collect();
-        report.push(if (200..300).contains(&status) {
-            Check::ok("notify", "Notification sent").message(format!("HTTP {status}"))
-        } else {
-            Check::fail(
-                "notify",
-                "Notification sent",
-                format!("the webhook answered HTTP {status}: {answer}"),
+        report.push(
+            match post(
+                &url,
+                &env,
+                ctx.timeout,
+                body["text"].as_str().unwrap_or_default(),
             )
-            .hint(format!(
-                "check the webhook URL in ${} (revoked or mistyped?)",
-                env.notify_webhook_env
-            ))
-        });
+            .await
+            {
+                Ok(status) => {
+                    Check::ok("notify", "Notification sent").message(format!("HTTP {status}"))
+                }
+                Err(Posted::Unreachable(e)) => {
+                    return Err(Error::unreachable("the notification webhook", e));
+                }
+                Err(e @ Posted::Refused(..)) => {
+                    Check::fail("notify", "Notification sent", e.to_string()).hint(format!(
+                        "check the webhook URL in ${} (revoked or mistyped?)",
+                        env.notify_webhook_env
+                    ))
+                }
+            },
+        );
         Ok(report)
     }
 }

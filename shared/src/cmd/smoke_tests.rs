@@ -3,6 +3,7 @@
 use crate::cli::{CommonArgs, Context, DryRunArgs, Tool};
 use crate::config::Color;
 use crate::error::{Error, Result};
+use crate::promotion;
 use crate::report::{Check, Report};
 use crate::smoke::{self, Group, Target};
 use std::collections::BTreeSet;
@@ -303,6 +304,38 @@ impl Tool for Args {
             );
         }
         report.note(format!("tested the {color} colour"));
+        // The verdict goes into the environment's journal: a config is promoted to production
+        // only after a full smoke run passed here with it deployed (crate::promotion).
+        let failed = report.exit_code() != 0;
+        let full = Group::SERVICES.iter().all(|g| groups.contains(g));
+        let state = promotion::smoke(
+            ctx.env_name.as_str(),
+            color.as_str(),
+            !failed && full,
+            format!(
+                "{}{}",
+                if failed { "failed" } else { "passed" },
+                if full {
+                    ""
+                } else {
+                    " (not every group: not a promotion)"
+                }
+            ),
+        );
+        let recorded = async {
+            let dir = self.journal.dir(&ctx)?;
+            let j = crate::journal::Journal::open_unlocked(
+                ctx.env_name.as_str(),
+                &target.env,
+                ctx.timeout,
+                &dir,
+            )
+            .await?;
+            j.write(&state).await
+        };
+        if let Err(e) = recorded.await {
+            tracing::warn!("smoke result not journaled (a config promotion will not see it): {e}");
+        }
         Ok(report)
     }
 }

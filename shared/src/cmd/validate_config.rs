@@ -4,6 +4,7 @@
 use crate::cli::{CommonArgs, Context, Tool};
 use crate::config::Role;
 use crate::error::{Error, Result};
+use crate::promotion;
 use crate::report::{Check, Report};
 use crate::trading_config::{self as tc, Kind, Parsed, RiskLimits};
 use std::path::{Path, PathBuf};
@@ -61,6 +62,15 @@ pub struct Args {
     /// With --restore: this backup instead of the newest good one.
     #[arg(long, value_name = "BACKUP", requires = "restore")]
     pub to: Option<PathBuf>,
+
+    /// Deploy to an environment with `promote_from` (production) although the identical file
+    /// was not tested there first — for emergencies only: the reason is recorded in the journal
+    /// and the team notified.
+    #[arg(long, value_name = "REASON", requires = "deploy")]
+    pub skip_staging: Option<String>,
+
+    #[command(flatten)]
+    pub journal: crate::journal::JournalArgs,
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -126,6 +136,100 @@ impl Args {
     }
 }
 
+impl Args {
+    /// Guide §8 Step 3: where the environment has `promote_from`, the identical file must have
+    /// been deployed there and passed its smoke tests since — or `--skip-staging REASON`, which
+    /// is a warning, notified. Ok(false): refused (a failed check says why and what to do).
+    async fn promoted(
+        &self,
+        ctx: &Context,
+        env: &crate::config::Environment,
+        kind: Kind,
+        file: &Path,
+        report: &mut Report,
+    ) -> Result<bool> {
+        let Some(from) = env.promote_from else {
+            return Ok(true);
+        };
+        let name = format!("Tested in {from} first");
+        if !kind.promoted() {
+            report.push(Check::skip(
+                "promotion",
+                name,
+                format!(
+                    "{} files are per environment (their own hosts): checked live from here instead",
+                    kind.name()
+                ),
+            ));
+            return Ok(true);
+        }
+        let sha = file_sha(file)?;
+        let from_env = ctx.config.environment(from)?;
+        // Its journal is in its database: without the URL the evidence cannot be read, which
+        // must not read as "never tested".
+        if from_env.database.is_some() {
+            from_env.database_url().map_err(|e| {
+                Error::config(
+                    ctx.config.path.display().to_string(),
+                    format!(
+                        "{from}'s journal (where its tests are recorded) is in its database: {e}"
+                    ),
+                )
+            })?;
+        }
+        let entries = crate::journal::Journal::read(
+            from.as_str(),
+            from_env,
+            ctx.timeout,
+            &self.journal.dir_of(ctx, from_env)?,
+        )
+        .await?;
+        let verdict = promotion::tested(&entries, kind, &sha);
+        match (verdict, &self.skip_staging) {
+            (Ok(m), _) => {
+                report.push(Check::ok("promotion", name).message(m));
+                Ok(true)
+            }
+            (Err(why), Some(reason)) => {
+                report.push(Check::warn(
+                    "promotion",
+                    name,
+                    format!("skipped ({reason}): {why}"),
+                ));
+                let text = format!(
+                    ":warning: *{} config deployed to {} WITHOUT testing in {from}* — {reason} ({why})",
+                    kind.name(),
+                    ctx.env_name
+                );
+                report.push(
+                    crate::cmd::notify::announce(
+                        env,
+                        ctx.timeout,
+                        "promotion",
+                        "Team notified",
+                        &text,
+                    )
+                    .await,
+                );
+                Ok(true)
+            }
+            (Err(why), None) => {
+                report.push(Check::fail("promotion", name, why).hint(format!(
+                    "deploy it to {from} and run its smoke tests first: validate_config -e {from} --deploy {f} && smoke_tests -e {from}; in an emergency, --skip-staging \"<reason>\" (recorded and notified)",
+                    f = file.display()
+                )));
+                Ok(false)
+            }
+        }
+    }
+}
+
+fn file_sha(file: &Path) -> Result<String> {
+    std::fs::read(file)
+        .map(|b| crate::migrate::sha256_hex(&b))
+        .map_err(|e| Error::io("read", file, e))
+}
+
 impl Tool for Args {
     const NAME: &'static str = "validate_config";
 
@@ -137,7 +241,10 @@ impl Tool for Args {
         let mut report = ctx.report();
         if self.restore {
             let kind = self.schema.unwrap_or(Kind::RiskLimits);
-            restore(&ctx, kind, self.to.as_deref(), &mut report).await?;
+            let journal = self.journal.lock(&ctx, Default::default()).await?;
+            journal
+                .hold(async |j| restore(&ctx, j, kind, self.to.as_deref(), &mut report).await)
+                .await?;
             return Ok(report);
         }
         if self.deploy && self.files.len() != 1 {
@@ -262,14 +369,40 @@ impl Tool for Args {
                 "--deploy needs an environment (-e)",
             )
         })?;
-        deploy(&ctx, &env, kind, &file, parsed.limits(), &mut report).await?;
+        if !self.promoted(&ctx, &env, kind, &file, &mut report).await? {
+            report.note("nothing deployed: the file was not tested in staging first");
+            return Ok(report);
+        }
+        let journal = self.journal.lock(&ctx, Default::default()).await?;
+        journal
+            .hold(async |j| {
+                if let Some(reason) = &self.skip_staging
+                    && env.promote_from.is_some()
+                {
+                    j.write(&promotion::skipped(
+                        ctx.env_name.as_str(),
+                        kind,
+                        &file_sha(&file)?,
+                        reason,
+                    ))
+                    .await?;
+                }
+                deploy(&ctx, j, &env, kind, &file, parsed.limits(), &mut report).await
+            })
+            .await?;
         Ok(report)
     }
 }
 
 /// `--restore`: the named backup, or the newest backup of the live file that validates, deployed
 /// like any file (backup of what is live now, install, reload, read back, undo on failure).
-async fn restore(ctx: &Context, kind: Kind, to: Option<&Path>, report: &mut Report) -> Result<()> {
+async fn restore(
+    ctx: &Context,
+    journal: &crate::journal::Journal,
+    kind: Kind,
+    to: Option<&Path>,
+    report: &mut Report,
+) -> Result<()> {
     let env = ctx.env()?.clone();
     let target = tc::live_file(ctx, &env, kind)?;
     let candidates: Vec<PathBuf> = match to {
@@ -307,7 +440,7 @@ async fn restore(ctx: &Context, kind: Kind, to: Option<&Path>, report: &mut Repo
                     ));
                 }
                 report.push(Check::ok("restore", "Backup to restore").message(msg));
-                return deploy(ctx, &env, kind, b, parsed.limits(), report).await;
+                return deploy(ctx, journal, &env, kind, b, parsed.limits(), report).await;
             }
             Err(errs) => skipped.push(format!("{}: {}", b.display(), errs.join(", "))),
         }
@@ -323,8 +456,11 @@ async fn restore(ctx: &Context, kind: Kind, to: Option<&Path>, report: &mut Repo
     )))
 }
 
+/// Install `file` as the live file of its type and reload and read it back on every reader
+/// server, all or nothing; a success is journaled (what staging's promotion check reads).
 async fn deploy(
     ctx: &Context,
+    journal: &crate::journal::Journal,
     env: &crate::config::Environment,
     kind: Kind,
     file: &Path,
@@ -332,9 +468,7 @@ async fn deploy(
     report: &mut Report,
 ) -> Result<()> {
     let target = tc::live_file(ctx, env, kind)?;
-    let sha = std::fs::read(file)
-        .map(|b| crate::migrate::sha256_hex(&b))
-        .map_err(|e| Error::io("read", file, e))?;
+    let sha = file_sha(file)?;
     let token = env.admin_token()?;
     let http = crate::http::Http::new(env.timeouts.connect.0, ctx.timeout).with_token(token);
     // Every server of the roles that read this type, all at once. One server's deadline holds
@@ -413,6 +547,14 @@ async fn deploy(
             kind.name(),
             targets.len() - restarted
         )));
+        journal
+            .write(&promotion::deployed(
+                ctx.env_name.as_str(),
+                kind,
+                &sha,
+                &file.display().to_string(),
+            ))
+            .await?;
         return Ok(());
     }
     std::fs::copy(&backup, &target).map_err(|e| Error::io("restore", &target, e))?;

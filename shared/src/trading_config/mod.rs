@@ -65,6 +65,14 @@ impl Kind {
         }
     }
 
+    /// Whether production takes this type only after staging tested the identical file
+    /// (`promote_from`). Database connections and API endpoints name each environment's own
+    /// hosts — staging must never get production's — so each environment has its own file, and
+    /// the live checks (connect, reach) from the deploying machine stand in for the test.
+    pub fn promoted(self) -> bool {
+        !matches!(self, Kind::Database | Kind::Endpoints)
+    }
+
     /// A type named on the command line (`risk-limits` or the file's `risk_limits`).
     pub fn parse(s: &str) -> Option<Kind> {
         Kind::ALL
