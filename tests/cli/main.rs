@@ -13,6 +13,7 @@ mod deployment_report;
 mod emergency;
 mod exit_codes;
 mod faults;
+mod flyway;
 mod help;
 mod jenkins;
 mod maintenance_mode;

@@ -76,6 +76,16 @@ pub enum Command {
     },
     /// Flag unsafe DDL and missing rollbacks before production.
     Lint,
+    /// Adopt a database that has no migration history: record VERSION as its baseline in a
+    /// Flyway-shaped `flyway_schema_history` (Flyway's own `baseline`), so files up to it are
+    /// never applied and later ones are.
+    Baseline {
+        #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+        version: Version,
+    },
+    /// Remove the failed rows of an adopted Flyway history (Flyway's `repair`), once what the
+    /// failed migration left in the database has been fixed by hand.
+    Repair,
     /// Pending migrations and whether they need the maintenance window: a file's own
     /// `-- deploykit: online` / `-- deploykit: maintenance`, else lint decides (no unsafe DDL:
     /// online-safe). The pipeline turns maintenance on only when it says yes.
@@ -141,6 +151,21 @@ impl Tool for Args {
             Command::Info | Command::Validate | Command::Verify { .. } => {
                 let (client, _) = ops::connect(&ctx).await?;
                 let applied = history::applied(&client).await?;
+                let store = history::store(&client).await?;
+                if store.is_flyway() {
+                    report.note(format!("history: Flyway's {}, adopted", store.table()));
+                }
+                // A failed Flyway row stops migrate: said wherever the history is looked at.
+                for f in history::flyway_failed(&client, &store).await? {
+                    report.push(
+                        crate::report::Check::fail(
+                            "applied",
+                            format!("{} failed", f.script),
+                            format!("Flyway's history marks version {} failed", f.version.as_deref().unwrap_or("none")),
+                        )
+                        .hint("fix what it left in the database, then `db_migrate repair` removes the row"),
+                    );
+                }
                 match &self.command {
                     Command::Info => ops::info(&mut report, &all, &applied),
                     Command::Validate => ops::validate(&mut report, &all, &applied),
@@ -192,6 +217,10 @@ impl Tool for Args {
                 ops.rollback(&ctx, &mut report, &all, to_version).await?;
             }
             Command::Rehearse => ops::rehearse(&ctx, &mut report, &all).await?,
+            Command::Baseline { version } => {
+                ops.baseline(&ctx, &mut report, version).await?;
+            }
+            Command::Repair => ops.repair(&ctx, &mut report).await?,
             Command::Refresh {
                 source_environment,
                 rules,

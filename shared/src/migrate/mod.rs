@@ -83,6 +83,8 @@ pub struct Script {
     pub path: PathBuf,
     pub sql: String,
     pub checksum: String,
+    /// Flyway's checksum of the same file (what an adopted Flyway history holds).
+    pub flyway_checksum: i32,
 }
 
 impl Script {
@@ -92,9 +94,15 @@ impl Script {
         let checksum = sha256_hex(sql.as_bytes());
         Ok(Script {
             path: path.to_owned(),
+            flyway_checksum: flyway_checksum(&sql),
             sql,
             checksum,
         })
+    }
+    /// Whether a history row's checksum is this file's: ours (SHA-256) or Flyway's
+    /// (`crc32:<n>`, from an adopted Flyway history).
+    pub fn matches(&self, recorded: &str) -> bool {
+        recorded == self.checksum || recorded == format!("crc32:{}", self.flyway_checksum)
     }
     pub fn file_name(&self) -> String {
         self.path
@@ -121,6 +129,28 @@ pub struct Migration {
     pub description: String,
     pub up: Script,
     pub down: Option<Script>,
+}
+
+/// Flyway's checksum of a migration (decision 0025): CRC-32 over the UTF-8 bytes of each line
+/// without its terminator (`\n`, `\r\n` or `\r`, as Java's `BufferedReader.readLine` splits),
+/// a byte-order mark at the start dropped, as a signed 32-bit integer. Line endings and a BOM
+/// therefore do not change it; any other byte does.
+pub fn flyway_checksum(text: &str) -> i32 {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut crc = crc32fast::Hasher::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let end = rest.find(['\n', '\r']).unwrap_or(rest.len());
+        crc.update(&rest.as_bytes()[..end]);
+        rest = &rest[end..];
+        // One terminator: \r\n counts once, like readLine.
+        rest = rest
+            .strip_prefix("\r\n")
+            .or_else(|| rest.strip_prefix('\n'))
+            .or_else(|| rest.strip_prefix('\r'))
+            .unwrap_or(rest);
+    }
+    crc.finalize() as i32
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -397,6 +427,24 @@ pub(crate) fn strip_comments(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// The value Flyway's documentation shows it writing for `V3__Couple.sql` (its "Dry Runs"
+    /// tutorial: `… 'V3__Couple.sql', -722651034, …`), the file exactly as printed there.
+    #[test]
+    fn flyway_checksum_matches_the_value_flyway_documents() {
+        let couple = "create table COUPLE (\n    ID int not null,\n    PERSON1 int not null references PERSON(ID), \n    PERSON2 int not null references PERSON(ID) \n);\n";
+        assert_eq!(flyway_checksum(couple), -722_651_034);
+        // Line endings and a BOM do not change it; a trailing space does.
+        assert_eq!(flyway_checksum(&couple.replace('\n', "\r\n")), -722_651_034);
+        assert_eq!(flyway_checksum(&couple.replace('\n', "\r")), -722_651_034);
+        assert_eq!(flyway_checksum(&format!("\u{feff}{couple}")), -722_651_034);
+        assert_eq!(flyway_checksum(couple.trim_end()), -722_651_034);
+        assert_ne!(
+            flyway_checksum(&couple.replace("(ID) \n", "(ID)\n")),
+            -722_651_034
+        );
+        assert_eq!(flyway_checksum(""), 0);
+    }
+
     use super::*;
 
     #[test]

@@ -75,7 +75,10 @@ pub fn info(report: &mut Report, all: &[Migration], applied: &[history::Applied]
                 name,
                 format!("{when}; its file is missing from the migrations directory"),
             ),
-            Some(m) if m.up.checksum != a.checksum => Check::fail(
+            Some(_) if a.baseline => Check::ok("applied", name).message(format!(
+                "{when}; Flyway baseline: every file up to it counts as applied"
+            )),
+            Some(m) if !m.up.matches(&a.checksum) => Check::fail(
                 "applied",
                 name,
                 format!("{when}; the file changed since (checksum differs)"),
@@ -84,10 +87,15 @@ pub fn info(report: &mut Report, all: &[Migration], applied: &[history::Applied]
             Some(_) => Check::ok("applied", name).message(when),
         });
     }
-    for m in all
+    let baseline = applied
         .iter()
-        .filter(|m| !applied.iter().any(|a| a.version == m.version))
-    {
+        .filter(|a| a.baseline)
+        .map(|a| &a.version)
+        .max();
+    for m in all.iter().filter(|m| {
+        !applied.iter().any(|a| a.version == m.version)
+            && baseline.is_none_or(|b| &m.version > b)
+    }) {
         report.push(Check::skip(
             "pending",
             format!("V{} {}", m.version, m.description),
@@ -100,7 +108,8 @@ pub fn validate(report: &mut Report, all: &[Migration], applied: &[history::Appl
     let mut changed = 0;
     for a in applied {
         if let Some(m) = all.iter().find(|m| m.version == a.version)
-            && m.up.checksum != a.checksum
+            && !a.baseline
+            && !m.up.matches(&a.checksum)
         {
             changed += 1;
             report.push(
@@ -355,11 +364,25 @@ impl Ops {
         }
         run::lock(&client, no_wait, limits.lock_wait, &ctx.cancel).await?;
         let result = async {
-            run::ensure_history(&client).await?;
+            let store = history::store(&client).await?;
+            run::ensure_history(&client, &store).await?;
+            // Flyway's rule: a failed row stops every migrate until it is repaired.
+            if let Some(f) = history::flyway_failed(&client, &store).await?.first() {
+                return Err(Error::Conflict(format!(
+                    "Flyway's history ({}) holds a failed migration: {} (version {}): fix what it left in the database, then remove the row with `db_migrate repair`",
+                    store.table(),
+                    f.script,
+                    f.version.as_deref().unwrap_or("none")
+                )));
+            }
+            if store.is_flyway() {
+                report.note(format!("history: Flyway's {}, adopted (Flyway checksums; new rows as Flyway writes them)", store.table()));
+            }
             let applied = history::applied(&client).await?;
             for a in &applied {
                 if let Some(m) = all.iter().find(|m| m.version == a.version)
-                    && m.up.checksum != a.checksum
+                    && !a.baseline
+                    && !m.up.matches(&a.checksum)
                 {
                     return Err(Error::Conflict(format!("{} changed after it was applied; run db_migrate validate", m.up.file_name())));
                 }
@@ -394,7 +417,7 @@ impl Ops {
                 tracing::info!("[{}/{total}] applying {}", i + 1, m.up.file_name());
                 let name = format!("V{} {}", m.version, m.description);
                 let start = Instant::now();
-                match run::step(&mut client, pid, monitor.clone(), &m.up, &limits, &run::record_apply(m)).await {
+                match run::step(&mut client, pid, monitor.clone(), &m.up, &limits, &run::record_apply(m, &store)).await {
                     Ok(stats) => report.push(run::stats_check(name, "applied", &stats).took(start.elapsed())),
                     Err(run::StepError::Db(e)) => return Err(e),
                     Err(run::StepError::Sql(msg) | run::StepError::LockTimeout(msg)) => {
@@ -402,7 +425,7 @@ impl Ops {
                         break;
                     }
                     Err(run::StepError::PartlyApplied(msg)) => {
-                        run::record_failure(&client, m, &msg).await?;
+                        run::record_failure(&client, &store, m, &msg).await?;
                         report.push(Check::fail("migrations", name, msg).hint("the statements that ran stay applied and the history holds a failed row for this version: make them idempotent (IF NOT EXISTS) or undo them, fix the failing one, and run migrate again").took(start.elapsed()));
                         break;
                     }
@@ -413,6 +436,89 @@ impl Ops {
         .await;
         run::unlock(&client).await?;
         result
+    }
+
+    /// `baseline --version V`: a database with no history gets Flyway's table with a BASELINE
+    /// row at V (what `flyway baseline` writes). Refused where any history exists.
+    pub async fn baseline(
+        &self,
+        ctx: &Context,
+        report: &mut Report,
+        version: &Version,
+    ) -> Result<()> {
+        let (client, _) = connect(ctx).await?;
+        let store = history::store(&client).await?;
+        if store.is_flyway() || history::exists(&client).await? {
+            return Err(Error::Conflict(format!(
+                "this database already has a migration history ({}): baseline adopts one that has none; `db_migrate info` shows it",
+                store.table()
+            )));
+        }
+        if self.dry_run {
+            report.push(Check::skip(
+                "baseline",
+                format!("Baseline at {version}"),
+                "dry run: would create flyway_schema_history with a BASELINE row",
+            ));
+            return Ok(());
+        }
+        let limits = limits(ctx, None, None)?;
+        run::lock(&client, false, limits.lock_wait, &ctx.cancel).await?;
+        let result = async {
+            client
+                .batch_execute(&format!(
+                    "BEGIN; {} INSERT INTO flyway_schema_history
+                       (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
+                     VALUES (1, '{version}', '{b}', 'BASELINE', '{b}', NULL, current_user, 0, true); COMMIT",
+                    history::FLYWAY_CREATE,
+                    b = history::FLYWAY_BASELINE
+                ))
+                .await
+                .map_err(|e| crate::db::error("PostgreSQL", e))?;
+            report.push(Check::ok("baseline", format!("Baseline at {version}")).message(
+                "flyway_schema_history created: files up to it count as applied, later ones are pending (Flyway reads the same table)",
+            ));
+            Ok(())
+        }
+        .await;
+        run::unlock(&client).await?;
+        result
+    }
+
+    /// `repair`: remove an adopted Flyway history's failed rows (Flyway's `repair`), each named.
+    pub async fn repair(&self, ctx: &Context, report: &mut Report) -> Result<()> {
+        let (client, _) = connect(ctx).await?;
+        let store = history::store(&client).await?;
+        let failed = history::flyway_failed(&client, &store).await?;
+        if failed.is_empty() {
+            report.push(
+                Check::ok("repair", "No failed rows")
+                    .message(format!("history: {}", store.table())),
+            );
+            return Ok(());
+        }
+        for f in &failed {
+            let name = format!("Failed row {} removed", f.script);
+            if self.dry_run {
+                report.push(Check::skip("repair", name, "dry run: would delete it"));
+                continue;
+            }
+            client
+                .execute(
+                    &format!(
+                        "DELETE FROM {} WHERE NOT success AND script = $1",
+                        store.table()
+                    ),
+                    &[&f.script],
+                )
+                .await
+                .map_err(|e| crate::db::error("PostgreSQL", e))?;
+            report.push(Check::ok("repair", name).message(format!(
+                "version {}: the next migrate applies it again",
+                f.version.as_deref().unwrap_or("none")
+            )));
+        }
+        Ok(())
     }
 
     pub async fn rollback(
@@ -426,6 +532,13 @@ impl Ops {
         let (mut client, url) = connect(ctx).await?;
         run::lock(&client, false, limits.lock_wait, &ctx.cancel).await?;
         let result = async {
+            let store = history::store(&client).await?;
+            if store.is_flyway() {
+                return Err(Error::Conflict(format!(
+                    "the history is Flyway's ({}), which has no rollback rows Flyway would accept: nothing was rolled back; undo with a new forward migration, or restore the backup the migrate took",
+                    store.table()
+                )));
+            }
             let applied = history::applied(&client).await?;
             let mut undo: Vec<&history::Applied> = applied.iter().filter(|a| &a.version > to).collect();
             undo.sort_by(|a, b| b.version.cmp(&a.version));
@@ -502,7 +615,7 @@ pub async fn round_trip(
         monitor.clone(),
         &m.up,
         limits,
-        &run::record_apply(m),
+        &run::record_apply(m, &history::Store::Deploykit),
     )
     .await
     {
@@ -546,7 +659,7 @@ pub async fn round_trip(
         monitor.clone(),
         &m.up,
         limits,
-        &run::record_apply(m),
+        &run::record_apply(m, &history::Store::Deploykit),
     )
     .await
     {
@@ -589,7 +702,7 @@ pub async fn rehearse(ctx: &Context, report: &mut Report, all: &[Migration]) -> 
     let result = async {
         let mut c = crate::db::connect(&scratch_url, ctx.timeout).await?;
         let monitor = Arc::new(crate::db::connect(&scratch_url, ctx.timeout).await?);
-        run::ensure_history(&c).await?;
+        run::ensure_history(&c, &history::Store::Deploykit).await?;
         let pid = run::backend_pid(&c).await?;
         let limits = limits(ctx, None, None)?;
         for m in all {

@@ -99,7 +99,11 @@ pub async fn unlock(c: &Client) -> Result<()> {
     Ok(())
 }
 
-pub async fn ensure_history(c: &Client) -> Result<()> {
+/// Our history table, unless the database's history is Flyway's (adopted as it is).
+pub async fn ensure_history(c: &Client, store: &history::Store) -> Result<()> {
+    if store.is_flyway() {
+        return Ok(());
+    }
     c.batch_execute(history::CREATE).await.map_err(db_err)
 }
 
@@ -433,9 +437,30 @@ async fn drop_invalid_index(c: &Client, stmt: &str) {
     }
 }
 
-/// The history insert for an applied migration.
-pub fn record_apply(m: &Migration) -> impl Fn(&Stats) -> (String, Vec<String>) + Sync + '_ {
+/// The history insert for an applied migration: our row, or on an adopted Flyway history the
+/// row Flyway itself writes (next installed_rank, its description and checksum, type `SQL`).
+pub fn record_apply<'a>(
+    m: &'a Migration,
+    store: &'a history::Store,
+) -> impl Fn(&Stats) -> (String, Vec<String>) + Sync + 'a {
     move |s: &Stats| {
+        if store.is_flyway() {
+            let t = store.table();
+            return (
+                format!(
+                    "INSERT INTO {t}
+                       (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
+                     VALUES ((SELECT coalesce(max(installed_rank), 0) + 1 FROM {t}), $1, $2, 'SQL', $3, $4::text::int, current_user, {}, true)",
+                    s.execution_ms
+                ),
+                vec![
+                    m.version.to_string(),
+                    history::flyway_description(&m.description),
+                    m.up.file_name(),
+                    m.up.flyway_checksum.to_string(),
+                ],
+            );
+        }
         (
             format!(
                 "INSERT INTO deploykit_schema_history
@@ -450,7 +475,33 @@ pub fn record_apply(m: &Migration) -> impl Fn(&Stats) -> (String, Vec<String>) +
 
 /// A failed history row (`success = false`, never in `schema_version`) for a no-transaction
 /// migration that stopped part-way: the history says what the database holds.
-pub async fn record_failure(c: &Client, m: &Migration, detail: &str) -> Result<()> {
+pub async fn record_failure(
+    c: &Client,
+    store: &history::Store,
+    m: &Migration,
+    detail: &str,
+) -> Result<()> {
+    if store.is_flyway() {
+        // Flyway's own failed row: its `repair` (or ours) removes it once the database is fixed.
+        let t = store.table();
+        tracing::error!("{}: {}", m.up.file_name(), crate::redact::redact(detail));
+        c.execute(
+            &format!(
+                "INSERT INTO {t}
+                   (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
+                 VALUES ((SELECT coalesce(max(installed_rank), 0) + 1 FROM {t}), $1, $2, 'SQL', $3, $4, current_user, 0, false)"
+            ),
+            &[
+                &m.version.to_string(),
+                &history::flyway_description(&m.description),
+                &m.up.file_name(),
+                &m.up.flyway_checksum,
+            ],
+        )
+        .await
+        .map_err(db_err)?;
+        return Ok(());
+    }
     c.execute(
         "INSERT INTO deploykit_schema_history
            (version, description, script, checksum, execution_ms, success, detail)
@@ -494,9 +545,18 @@ pub fn pending<'a>(
     target: Option<&Version>,
 ) -> Result<Vec<&'a Migration>> {
     let newest = applied.iter().map(|a| &a.version).max();
+    let baseline = applied
+        .iter()
+        .filter(|a| a.baseline)
+        .map(|a| &a.version)
+        .max();
     let mut out = vec![];
     for m in all {
         if applied.iter().any(|a| a.version == m.version) {
+            continue;
+        }
+        // At or below a Flyway baseline: the database had it before its history began.
+        if baseline.is_some_and(|b| &m.version <= b) {
             continue;
         }
         if target.is_some_and(|t| &m.version > t) {

@@ -1,0 +1,221 @@
+//! db_migrate on databases Flyway has migrated (issue 21): Flyway's history table — rows and
+//! checksums as Flyway writes them — is adopted and continued, never re-applied.
+
+use crate::support::{Run, TestDb, checks_with, config, run};
+use deploykit::migrate::flyway_checksum;
+use std::path::PathBuf;
+
+/// The file Flyway's documentation migrates as `V3__Couple.sql`, with the checksum it shows
+/// Flyway writing for it (its "Dry Runs" tutorial) — a value this suite did not compute.
+const COUPLE: &str = "create table COUPLE (\n    ID int not null,\n    PERSON1 int not null references PERSON(ID), \n    PERSON2 int not null references PERSON(ID) \n);\n";
+const COUPLE_CHECKSUM: i32 = -722_651_034;
+
+const FILES: &[(&str, &str)] = &[
+    (
+        "V1__Create_person_table.sql",
+        "create table PERSON (\n    ID int not null primary key,\n    NAME varchar(100) not null\n);\n",
+    ),
+    (
+        "V2__Add_people.sql",
+        "insert into PERSON (ID, NAME) values (1, 'Axel');\r\ninsert into PERSON (ID, NAME) values (2, 'Mr. Foo');\r\n",
+    ),
+    ("V3__Couple.sql", COUPLE),
+    (
+        "V4__Add_couple_since.sql",
+        "alter table COUPLE add column SINCE date;\n",
+    ),
+];
+
+/// Flyway's table and rows for V1–V3 as Flyway 9 writes them on PostgreSQL (the CREATE of its
+/// `getRawCreateScript`; installed_rank from 1; description with spaces; type SQL).
+fn flyway_migrated(db: &TestDb, table: &str) {
+    db.sql(&format!(
+        "CREATE TABLE \"{table}\" (\"installed_rank\" INT NOT NULL, \"version\" VARCHAR(50), \"description\" VARCHAR(200) NOT NULL, \"type\" VARCHAR(20) NOT NULL, \"script\" VARCHAR(1000) NOT NULL, \"checksum\" INTEGER, \"installed_by\" VARCHAR(100) NOT NULL, \"installed_on\" TIMESTAMP NOT NULL DEFAULT now(), \"execution_time\" INTEGER NOT NULL, \"success\" BOOLEAN NOT NULL); \
+         ALTER TABLE \"{table}\" ADD CONSTRAINT \"{table}_pk\" PRIMARY KEY (\"installed_rank\")"
+    ));
+    for (rank, (name, sql)) in FILES[..3].iter().enumerate() {
+        db.sql(sql);
+        let (v, desc) = name
+            .trim_start_matches('V')
+            .trim_end_matches(".sql")
+            .split_once("__")
+            .unwrap();
+        let checksum = if *name == "V3__Couple.sql" {
+            COUPLE_CHECKSUM
+        } else {
+            flyway_checksum(sql)
+        };
+        db.sql(&format!(
+            "INSERT INTO \"{table}\" VALUES ({}, '{v}', '{}', 'SQL', '{name}', {checksum}, 'flyway', now(), 12, true)",
+            rank + 1,
+            desc.replace('_', " ")
+        ));
+    }
+}
+
+struct Fx {
+    _dir: tempfile::TempDir,
+    migrations: PathBuf,
+    _cfg_dir: tempfile::TempDir,
+    cfg: PathBuf,
+    db: TestDb,
+}
+
+fn fx() -> Fx {
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("sql");
+    std::fs::create_dir(&migrations).unwrap();
+    for (name, sql) in FILES {
+        std::fs::write(migrations.join(name), sql).unwrap();
+    }
+    let (cfg_dir, cfg) =
+        config("[environments.local]\ndatabase = { url_env = \"DATABASE_URL\" }\n");
+    Fx {
+        _dir: dir,
+        migrations,
+        _cfg_dir: cfg_dir,
+        cfg,
+        db: TestDb::new(),
+    }
+}
+
+impl Fx {
+    fn run(&self, args: &[&str]) -> Run {
+        let mut a = vec![
+            "--config",
+            self.cfg.to_str().unwrap(),
+            "--migrations",
+            self.migrations.to_str().unwrap(),
+            "--format",
+            "json",
+        ];
+        a.extend_from_slice(args);
+        run("db_migrate", &a, &[("DATABASE_URL", self.db.url.as_str())])
+    }
+}
+
+/// Adopted and continued: info agrees with Flyway's rows, migrate applies only V4 and writes the
+/// row Flyway would (rank 4, its checksum), twice in a row nothing more; no table of ours
+/// appears. A changed applied file is caught by Flyway's checksum; a failed row stops migrate
+/// until repair; rollback is refused (Flyway has no undo rows). Flyway 3/4's `schema_version`
+/// table is adopted the same way.
+#[test]
+fn a_flyway_migrated_database_is_adopted_and_continued_never_reapplied() {
+    for table in ["flyway_schema_history", "schema_version"] {
+        let f = fx();
+        flyway_migrated(&f.db, table);
+        let r = f.run(&["info"]);
+        assert_eq!(r.code, 0, "{table}: {}\n{}", r.stdout, r.stderr);
+        assert_eq!(checks_with(&r.stdout, "ok").len(), 3, "{}", r.stdout);
+        assert!(r.stdout.contains("adopted"), "{}", r.stdout);
+        for round in 0..2 {
+            let r = f.run(&["migrate"]);
+            assert_eq!(
+                r.code, 0,
+                "{table} round {round}: {}\n{}",
+                r.stdout, r.stderr
+            );
+            if round == 0 {
+                assert_eq!(
+                    checks_with(&r.stdout, "ok"),
+                    vec!["V4 Add_couple_since"],
+                    "{}",
+                    r.stdout
+                );
+            } else {
+                assert_eq!(checks_with(&r.stdout, "ok"), vec!["Nothing to do"]);
+            }
+        }
+        assert_eq!(
+            f.db.sql(&format!("SELECT installed_rank, version, description, type, script, checksum, success FROM \"{table}\" WHERE version = '4'")),
+            format!("4|4|Add couple since|SQL|V4__Add_couple_since.sql|{}|t", flyway_checksum(FILES[3].1))
+        );
+        assert_eq!(
+            f.db.sql("SELECT count(*) FROM PERSON"),
+            "2",
+            "V2 not applied twice"
+        );
+        assert_eq!(
+            f.db.sql("SELECT to_regclass('deploykit_schema_history') IS NULL"),
+            "t"
+        );
+        // Line endings do not matter to Flyway's checksum; a changed statement does.
+        std::fs::write(
+            f.migrations.join("V3__Couple.sql"),
+            COUPLE.replace('\n', "\r\n"),
+        )
+        .unwrap();
+        assert_eq!(f.run(&["validate"]).code, 0);
+        std::fs::write(
+            f.migrations.join("V3__Couple.sql"),
+            COUPLE.replace("not null,", "null,"),
+        )
+        .unwrap();
+        let r = f.run(&["validate"]);
+        assert_eq!(r.code, 1, "{}", r.stdout);
+        assert_eq!(
+            checks_with(&r.stdout, "fail"),
+            vec!["V3__Couple.sql unchanged since applied"]
+        );
+        assert_eq!(f.run(&["migrate"]).code, 5);
+        std::fs::write(f.migrations.join("V3__Couple.sql"), COUPLE).unwrap();
+        // A failed row (Flyway's own, say): migrate stops until repair removes it.
+        std::fs::write(
+            f.migrations.join("V5__Add_person_email.sql"),
+            "alter table PERSON add column EMAIL text;\n",
+        )
+        .unwrap();
+        f.db.sql(&format!("INSERT INTO \"{table}\" VALUES (5, '5', 'Add person email', 'SQL', 'V5__Add_person_email.sql', 1, 'flyway', now(), 3, false)"));
+        let r = f.run(&["migrate"]);
+        assert_eq!(r.code, 5, "{}", r.stdout);
+        assert!(
+            r.stderr
+                .contains("holds a failed migration: V5__Add_person_email.sql"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(
+            checks_with(&f.run(&["info"]).stdout, "fail"),
+            vec!["V5__Add_person_email.sql failed"]
+        );
+        let r = f.run(&["repair"]);
+        assert_eq!(r.code, 0, "{}", r.stdout);
+        let r = f.run(&["migrate"]);
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        assert_eq!(
+            f.db.sql(&format!(
+                "SELECT max(installed_rank) FROM \"{table}\" WHERE success"
+            )),
+            "5"
+        );
+        // No rollback rows Flyway would accept: refused, nothing changed.
+        let r = f.run(&["rollback", "--to-version", "4"]);
+        assert_eq!(r.code, 5, "{}", r.stderr);
+        assert_eq!(
+            f.db.sql("SELECT count(*) FROM information_schema.columns WHERE column_name = 'email'"),
+            "1"
+        );
+    }
+}
+
+/// `baseline --version 2` adopts a database with no history (its tables made by hand): files up
+/// to 2 are never applied, later ones are; a second baseline is refused.
+#[test]
+fn baseline_adopts_a_database_without_history() {
+    let f = fx();
+    f.db.sql(FILES[0].1);
+    f.db.sql(FILES[1].1);
+    let r = f.run(&["baseline", "--version", "2"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let r = f.run(&["migrate"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        checks_with(&r.stdout, "ok"),
+        vec!["V3 Couple", "V4 Add_couple_since"]
+    );
+    assert_eq!(
+        f.db.sql("SELECT string_agg(type || ':' || version || ':' || coalesce(checksum::text, '-'), ',' ORDER BY installed_rank) FROM flyway_schema_history"),
+        format!("BASELINE:2:-,SQL:3:{COUPLE_CHECKSUM},SQL:4:{}", flyway_checksum(FILES[3].1))
+    );
+    assert_eq!(f.run(&["baseline", "--version", "4"]).code, 5);
+}
