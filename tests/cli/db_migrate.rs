@@ -482,7 +482,7 @@ fn lint_flags_unsafe_ddl_and_missing_rollbacks() {
                 "V2__unsafe.sql",
                 "CREATE INDEX big_id2 ON big (id);\nALTER TABLE big ADD COLUMN c int NOT NULL;\nALTER TABLE big ALTER COLUMN id TYPE bigint;\n\
                  ALTER TABLE big ADD CONSTRAINT big_fk FOREIGN KEY (id) REFERENCES other (id);\n\
-                 ALTER TABLE big ALTER COLUMN c SET NOT NULL;\nVACUUM FULL big;\nSET lock_timeout = 0;\n",
+                 ALTER TABLE big ALTER COLUMN c SET NOT NULL;\nCLUSTER big USING big_id;\nSET lock_timeout = 0;\n",
             ),
             (
                 "V3__safe.sql",

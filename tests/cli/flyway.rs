@@ -219,3 +219,51 @@ fn baseline_adopts_a_database_without_history() {
     );
     assert_eq!(f.run(&["baseline", "--version", "4"]).code, 5);
 }
+
+/// Flyway's rule for statements PostgreSQL refuses in a transaction block: a file holding one
+/// (`CREATE INDEX CONCURRENTLY`, `VACUUM`, …) runs outside a transaction without any directive,
+/// and the report says so and why; lint names every other statement of such a file, which would
+/// run alone and stay applied if a later one fails. On the adopted Flyway history, twice in a row.
+#[test]
+fn statements_that_cannot_run_in_a_transaction_run_outside_one_as_flyway_runs_them() {
+    let f = fx();
+    flyway_migrated(&f.db, "flyway_schema_history");
+    std::fs::write(
+        f.migrations.join("V5__Index_person_name.sql"),
+        "-- a build that must not block the application\nCREATE INDEX CONCURRENTLY person_name ON PERSON (NAME);\nVACUUM (ANALYZE) PERSON;\n",
+    )
+    .unwrap();
+    let r = f.run(&["migrate", "--dry-run"]);
+    assert!(
+        r.stdout.contains("outside a transaction (CREATE INDEX CONCURRENTLY at line 2 cannot run in a transaction)"),
+        "{}",
+        r.stdout
+    );
+    for round in 0..2 {
+        let r = f.run(&["migrate"]);
+        assert_eq!(r.code, 0, "round {round}: {}\n{}", r.stdout, r.stderr);
+    }
+    assert_eq!(
+        f.db.sql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'person_name'::regclass"),
+        "t"
+    );
+    assert_eq!(
+        f.db.sql("SELECT checksum FROM flyway_schema_history WHERE version = '5'"),
+        flyway_checksum(
+            &std::fs::read_to_string(f.migrations.join("V5__Index_person_name.sql")).unwrap()
+        )
+        .to_string()
+    );
+    // A file mixing a table change with a concurrent build: lint names the table change.
+    std::fs::write(
+        f.migrations.join("V6__Mixed.sql"),
+        "ALTER TABLE PERSON ADD COLUMN NICK text;\nCREATE INDEX CONCURRENTLY person_nick ON PERSON (NICK);\n",
+    )
+    .unwrap();
+    let r = f.run(&["lint"]);
+    assert!(
+        r.stdout.contains("V6__Mixed.sql") && r.stdout.contains("no-transaction-statement") && r.stdout.contains("runs outside a transaction because the file does (CREATE INDEX CONCURRENTLY at line 2"),
+        "{}",
+        r.stdout
+    );
+}

@@ -105,11 +105,16 @@ pub fn lint(migrations: &[Migration]) -> Vec<Finding> {
                     "VACUUM FULL / CLUSTER rewrite the table under ACCESS EXCLUSIVE, blocking reads and writes; never in a deploy (use pg_repack out of band)".into(),
                 ));
             }
-            if no_transaction && !code.to_uppercase().contains("CONCURRENTLY") {
+            // migrate runs this file outside a transaction: every other statement in it runs
+            // differently than it reads (alone, no rollback if a later one fails).
+            if no_transaction && super::non_transactional(&code).is_none() {
                 out.push(finding(
                     line,
                     "no-transaction-statement",
-                    "a no-transaction file applies statement by statement and cannot roll back: keep only CONCURRENTLY statements in it".into(),
+                    format!(
+                        "this runs outside a transaction because the file does ({}): it stays applied if a later statement fails; move it to a file of its own",
+                        m.up.why_no_transaction().unwrap_or_default()
+                    ),
                 ));
             }
         }

@@ -85,6 +85,9 @@ pub struct Script {
     pub checksum: String,
     /// Flyway's checksum of the same file (what an adopted Flyway history holds).
     pub flyway_checksum: i32,
+    /// The first statement PostgreSQL refuses inside a transaction block (line, what): the
+    /// file then runs outside one, as Flyway runs it, without needing the directive.
+    pub outside_transaction: Option<(usize, String)>,
 }
 
 impl Script {
@@ -95,6 +98,9 @@ impl Script {
         Ok(Script {
             path: path.to_owned(),
             flyway_checksum: flyway_checksum(&sql),
+            outside_transaction: statements(&sql)
+                .iter()
+                .find_map(|st| non_transactional(&st.sql).map(|w| (st.line, w))),
             sql,
             checksum,
         })
@@ -110,8 +116,24 @@ impl Script {
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default()
     }
+    /// Runs statement by statement outside a transaction: declared (the directive), or one of
+    /// its statements cannot run inside one (detected, as Flyway does).
     pub fn no_transaction(&self) -> bool {
+        self.outside_transaction.is_some() || self.declared_no_transaction()
+    }
+    pub fn declared_no_transaction(&self) -> bool {
         self.sql.lines().take(5).any(|l| l.trim() == NO_TRANSACTION)
+    }
+    /// Why it runs outside a transaction, for the report.
+    pub fn why_no_transaction(&self) -> Option<String> {
+        match &self.outside_transaction {
+            Some((line, what)) => {
+                Some(format!("{what} at line {line} cannot run in a transaction"))
+            }
+            None => self
+                .declared_no_transaction()
+                .then(|| format!("`{NO_TRANSACTION}`")),
+        }
     }
     /// `Some(true)`: declared online-safe; `Some(false)`: declared to need maintenance.
     pub fn declared_online(&self) -> Option<bool> {
@@ -416,6 +438,24 @@ pub fn transaction_control(stmt: &str) -> Option<String> {
         _ => false,
     };
     hit.then(|| words.join(" ").trim_end_matches(';').to_string())
+}
+
+/// What PostgreSQL refuses to run inside a transaction block ("cannot run inside a transaction
+/// block"), when `stmt` is one of them: the statement's leading words.
+pub fn non_transactional(stmt: &str) -> Option<String> {
+    static RE: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(
+            r"(?is)^\s*(CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY|DROP\s+INDEX\s+CONCURRENTLY|REINDEX\s+(?:\([^)]*\)\s*)?(?:INDEX|TABLE|SCHEMA|DATABASE|SYSTEM)\s+CONCURRENTLY|ALTER\s+TABLE\s+.*\bDETACH\s+PARTITION\s+.*\bCONCURRENTLY|VACUUM|CREATE\s+DATABASE|DROP\s+DATABASE|ALTER\s+SYSTEM|CREATE\s+TABLESPACE|DROP\s+TABLESPACE|(?:CREATE|ALTER|DROP)\s+SUBSCRIPTION)\b",
+        )
+        .unwrap()
+    });
+    let code = strip_comments(stmt);
+    RE.captures(&code).map(|c| {
+        c[1].split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_uppercase()
+    })
 }
 
 pub(crate) fn strip_comments(s: &str) -> String {

@@ -93,8 +93,7 @@ pub fn info(report: &mut Report, all: &[Migration], applied: &[history::Applied]
         .map(|a| &a.version)
         .max();
     for m in all.iter().filter(|m| {
-        !applied.iter().any(|a| a.version == m.version)
-            && baseline.is_none_or(|b| &m.version > b)
+        !applied.iter().any(|a| a.version == m.version) && baseline.is_none_or(|b| &m.version > b)
     }) {
         report.push(Check::skip(
             "pending",
@@ -349,10 +348,9 @@ impl Ops {
                     format!(
                         "dry run: would apply {}{} with lock_timeout {:?}, statement_timeout {:?}",
                         m.up.file_name(),
-                        if m.up.no_transaction() {
-                            " statement by statement (no-transaction)"
-                        } else {
-                            " in one transaction"
+                        match m.up.why_no_transaction() {
+                            Some(why) => format!(" statement by statement, outside a transaction ({why}): a failure part-way leaves the statements before it applied"),
+                            None => " in one transaction".to_string(),
                         },
                         limits.lock_timeout,
                         limits.statement_timeout
@@ -418,7 +416,13 @@ impl Ops {
                 let name = format!("V{} {}", m.version, m.description);
                 let start = Instant::now();
                 match run::step(&mut client, pid, monitor.clone(), &m.up, &limits, &run::record_apply(m, &store)).await {
-                    Ok(stats) => report.push(run::stats_check(name, "applied", &stats).took(start.elapsed())),
+                    Ok(stats) => {
+                        let verb = match m.up.why_no_transaction() {
+                            Some(why) => format!("applied outside a transaction ({why})"),
+                            None => "applied".to_string(),
+                        };
+                        report.push(run::stats_check(name, &verb, &stats).took(start.elapsed()))
+                    }
                     Err(run::StepError::Db(e)) => return Err(e),
                     Err(run::StepError::Sql(msg) | run::StepError::LockTimeout(msg)) => {
                         report.push(Check::fail("migrations", name, msg).hint("nothing of this migration was applied; fix it and run migrate again").took(start.elapsed()));
