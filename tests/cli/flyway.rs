@@ -267,3 +267,72 @@ fn statements_that_cannot_run_in_a_transaction_run_outside_one_as_flyway_runs_th
         r.stdout
     );
 }
+
+/// `R__` repeatable migrations, on an adopted Flyway history and on our own: applied after the
+/// versioned ones (a view over a column V4 adds), not again while unchanged, re-applied when the
+/// file changes; recorded without a version, as Flyway records them.
+#[test]
+fn repeatables_apply_after_the_versioned_ones_and_again_only_when_changed() {
+    for flyway in [true, false] {
+        let f = fx();
+        if flyway {
+            flyway_migrated(&f.db, "flyway_schema_history");
+        }
+        let view = f.migrations.join("R__Couple_view.sql");
+        std::fs::write(
+            &view,
+            "CREATE OR REPLACE VIEW couple_since AS SELECT ID, SINCE FROM COUPLE;\n",
+        )
+        .unwrap();
+        let r = f.run(&["migrate", "--dry-run"]);
+        assert!(
+            r.stdout
+                .contains("would apply R__Couple_view.sql after the versioned migrations"),
+            "{}",
+            r.stdout
+        );
+        let r = f.run(&["migrate"]);
+        assert_eq!(r.code, 0, "flyway={flyway}: {}\n{}", r.stdout, r.stderr);
+        let ok = checks_with(&r.stdout, "ok");
+        assert_eq!(
+            ok.last().map(String::as_str),
+            Some("R Couple_view"),
+            "{ok:?}"
+        );
+        assert_eq!(
+            checks_with(&f.run(&["migrate"]).stdout, "ok"),
+            vec!["Nothing to do"]
+        );
+        std::fs::write(
+            &view,
+            "CREATE OR REPLACE VIEW couple_since AS SELECT ID, SINCE, PERSON1 FROM COUPLE;\n",
+        )
+        .unwrap();
+        let r = f.run(&["migrate"]);
+        assert_eq!(
+            checks_with(&r.stdout, "ok"),
+            vec!["R Couple_view"],
+            "{}",
+            r.stdout
+        );
+        assert!(
+            r.stdout.contains("re-applied (its file changed)"),
+            "{}",
+            r.stdout
+        );
+        assert_eq!(
+            f.db.sql(
+                "SELECT count(*) FROM information_schema.columns WHERE table_name = 'couple_since'"
+            ),
+            "3"
+        );
+        let rows = if flyway {
+            f.db.sql("SELECT count(*) FROM flyway_schema_history WHERE version IS NULL AND script = 'R__Couple_view.sql'")
+        } else {
+            f.db.sql("SELECT count(*) FROM deploykit_schema_history WHERE version = '' AND script = 'R__Couple_view.sql'")
+        };
+        assert_eq!(rows, "2");
+        // The versioned history is untouched by them (verify reads the newest version).
+        assert_eq!(f.run(&["verify", "--expect", "4"]).code, 0);
+    }
+}

@@ -123,8 +123,12 @@ impl Tool for Args {
         let dir = self.migrations.clone();
         let all = crate::cli::blocking(&ctx.cancel, move || migrate::load_dir(&dir)).await??;
         let mut report = ctx.report();
+        let dir = self.migrations.clone();
+        let repeatables =
+            crate::cli::blocking(&ctx.cancel, move || migrate::load_repeatables(&dir)).await??;
         let ops = Ops {
             dry_run: self.dry.dry_run,
+            repeatables,
         };
         match &self.command {
             Command::Lint => {

@@ -31,7 +31,7 @@ ALTER TABLE deploykit_schema_history ADD COLUMN IF NOT EXISTS detail text NOT NU
 CREATE OR REPLACE VIEW schema_version AS
     SELECT version, description, installed_on, installed_rank, installed_by, execution_ms
     FROM deploykit_schema_history
-    WHERE success AND rolled_back_on IS NULL;
+    WHERE success AND rolled_back_on IS NULL AND version <> '';
 ";
 
 /// Where the applied history lives.
@@ -176,7 +176,7 @@ pub async fn applied(c: &tokio_postgres::Client) -> Result<Vec<Applied>> {
         .query(
             "SELECT installed_rank, version, description, script, checksum, installed_by,
                     to_char(installed_on AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), execution_ms
-             FROM deploykit_schema_history WHERE success AND rolled_back_on IS NULL
+             FROM deploykit_schema_history WHERE success AND rolled_back_on IS NULL AND version <> ''
              ORDER BY installed_rank",
             &[],
         )
@@ -248,4 +248,37 @@ pub async fn current(c: &tokio_postgres::Client) -> Result<Option<Version>> {
         .into_iter()
         .max_by_key(|a| a.rank)
         .map(|a| a.version))
+}
+
+/// The checksum each repeatable migration (by script name) was last applied with: our rows
+/// with an empty version, Flyway's with none.
+pub async fn repeatables(
+    c: &tokio_postgres::Client,
+    store: &Store,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let sql = match store {
+        Store::Deploykit => {
+            if !exists(c).await? {
+                return Ok(Default::default());
+            }
+            "SELECT DISTINCT ON (script) script, checksum FROM deploykit_schema_history
+              WHERE version = '' AND success ORDER BY script, installed_rank DESC"
+                .to_string()
+        }
+        Store::Flyway(_) => format!(
+            "SELECT DISTINCT ON (script) script, 'crc32:' || checksum FROM {}
+              WHERE version IS NULL AND type = 'SQL' AND success ORDER BY script, installed_rank DESC",
+            store.table()
+        ),
+    };
+    let rows = c.query(&sql, &[]).await.map_err(db_err)?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                r.get::<_, Option<String>>(1).unwrap_or_default(),
+            )
+        })
+        .collect())
 }

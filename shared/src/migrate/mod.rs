@@ -22,6 +22,11 @@ static NAME: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(r"^V(\d+(?:\.\d+)*)__([A-Za-z0-9_]+?)(_rollback)?\.sql$").unwrap()
 });
 
+/// A repeatable migration (Flyway's `R__{description}.sql`): applied after the versioned ones,
+/// again whenever its checksum changes.
+static REPEATABLE: LazyLock<regex::Regex> =
+    LazyLock::new(|| regex::Regex::new(r"^R__([A-Za-z0-9_]+)\.sql$").unwrap());
+
 /// The directive that runs a file outside a transaction, statement by statement.
 pub const NO_TRANSACTION: &str = "-- deploykit: no-transaction";
 /// A migration's own word on whether it can run while the services trade (first lines).
@@ -145,6 +150,38 @@ impl Script {
     }
 }
 
+/// `R__{description}.sql`: no version, applied after every versioned migration (in description
+/// order, as Flyway does) whenever it is new or its checksum changed.
+#[derive(Debug, Clone)]
+pub struct Repeatable {
+    pub description: String,
+    pub script: Script,
+}
+
+/// The repeatable migrations of `dir`, in description order.
+pub fn load_repeatables(dir: &Path) -> Result<Vec<Repeatable>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Error::config(
+            dir.display().to_string(),
+            format!("cannot read migrations directory: {e}; pass --migrations DIR"),
+        )
+    })?;
+    let mut out = vec![];
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let Some(file) = path.file_name().map(|f| f.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        if let Some(c) = REPEATABLE.captures(&file) {
+            out.push(Repeatable {
+                description: c[1].to_string(),
+                script: Script::load(&path)?,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.description.cmp(&b.description));
+    Ok(out)
+}
+
 #[derive(Debug, Clone)]
 pub struct Migration {
     pub version: Version,
@@ -209,10 +246,13 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Migration>> {
             }
             continue;
         }
+        if REPEATABLE.is_match(&file) {
+            continue; // load_repeatables
+        }
         let Some(c) = NAME.captures(&file) else {
             return Err(Error::config(
                 path.display().to_string(),
-                "not a migration name: write V<version>__<description>.sql (e.g. V3.2.2__add_risk_limits_table.sql) or its _rollback.sql",
+                "not a migration name: write V<version>__<description>.sql (e.g. V3.2.2__add_risk_limits_table.sql), its _rollback.sql, or R__<description>.sql (repeatable)",
             ));
         };
         // Each part of the version must fit in 64 bits (the regex only promises digits).

@@ -164,6 +164,33 @@ pub fn verify(report: &mut Report, expected: Option<Version>, applied: &[history
 /// changing anything.
 pub struct Ops {
     pub dry_run: bool,
+    /// The directory's `R__` files, applied after the versioned ones when new or changed.
+    pub repeatables: Vec<migrate::Repeatable>,
+}
+
+impl Ops {
+    /// The repeatables a full migrate would (re-)apply: new, or changed since last applied
+    /// (`Some(true)`: re-applied). None with a target version: they run after everything.
+    async fn repeatables_due(
+        &self,
+        c: &tokio_postgres::Client,
+        store: &history::Store,
+        target: Option<&Version>,
+    ) -> Result<Vec<(&migrate::Repeatable, bool)>> {
+        if target.is_some() {
+            return Ok(vec![]);
+        }
+        let recorded = history::repeatables(c, store).await?;
+        Ok(self
+            .repeatables
+            .iter()
+            .filter_map(|r| match recorded.get(&r.script.file_name()) {
+                Some(c) if r.script.matches(c) => None,
+                Some(_) => Some((r, true)),
+                None => Some((r, false)),
+            })
+            .collect())
+    }
 }
 
 impl Ops {
@@ -357,6 +384,18 @@ impl Ops {
                     ),
                 ));
             }
+            let store = history::store(&client).await?;
+            for (r, again) in self.repeatables_due(&client, &store, target).await? {
+                report.push(Check::skip(
+                    "migrations",
+                    format!("R {}", r.description),
+                    format!(
+                        "dry run: would {} {} after the versioned migrations",
+                        if again { "re-apply (changed)" } else { "apply" },
+                        r.script.file_name()
+                    ),
+                ));
+            }
             report.note("dry run: nothing applied");
             return Ok(());
         }
@@ -386,7 +425,8 @@ impl Ops {
                 }
             }
             let pending = run::pending(all, &applied, target)?;
-            if pending.is_empty() {
+            let repeat = self.repeatables_due(&client, &store, target).await?;
+            if pending.is_empty() && repeat.is_empty() {
                 report.push(Check::ok("migrations", "Nothing to do").message(format!(
                     "schema is at {}",
                     applied.iter().max_by_key(|a| a.rank).map_or("nothing applied".into(), |a| a.version.to_string())
@@ -407,7 +447,9 @@ impl Ops {
             let monitor = Arc::new(crate::db::connect(&url, env.timeouts.connect.0.max(ctx.timeout)).await?);
             let pid = run::backend_pid(&client).await?;
             let total = pending.len();
+            let mut stopped = false;
             for (i, m) in pending.into_iter().enumerate() {
+                stopped = true;
                 if ctx.cancel.is_cancelled() {
                     report.note("interrupted: remaining migrations not started");
                     break;
@@ -431,6 +473,30 @@ impl Ops {
                     Err(run::StepError::PartlyApplied(msg)) => {
                         run::record_failure(&client, &store, m, &msg).await?;
                         report.push(Check::fail("migrations", name, msg).hint("the statements that ran stay applied and the history holds a failed row for this version: make them idempotent (IF NOT EXISTS) or undo them, fix the failing one, and run migrate again").took(start.elapsed()));
+                        break;
+                    }
+                }
+                stopped = false;
+            }
+            // Repeatables last, and only once every versioned migration is in (Flyway's order).
+            if stopped {
+                return Ok(());
+            }
+            for (r, again) in repeat {
+                if ctx.cancel.is_cancelled() {
+                    report.note("interrupted: repeatable migrations not started");
+                    break;
+                }
+                let name = format!("R {}", r.description);
+                let start = Instant::now();
+                match run::step(&mut client, pid, monitor.clone(), &r.script, &limits, &run::record_repeatable(r, &store)).await {
+                    Ok(stats) => report.push(
+                        run::stats_check(name, if again { "re-applied (its file changed)" } else { "applied" }, &stats)
+                            .took(start.elapsed()),
+                    ),
+                    Err(run::StepError::Db(e)) => return Err(e),
+                    Err(run::StepError::Sql(msg) | run::StepError::LockTimeout(msg) | run::StepError::PartlyApplied(msg)) => {
+                        report.push(Check::fail("migrations", name, msg).hint("the versioned migrations are in; fix this repeatable file and run migrate again").took(start.elapsed()));
                         break;
                     }
                 }

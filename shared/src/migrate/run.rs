@@ -473,6 +473,41 @@ pub fn record_apply<'a>(
     }
 }
 
+/// The history insert for an applied repeatable migration: no version (ours: empty; Flyway's:
+/// NULL), its checksum, so the next run re-applies it only when the file changes.
+pub fn record_repeatable<'a>(
+    r: &'a super::Repeatable,
+    store: &'a history::Store,
+) -> impl Fn(&Stats) -> (String, Vec<String>) + Sync + 'a {
+    move |s: &Stats| {
+        if store.is_flyway() {
+            let t = store.table();
+            return (
+                format!(
+                    "INSERT INTO {t}
+                       (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
+                     VALUES ((SELECT coalesce(max(installed_rank), 0) + 1 FROM {t}), NULL, $1, 'SQL', $2, $3::text::int, current_user, {}, true)",
+                    s.execution_ms
+                ),
+                vec![
+                    history::flyway_description(&r.description),
+                    r.script.file_name(),
+                    r.script.flyway_checksum.to_string(),
+                ],
+            );
+        }
+        (
+            format!(
+                "INSERT INTO deploykit_schema_history
+                   (version, description, script, checksum, execution_ms, lock_wait_ms, retries, max_blocked_ms, success)
+                 VALUES ('', $1, $2, $3, {}, {}, {}, {}, true)",
+                s.execution_ms, s.lock_wait_ms, s.retries, s.max_blocked_ms
+            ),
+            vec![r.description.clone(), r.script.file_name(), r.script.checksum.clone()],
+        )
+    }
+}
+
 /// A failed history row (`success = false`, never in `schema_version`) for a no-transaction
 /// migration that stopped part-way: the history says what the database holds.
 pub async fn record_failure(
