@@ -760,6 +760,18 @@ pub struct Migrate {
     pub backups_dir: PathBuf,
     /// How long pg_dump may take.
     pub backup_timeout: HumanDuration,
+    /// How the migration files are named: `flyway` (`V3.2.2__add_table.sql`, the guide's
+    /// preferred source) or `scripts` (the guide's custom `scripts/db/migrations/
+    /// 3.2.2_add_table.sql`).
+    pub layout: MigrationLayout,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationLayout {
+    #[default]
+    Flyway,
+    Scripts,
 }
 
 impl Default for Migrate {
@@ -771,6 +783,7 @@ impl Default for Migrate {
             lock_wait: HumanDuration(Duration::from_secs(10 * 60)),
             backups_dir: PathBuf::from("backups"),
             backup_timeout: HumanDuration(Duration::from_secs(30 * 60)),
+            layout: MigrationLayout::Flyway,
         }
     }
 }

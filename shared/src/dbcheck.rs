@@ -29,7 +29,7 @@ pub async fn checks(t: &Target, expect: Option<&str>, migrations: &Path) -> Vec<
             t.timeout.as_millis()
         ))
         .await;
-    let mut out = vec![schema_version(&c, expect, migrations).await];
+    let mut out = vec![schema_version(&c, expect, migrations, t.env.migrate.layout).await];
     out.push(required_tables(&c, &t.env.smoke.required_tables).await);
     out.push(orphans(&c).await);
     out.push(simple(&c, "No invalid indexes",
@@ -52,10 +52,11 @@ async fn schema_version(
     c: &tokio_postgres::Client,
     expect: Option<&str>,
     migrations: &Path,
+    layout: crate::config::MigrationLayout,
 ) -> Check {
     let expected = match expect {
         Some(v) => Version::parse(v),
-        None => migrate::load_dir(migrations)
+        None => migrate::load_dir_as(migrations, layout)
             .ok()
             .and_then(|all| all.last().map(|m| m.version.clone())),
     };
@@ -73,9 +74,9 @@ async fn schema_version(
     // JUnit history each time.
     let name = "Schema version";
     match history::current(c).await {
-        Ok(Some(v)) if v == expected => Check::ok(G, name).message(format!(
-            "{v}, as expected: latest applied migration, by install rank"
-        )),
+        Ok(Some(v)) if v == expected => {
+            Check::ok(G, name).message(format!("{v}, as expected: highest applied migration"))
+        }
         Ok(Some(v)) => Check::fail(
             G,
             name,

@@ -99,7 +99,10 @@ fn applies_in_version_order_and_verifies() {
     assert_eq!(f.run(&["verify", "--expect", "3.10"]).code, 0);
     let r = f.run(&["verify", "--expect", "3.9"]);
     assert_eq!(r.code, 1);
-    assert!(r.stdout.contains("latest applied is 3.10, expected 3.9"));
+    assert!(
+        r.stdout
+            .contains("highest applied version is 3.10, expected 3.9")
+    );
     // The guide's own query keeps working through the view.
     assert_eq!(
         f.db.sql("SELECT version FROM schema_version ORDER BY installed_on DESC LIMIT 1"),

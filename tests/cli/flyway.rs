@@ -336,3 +336,87 @@ fn repeatables_apply_after_the_versioned_ones_and_again_only_when_changed() {
         assert_eq!(f.run(&["verify", "--expect", "4"]).code, 0);
     }
 }
+
+/// The guide's third source, its custom scripts (`scripts/db/migrations/{version}_{description}.sql`),
+/// chosen by the environment's `migrate.layout = "scripts"`: the same ordering (numeric), history
+/// and verification; a Flyway-named file there is a clear error. And `--out-of-order`: a file
+/// older than the newest applied one is refused, then applied with the flag.
+#[test]
+fn the_guides_custom_scripts_apply_in_order_and_out_of_order_needs_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = dir.path().join("scripts/db/migrations");
+    std::fs::create_dir_all(&scripts).unwrap();
+    for (name, sql) in [
+        (
+            "1_create_person.sql",
+            "create table PERSON (ID int primary key, NAME text);",
+        ),
+        ("1_create_person_rollback.sql", "drop table PERSON;"),
+        (
+            "2_add_email.sql",
+            "alter table PERSON add column EMAIL text;",
+        ),
+        (
+            "10_add_phone.sql",
+            "alter table PERSON add column PHONE text;",
+        ),
+    ] {
+        std::fs::write(scripts.join(name), sql).unwrap();
+    }
+    let (_c, cfg) = config(
+        "[environments.local]\ndatabase = { url_env = \"DATABASE_URL\" }\n[environments.local.migrate]\nlayout = \"scripts\"\n",
+    );
+    let db = TestDb::new();
+    let dbm = |args: &[&str]| {
+        let mut a = vec![
+            "--config",
+            cfg.to_str().unwrap(),
+            "--migrations",
+            scripts.to_str().unwrap(),
+            "--format",
+            "json",
+        ];
+        a.extend_from_slice(args);
+        run("db_migrate", &a, &[("DATABASE_URL", db.url.as_str())])
+    };
+    let r = dbm(&["migrate"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        checks_with(&r.stdout, "ok"),
+        vec!["V1 create_person", "V2 add_email", "V10 add_phone"]
+    );
+    assert_eq!(dbm(&["verify"]).code, 0);
+    assert_eq!(
+        checks_with(&dbm(&["migrate"]).stdout, "ok"),
+        vec!["Nothing to do"]
+    );
+    // A file merged late from another branch, older than the newest applied one.
+    std::fs::write(
+        scripts.join("3_add_nick.sql"),
+        "alter table PERSON add column NICK text;",
+    )
+    .unwrap();
+    let r = dbm(&["migrate"]);
+    assert_eq!(r.code, 5, "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("3_add_nick.sql is older than the applied 10")
+            && r.stderr.contains("--out-of-order"),
+        "{}",
+        r.stderr
+    );
+    let r = dbm(&["migrate", "--out-of-order"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(checks_with(&r.stdout, "ok"), vec!["V3 add_nick"]);
+    // Verification still reads the newest version, not the last installed.
+    assert_eq!(dbm(&["verify", "--expect", "10"]).code, 0);
+    // A Flyway-named file in a scripts directory is named, not skipped.
+    std::fs::write(scripts.join("V11__flyway_style.sql"), "select 1;").unwrap();
+    let r = dbm(&["info"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("<version>_<description>.sql"),
+        "{}",
+        r.stderr
+    );
+}

@@ -49,6 +49,10 @@ pub enum Command {
         /// statement_timeout of every step [default: the config's, else 15m].
         #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
         statement_timeout: Option<Duration>,
+        /// Also apply a never-applied file older than the newest applied one (a branch merged
+        /// late; Flyway's outOfOrder) instead of refusing it.
+        #[arg(long)]
+        out_of_order: bool,
     },
     /// pg_dump -Fc to the backups directory, verified with pg_restore --list.
     Backup {
@@ -60,7 +64,7 @@ pub enum Command {
     Info,
     /// Exit 1 if an applied migration's file changed since it was applied.
     Validate,
-    /// The latest applied version (by install rank) is the expected one.
+    /// The highest applied version is the expected one.
     Verify {
         /// Expected version [default: the newest migration file].
         #[arg(long, value_name = "VERSION", value_parser = parse_version)]
@@ -121,7 +125,10 @@ impl Tool for Args {
 
     async fn run(self, ctx: Context) -> Result<Report> {
         let dir = self.migrations.clone();
-        let all = crate::cli::blocking(&ctx.cancel, move || migrate::load_dir(&dir)).await??;
+        // The environment's naming (the guide's Flyway files or its custom scripts).
+        let layout = ctx.env().map(|e| e.migrate.layout).unwrap_or_default();
+        let all =
+            crate::cli::blocking(&ctx.cancel, move || migrate::load_dir_as(&dir, layout)).await??;
         let mut report = ctx.report();
         let dir = self.migrations.clone();
         let repeatables =
@@ -129,6 +136,13 @@ impl Tool for Args {
         let ops = Ops {
             dry_run: self.dry.dry_run,
             repeatables,
+            out_of_order: matches!(
+                self.command,
+                Command::Migrate {
+                    out_of_order: true,
+                    ..
+                }
+            ),
         };
         match &self.command {
             Command::Lint => {
@@ -141,10 +155,11 @@ impl Tool for Args {
             Command::Plan => {
                 let (client, _) = ops::connect(&ctx).await?;
                 let applied = history::applied(&client).await?;
-                let pending: Vec<migrate::Migration> = migrate::run::pending(&all, &applied, None)?
-                    .into_iter()
-                    .cloned()
-                    .collect();
+                let pending: Vec<migrate::Migration> =
+                    migrate::run::pending(&all, &applied, None, false)?
+                        .into_iter()
+                        .cloned()
+                        .collect();
                 let files = pending.clone();
                 let findings =
                     crate::cli::blocking(&ctx.cancel, move || migrate::lint::lint(&files)).await?;
@@ -198,6 +213,7 @@ impl Tool for Args {
                 no_wait,
                 lock_timeout,
                 statement_timeout,
+                ..
             } => {
                 ops.migrate(
                     &ctx,

@@ -241,13 +241,10 @@ async fn flyway_applied(c: &tokio_postgres::Client, store: &Store) -> Result<Vec
         .collect()
 }
 
-/// The latest applied version by install rank over successful rows — not by timestamp.
+/// The highest applied version over successful rows — not the latest by timestamp or rank: an
+/// out-of-order file applied last is older than the schema it joined.
 pub async fn current(c: &tokio_postgres::Client) -> Result<Option<Version>> {
-    Ok(applied(c)
-        .await?
-        .into_iter()
-        .max_by_key(|a| a.rank)
-        .map(|a| a.version))
+    Ok(applied(c).await?.into_iter().map(|a| a.version).max())
 }
 
 /// The checksum each repeatable migration (by script name) was last applied with: our rows

@@ -21,6 +21,10 @@ use std::sync::LazyLock;
 static NAME: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(r"^V(\d+(?:\.\d+)*)__([A-Za-z0-9_]+?)(_rollback)?\.sql$").unwrap()
 });
+/// The guide's custom scripts: `{version}_{description}.sql`.
+static SCRIPT_NAME: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"^(\d+(?:\.\d+)*)_([A-Za-z0-9_]+?)(_rollback)?\.sql$").unwrap()
+});
 
 /// A repeatable migration (Flyway's `R__{description}.sql`): applied after the versioned ones,
 /// again whenever its checksum changes.
@@ -222,6 +226,21 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Every `.sql` file in `dir` must be a migration or a rollback: anything else, a duplicate
 /// version or a rollback without its migration is an error (exit 3), never a silent skip.
 pub fn load_dir(dir: &Path) -> Result<Vec<Migration>> {
+    load_dir_as(dir, crate::config::MigrationLayout::Flyway)
+}
+
+/// [`load_dir`] for a naming `layout` (the environment's `migrate.layout`).
+pub fn load_dir_as(dir: &Path, layout: crate::config::MigrationLayout) -> Result<Vec<Migration>> {
+    let (name_re, example) = match layout {
+        crate::config::MigrationLayout::Flyway => (
+            &*NAME,
+            "V<version>__<description>.sql (e.g. V3.2.2__add_risk_limits_table.sql), its _rollback.sql, or R__<description>.sql (repeatable)",
+        ),
+        crate::config::MigrationLayout::Scripts => (
+            &*SCRIPT_NAME,
+            "<version>_<description>.sql (e.g. 3.2.2_add_risk_limits_table.sql, migrate.layout = \"scripts\") or its _rollback.sql",
+        ),
+    };
     let entries = std::fs::read_dir(dir).map_err(|e| {
         Error::config(
             dir.display().to_string(),
@@ -249,10 +268,10 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Migration>> {
         if REPEATABLE.is_match(&file) {
             continue; // load_repeatables
         }
-        let Some(c) = NAME.captures(&file) else {
+        let Some(c) = name_re.captures(&file) else {
             return Err(Error::config(
                 path.display().to_string(),
-                "not a migration name: write V<version>__<description>.sql (e.g. V3.2.2__add_risk_limits_table.sql), its _rollback.sql, or R__<description>.sql (repeatable)",
+                format!("not a migration name: write {example}"),
             ));
         };
         // Each part of the version must fit in 64 bits (the regex only promises digits).

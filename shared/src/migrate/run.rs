@@ -573,11 +573,14 @@ pub fn stats_check(name: String, verb: &str, s: &Stats) -> Check {
         .data(serde_json::to_value(s).unwrap_or_default())
 }
 
-/// Pending migrations (not applied, up to `target`) — refusing out-of-order gaps.
+/// Pending migrations (not applied, up to `target`) — refusing out-of-order gaps unless
+/// `out_of_order` (Flyway's `outOfOrder`: a file older than the newest applied one, merged late
+/// from another branch, is applied too).
 pub fn pending<'a>(
     all: &'a [Migration],
     applied: &[Applied],
     target: Option<&Version>,
+    out_of_order: bool,
 ) -> Result<Vec<&'a Migration>> {
     let newest = applied.iter().map(|a| &a.version).max();
     let baseline = applied
@@ -599,9 +602,10 @@ pub fn pending<'a>(
         }
         if let Some(n) = newest
             && &m.version < n
+            && !out_of_order
         {
             return Err(Error::Conflict(format!(
-                "{} is older than the applied {n} but was never applied: out-of-order migrations are refused",
+                "{} is older than the applied {n} but was never applied: out-of-order migrations are refused (`migrate --out-of-order` applies it, as Flyway's outOfOrder does)",
                 m.up.file_name()
             )));
         }
