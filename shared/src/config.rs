@@ -764,6 +764,9 @@ pub struct Migrate {
     /// preferred source) or `scripts` (the guide's custom `scripts/db/migrations/
     /// 3.2.2_add_table.sql`).
     pub layout: MigrationLayout,
+    /// Flyway's placeholders: `${name}` in a migration is replaced by this value before it runs
+    /// (`${flyway:filename}` is the file's name); a `${…}` with no value is an error.
+    pub placeholders: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -784,6 +787,7 @@ impl Default for Migrate {
             backups_dir: PathBuf::from("backups"),
             backup_timeout: HumanDuration(Duration::from_secs(30 * 60)),
             layout: MigrationLayout::Flyway,
+            placeholders: BTreeMap::new(),
         }
     }
 }

@@ -420,3 +420,80 @@ fn the_guides_custom_scripts_apply_in_order_and_out_of_order_needs_the_flag() {
         r.stderr
     );
 }
+
+/// Flyway's placeholders from the environment's config: replaced before a file runs; a versioned
+/// file's checksum stays that of its bytes on disk (a new value does not make it "changed"), a
+/// repeatable one's is taken after replacement (a new value re-applies it), as Flyway computes
+/// them; a placeholder with no value is exit 3 at its file and line, before anything runs.
+#[test]
+fn placeholders_are_replaced_as_flyway_replaces_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("sql");
+    std::fs::create_dir(&m).unwrap();
+    std::fs::write(
+        m.join("V1__Create_orders.sql"),
+        "-- ${flyway:filename}\ncreate table orders (id int, desk text default '${desk}');\n",
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("R__Orders_view.sql"),
+        "create or replace view desk_orders as select id from orders where desk = '${desk}';\n",
+    )
+    .unwrap();
+    let db = TestDb::new();
+    let cfg_with = |desk: &str| {
+        config(&format!(
+            "[environments.local]\ndatabase = {{ url_env = \"DATABASE_URL\" }}\n[environments.local.migrate.placeholders]\ndesk = \"{desk}\"\n"
+        ))
+    };
+    let dbm = |cfg: &std::path::Path, args: &[&str]| {
+        let mut a = vec![
+            "--config",
+            cfg.to_str().unwrap(),
+            "--migrations",
+            m.to_str().unwrap(),
+            "--format",
+            "json",
+        ];
+        a.extend_from_slice(args);
+        run("db_migrate", &a, &[("DATABASE_URL", db.url.as_str())])
+    };
+    let (_a, equities) = cfg_with("EQUITIES");
+    let r = dbm(&equities, &["migrate"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(db.sql("SELECT column_default FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'desk'"), "'EQUITIES'::text");
+    assert!(
+        db.sql("SELECT pg_get_viewdef('desk_orders')")
+            .contains("EQUITIES")
+    );
+    let (_b, fx) = cfg_with("FX");
+    assert_eq!(
+        dbm(&fx, &["validate"]).code,
+        0,
+        "a new value is not a changed versioned file"
+    );
+    let r = dbm(&fx, &["migrate"]);
+    assert_eq!(
+        checks_with(&r.stdout, "ok"),
+        vec!["R Orders_view"],
+        "{}",
+        r.stdout
+    );
+    assert!(
+        db.sql("SELECT pg_get_viewdef('desk_orders')")
+            .contains("FX")
+    );
+    assert_eq!(
+        checks_with(&dbm(&fx, &["migrate"]).stdout, "ok"),
+        vec!["Nothing to do"]
+    );
+    let (_c, none) = config("[environments.local]\ndatabase = { url_env = \"DATABASE_URL\" }\n");
+    let r = dbm(&none, &["migrate"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("V1__Create_orders.sql:2")
+            && r.stderr.contains("no value for placeholder ${desk}"),
+        "{}",
+        r.stderr
+    );
+}

@@ -131,8 +131,12 @@ impl Tool for Args {
             crate::cli::blocking(&ctx.cancel, move || migrate::load_dir_as(&dir, layout)).await??;
         let mut report = ctx.report();
         let dir = self.migrations.clone();
-        let repeatables =
+        let mut repeatables =
             crate::cli::blocking(&ctx.cancel, move || migrate::load_repeatables(&dir)).await??;
+        let mut all = all;
+        if let Ok(env) = ctx.env() {
+            migrate::replace_placeholders(&mut all, &mut repeatables, &env.migrate.placeholders)?;
+        }
         let ops = Ops {
             dry_run: self.dry.dry_run,
             repeatables,

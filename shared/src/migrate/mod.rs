@@ -133,6 +133,63 @@ impl Script {
     pub fn declared_no_transaction(&self) -> bool {
         self.sql.lines().take(5).any(|l| l.trim() == NO_TRANSACTION)
     }
+    /// The script with Flyway's placeholders replaced (`${name}` → its value, `${flyway:filename}`
+    /// → the file's name). A versioned file keeps the checksums of its bytes on disk; a
+    /// repeatable one (`repeatable`) takes them after replacement, so a new value re-applies it
+    /// — both as Flyway computes them. A placeholder without a value is an error at its line.
+    pub fn with_placeholders(
+        &self,
+        values: &BTreeMap<String, String>,
+        repeatable: bool,
+    ) -> Result<Script> {
+        static RE: LazyLock<regex::Regex> =
+            LazyLock::new(|| regex::Regex::new(r"\$\{([A-Za-z0-9_.:-]+)\}").unwrap());
+        if !self.sql.contains("${") {
+            return Ok(self.clone());
+        }
+        let mut missing = None;
+        let sql = RE.replace_all(&self.sql, |c: &regex::Captures| {
+            let name = &c[1];
+            match (name, values.get(name)) {
+                (_, Some(v)) => v.clone(),
+                ("flyway:filename", None) => self.file_name(),
+                (_, None) => {
+                    if missing.is_none() {
+                        missing = Some((name.to_string(), c.get(0).map_or(0, |m| m.start())));
+                    }
+                    c[0].to_string()
+                }
+            }
+        });
+        if let Some((name, at)) = missing {
+            return Err(Error::config(
+                format!(
+                    "{}:{}",
+                    self.path.display(),
+                    line_of(&self.sql, self.sql[..at].chars().count() + 1)
+                ),
+                format!(
+                    "no value for placeholder ${{{name}}}: set it in [environments.<env>.migrate.placeholders]"
+                ),
+            ));
+        }
+        let sql = sql.into_owned();
+        let (checksum, flyway) = if repeatable {
+            (sha256_hex(sql.as_bytes()), flyway_checksum(&sql))
+        } else {
+            (self.checksum.clone(), self.flyway_checksum)
+        };
+        Ok(Script {
+            path: self.path.clone(),
+            outside_transaction: statements(&sql)
+                .iter()
+                .find_map(|st| non_transactional(&st.sql).map(|w| (st.line, w))),
+            sql,
+            checksum,
+            flyway_checksum: flyway,
+        })
+    }
+
     /// Why it runs outside a transaction, for the report.
     pub fn why_no_transaction(&self) -> Option<String> {
         match &self.outside_transaction {
@@ -160,6 +217,24 @@ impl Script {
 pub struct Repeatable {
     pub description: String,
     pub script: Script,
+}
+
+/// Every file's placeholders replaced (see [`Script::with_placeholders`]).
+pub fn replace_placeholders(
+    all: &mut [Migration],
+    repeatables: &mut [Repeatable],
+    values: &BTreeMap<String, String>,
+) -> Result<()> {
+    for m in all.iter_mut() {
+        m.up = m.up.with_placeholders(values, false)?;
+        if let Some(d) = &m.down {
+            m.down = Some(d.with_placeholders(values, false)?);
+        }
+    }
+    for r in repeatables.iter_mut() {
+        r.script = r.script.with_placeholders(values, true)?;
+    }
+    Ok(())
 }
 
 /// The repeatable migrations of `dir`, in description order.
