@@ -497,3 +497,87 @@ fn placeholders_are_replaced_as_flyway_replaces_them() {
         r.stderr
     );
 }
+
+/// Lint people keep on: errors (locks on a hot table, renames that break the colour still on the
+/// old schema, a new file without rollback) fail, the rest warn; `--write-baseline` records the
+/// findings of an adopted history's files and `--baseline` then judges only files added later.
+#[test]
+fn lint_has_severities_and_a_baseline_so_only_new_files_are_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("sql");
+    std::fs::create_dir(&m).unwrap();
+    let write = |name: &str, sql: &str| std::fs::write(m.join(name), sql).unwrap();
+    write("V1__Create_orders.sql", "create table orders (id int);\n");
+    write(
+        "V2__Index_orders.sql",
+        "create index orders_id on orders (id);\n",
+    );
+    write(
+        "V3__Drop_report_view.sql",
+        "drop view if exists order_report;\n",
+    );
+    let (_c, cfg) = config("[environments.local]\n");
+    let baseline = dir.path().join("lint-baseline.json");
+    let lint = |args: &[&str]| {
+        let mut a = vec![
+            "--config",
+            cfg.to_str().unwrap(),
+            "--migrations",
+            m.to_str().unwrap(),
+            "--format",
+            "json",
+            "lint",
+        ];
+        a.extend_from_slice(args);
+        run("db_migrate", &a, &[])
+    };
+    let r = lint(&[]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    // Flyway files have no rollbacks: every file misses one (an error), V2 also locks `orders`
+    // against writes while it builds; V3's dropped view is a warning on top.
+    assert_eq!(
+        checks_with(&r.stdout, "fail"),
+        vec![
+            "V1__Create_orders.sql",
+            "V2__Index_orders.sql",
+            "V3__Drop_report_view.sql"
+        ]
+    );
+    assert!(
+        r.stdout
+            .contains("error [require-concurrent-index-creation]")
+            && r.stdout.contains("warning [ban-drop-view]"),
+        "{}",
+        r.stdout
+    );
+    let r = lint(&["--write-baseline", baseline.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let r = lint(&["--baseline", baseline.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(checks_with(&r.stdout, "ok").len(), 3);
+    // A new file is judged: a warning alone passes, an error fails, and only it is named.
+    write("V4__Drop_old_view.sql", "drop view if exists old_report;\n");
+    write(
+        "V4__Drop_old_view_rollback.sql",
+        "create view old_report as select 1;\n",
+    );
+    let r = lint(&["--baseline", baseline.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(
+        checks_with(&r.stdout, "warn"),
+        vec!["V4__Drop_old_view.sql"]
+    );
+    write(
+        "V5__Rename_id.sql",
+        "alter table orders rename column id to order_id;\n",
+    );
+    let r = lint(&["--baseline", baseline.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert_eq!(checks_with(&r.stdout, "fail"), vec!["V5__Rename_id.sql"]);
+    assert!(
+        r.stdout.contains("error [renaming-column]")
+            && r.stdout.contains("error [missing-rollback]"),
+        "{}",
+        r.stdout
+    );
+}

@@ -78,8 +78,17 @@ pub enum Command {
         #[arg(long)]
         confirm: bool,
     },
-    /// Flag unsafe DDL and missing rollbacks before production.
-    Lint,
+    /// Flag unsafe DDL and missing rollbacks before production: errors fail (locks on hot
+    /// tables, rewrites, data loss, renames, a new file without rollback), the rest warn.
+    Lint {
+        /// Findings already accepted (of applied migrations): not judged again.
+        #[arg(long, value_name = "FILE")]
+        baseline: Option<PathBuf>,
+        /// Write every current finding to FILE as the baseline (adopting an existing history:
+        /// only files added later are judged) and pass.
+        #[arg(long, value_name = "FILE", conflicts_with = "baseline")]
+        write_baseline: Option<PathBuf>,
+    },
     /// Adopt a database that has no migration history: record VERSION as its baseline in a
     /// Flyway-shaped `flyway_schema_history` (Flyway's own `baseline`), so files up to it are
     /// never applied and later ones are.
@@ -149,10 +158,50 @@ impl Tool for Args {
             ),
         };
         match &self.command {
-            Command::Lint => {
+            Command::Lint {
+                baseline,
+                write_baseline,
+            } => {
                 let files = all.clone();
                 let findings =
                     crate::cli::blocking(&ctx.cancel, move || migrate::lint::lint(&files)).await?;
+                if let Some(out) = write_baseline {
+                    let text = serde_json::to_string_pretty(&findings).expect("json");
+                    std::fs::write(out, text + "\n")
+                        .map_err(|e| Error::io("write the lint baseline", out, e))?;
+                    report.push(
+                        crate::report::Check::ok("lint", "Baseline written").message(format!(
+                            "{} finding(s) of {} file(s) in {}: `lint --baseline {}` judges only what is not in it",
+                            findings.len(),
+                            all.len(),
+                            out.display(),
+                            out.display()
+                        )),
+                    );
+                    return Ok(report);
+                }
+                let findings = match baseline {
+                    Some(path) => {
+                        let text = std::fs::read_to_string(path)
+                            .map_err(|e| Error::io("read the lint baseline", path, e))?;
+                        let accepted: Vec<migrate::lint::Finding> = serde_json::from_str(&text)
+                            .map_err(|e| {
+                                Error::config(
+                                    path.display().to_string(),
+                                    format!(
+                                        "not a lint baseline ({e}): write one with --write-baseline"
+                                    ),
+                                )
+                            })?;
+                        let (kept, dropped) = migrate::lint::without_baseline(findings, &accepted);
+                        report.note(format!(
+                            "{dropped} finding(s) accepted in the baseline {}",
+                            path.display()
+                        ));
+                        kept
+                    }
+                    None => findings,
+                };
                 ops::lint_report(&mut report, &all, &findings);
                 return Ok(report);
             }

@@ -9,12 +9,81 @@ use super::Migration;
 use squawk_linter::{Linter, Rule};
 use std::sync::LazyLock;
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Finding {
     pub file: String,
     pub line: usize,
     pub rule: String,
+    #[serde(default)]
     pub message: String,
+    #[serde(default)]
+    pub severity: Severity,
+}
+
+/// `error` fails lint (and the deploy); `warning` is reported and passes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    #[default]
+    Error,
+    Warning,
+}
+
+/// The rules that fail: what blocks a hot table (locks held while it rewrites or scans, a lock
+/// queue behind a non-concurrent build), loses data, breaks the colour still running on the old
+/// schema (renames), or runs differently than it reads under this runner — and a new file
+/// without its rollback. Everything else warns (`prefer-robust-stmts`, drops of objects no
+/// colour should still use, …): worth a look, not a reason to stop a deploy.
+const ERRORS: &[&str] = &[
+    "require-concurrent-index-creation",
+    "require-concurrent-index-deletion",
+    "require-concurrent-reindex",
+    "require-concurrent-partition-detach",
+    "constraint-missing-not-valid",
+    "adding-field-with-default",
+    "adding-foreign-key-constraint",
+    "changing-column-type",
+    "adding-not-nullable-field",
+    "adding-required-field",
+    "adding-serial-primary-key-field",
+    "disallowed-unique-constraint",
+    "renaming-column",
+    "renaming-table",
+    "ban-drop-database",
+    "ban-drop-table",
+    "ban-drop-column",
+    "ban-truncate-cascade",
+    "ban-uncommitted-transaction",
+    "transaction-nesting",
+    "vacuum-full-or-cluster",
+    "timeout-override",
+    "no-transaction-statement",
+    "unparsed",
+    "missing-rollback",
+];
+
+pub fn severity_of(rule: &str) -> Severity {
+    if ERRORS.contains(&rule) {
+        Severity::Error
+    } else {
+        Severity::Warning
+    }
+}
+
+/// Findings already accepted (`lint --baseline FILE`, written by `--write-baseline`): those of
+/// migrations already applied, so only new files are judged. Matched by file and rule.
+pub fn without_baseline(findings: Vec<Finding>, baseline: &[Finding]) -> (Vec<Finding>, usize) {
+    let before = findings.len();
+    let kept: Vec<Finding> = findings
+        .into_iter()
+        .filter(|f| {
+            !baseline
+                .iter()
+                .any(|b| b.file == f.file && b.rule == f.rule)
+        })
+        .collect();
+    let dropped = before - kept.len();
+    (kept, dropped)
 }
 
 /// Not gating: squawk's style preferences (column types, identity columns: not about locking or
@@ -53,6 +122,7 @@ pub fn lint(migrations: &[Migration]) -> Vec<Finding> {
             line,
             rule: rule.to_string(),
             message,
+            severity: severity_of(rule),
         };
         let lines = super::Lines::new(sql);
         let line_of = |_: &str, offset: usize| lines.line(offset);

@@ -15,16 +15,30 @@ pub fn lint_report(report: &mut Report, all: &[Migration], findings: &[migrate::
     for m in all {
         let name = m.up.file_name();
         let mine: Vec<_> = findings.iter().filter(|f| f.file == name).collect();
-        report.push(if mine.is_empty() {
-            Check::ok("lint", name)
-        } else {
-            let msg = mine
+        let msg = mine
+            .iter()
+            .map(|f| {
+                let level = match f.severity {
+                    migrate::lint::Severity::Error => "error",
+                    migrate::lint::Severity::Warning => "warning",
+                };
+                format!("line {}: {level} [{}] {}", f.line, f.rule, f.message)
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let data = serde_json::to_value(&mine).unwrap_or_default();
+        report.push(
+            if mine
                 .iter()
-                .map(|f| format!("line {}: [{}] {}", f.line, f.rule, f.message))
-                .collect::<Vec<_>>()
-                .join("; ");
-            Check::fail("lint", name, msg).data(serde_json::to_value(&mine).unwrap_or_default())
-        });
+                .any(|f| f.severity == migrate::lint::Severity::Error)
+            {
+                Check::fail("lint", name, msg).data(data)
+            } else if mine.is_empty() {
+                Check::ok("lint", name)
+            } else {
+                Check::warn("lint", name, msg).data(data)
+            },
+        );
     }
 }
 
@@ -818,7 +832,11 @@ pub fn maintenance_plan(
         let file = m.up.file_name();
         let unsafe_ddl: Vec<&super::lint::Finding> = findings
             .iter()
-            .filter(|f| f.file == file && f.rule != "missing-rollback")
+            .filter(|f| {
+                f.file == file
+                    && f.rule != "missing-rollback"
+                    && f.severity == super::lint::Severity::Error
+            })
             .collect();
         let (online, why) = match m.up.declared_online() {
             _ if m.up.no_transaction() => (
