@@ -9,7 +9,22 @@
 # Database connections and API endpoints name each environment's own hosts: each gets its own.
 # Results (JUnit, JSON for notify.sh) go to $REPORTS; the Jenkins log gets the progress lines.
 source "$(dirname "$0")/lib.sh"
-type=${CONFIG_TYPE:?set CONFIG_TYPE (risk-limits, strategy, app, database, endpoints)}
+type=${CONFIG_TYPE:?set CONFIG_TYPE (auto, risk-limits, strategy, app, database, endpoints)}
+# auto: the one config type the build's commits change (CHANGED_PATHS, from the Jenkinsfile).
+if [ "$type" = auto ]; then
+  types=$(for p in ${CHANGED_PATHS:-}; do
+    case "$(basename "$p")" in
+      risk_limits.yaml) echo risk-limits ;;
+      strategy.yaml|app.yaml|database.yaml|endpoints.yaml) basename "$p" .yaml ;;
+    esac
+  done | sort -u)
+  case $(printf '%s\n' "$types" | grep -c .) in
+    1) type=$types ;;
+    0) echo "error: CONFIG_TYPE=auto but this build changes no config/<environment>/<type>.yaml (changed: ${CHANGED_PATHS:-nothing}); run PIPELINE=config with CONFIG_TYPE" >&2; exit 2 ;;
+    *) echo "error: this build changes several config types ($(tr '\n' ' ' <<< "$types")): deploy one at a time, PIPELINE=config with CONFIG_TYPE" >&2; exit 2 ;;
+  esac
+  echo "config change: $type (from ${CHANGED_PATHS})" >&2
+fi
 case "$type" in
   risk-limits) name=risk_limits.yaml ;;
   strategy|app|database|endpoints) name=$type.yaml ;;

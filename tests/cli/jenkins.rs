@@ -357,6 +357,7 @@ impl World {
             credentials: self.credentials.clone(),
             started_by: Some("dave".into()),
             approvals: vec![],
+            changed: vec![],
             overrides: BTreeMap::from(
                 [
                     ("BIN", bin_dir().to_string_lossy().into_owned()),
@@ -925,11 +926,32 @@ async fn staging_dev_hotfix_staging_rollback_and_weekly_refresh_pipelines_run_gr
     assert_eq!((limits_of(&s), limits_of(&p)), before, "nothing changed");
     let n = w.notifications();
     assert!(
-        n[0].contains("risk-limits config change") && n[0].contains("needs approval"),
+        n[0].contains("config change risk-limits") && n[0].contains("needs approval"),
         "{n:?}"
     );
     for round in 0..2 {
-        let o = config(&mut w, "CHG-123456 risk sign-off by rita");
+        let o = if round == 0 {
+            config(&mut w, "CHG-123456 risk sign-off by rita")
+        } else {
+            // Automatically: a main build whose commits change only config/ is a config change,
+            // its type read from the changed file.
+            let (ws, mut b) = w.build(
+                "main",
+                false,
+                &[("APPROVE_INCREASE", "CHG-123456 risk sign-off by rita")],
+            );
+            b.changed = vec!["config/production/risk_limits.yaml".into()];
+            b.approvals = vec!["sam".into(), "rita".into()];
+            let o = run(&ws, b, |_| {});
+            assert!(
+                o.log.contains(
+                    "config change: risk-limits (from config/production/risk_limits.yaml)"
+                ),
+                "{}",
+                o.log
+            );
+            o
+        };
         passed(&o);
         for stage in [
             "Config change / Staging / Smoke staging",
@@ -945,6 +967,14 @@ async fn staging_dev_hotfix_staging_rollback_and_weekly_refresh_pipelines_run_gr
         let want = std::fs::read_to_string(&prod_limits).unwrap();
         assert_eq!(limits_of(&s), want, "staging runs production's bytes");
         assert_eq!(limits_of(&p), want);
-        assert!(w.notifications()[0].contains("risk-limits config change in production"));
+        let n = w.notifications();
+        assert!(
+            n[0].contains(if round == 0 {
+                "config change risk-limits in production"
+            } else {
+                "config change config/production/risk_limits.yaml in production"
+            }),
+            "{n:?}"
+        );
     }
 }

@@ -26,6 +26,9 @@ pub struct Build {
     /// Variables every stage script gets last: the harness's own (the suite's build as BIN,
     /// shorter holds); documented in the test.
     pub overrides: BTreeMap<String, String>,
+    /// The paths the build's new commits change (`currentBuild.changeSets`: one change set,
+    /// one entry holding them; none when empty, as on a first build).
+    pub changed: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -476,6 +479,26 @@ impl<'a> Runner<'a> {
                                 .cloned()
                                 .unwrap_or_else(|| panic!("no parameter {name}")));
                         }
+                        // RunWithSCM.getChangeSets(): ChangeLogSet.getItems(), Entry.getAffectedPaths().
+                        "currentBuild" if name == "changeSets" => {
+                            let paths: Vec<V> = self
+                                .build
+                                .changed
+                                .iter()
+                                .map(|p| V::Str(p.clone()))
+                                .collect();
+                            if paths.is_empty() {
+                                return Ok(V::List(vec![]));
+                            }
+                            let entry = V::Map(BTreeMap::from([(
+                                "affectedPaths".to_string(),
+                                V::List(paths),
+                            )]));
+                            return Ok(V::List(vec![V::Map(BTreeMap::from([(
+                                "items".to_string(),
+                                V::List(vec![entry]),
+                            )]))]));
+                        }
                         _ => {}
                     }
                 }
@@ -556,6 +579,22 @@ impl<'a> Runner<'a> {
                         V::Str(s.chars().take(n as usize).collect())
                     }
                     ("size", V::List(l)) => V::Num(l.len() as i64),
+                    ("tokenize", V::Str(s)) => {
+                        V::List(s.split_whitespace().map(|w| V::Str(w.into())).collect())
+                    }
+                    ("flatten", V::List(l)) => {
+                        fn flat(l: &[V], out: &mut Vec<V>) {
+                            for v in l {
+                                match v {
+                                    V::List(inner) => flat(inner, out),
+                                    o => out.push(o.clone()),
+                                }
+                            }
+                        }
+                        let mut out = vec![];
+                        flat(l, &mut out);
+                        V::List(out)
+                    }
                     ("contains", V::List(l)) => V::Bool(l.contains(&arg0.unwrap())),
                     ("join", V::List(l)) => V::Str(
                         l.iter()
@@ -563,7 +602,7 @@ impl<'a> Runner<'a> {
                             .collect::<Vec<_>>()
                             .join(&arg0.unwrap().text()),
                     ),
-                    ("collect", V::List(l)) | ("find", V::List(l)) => {
+                    ("collect", V::List(l)) | ("find", V::List(l)) | ("every", V::List(l)) => {
                         let body = block.as_ref().expect("a closure");
                         let [Stmt::Expr(x)] = body.as_slice() else {
                             panic!("closure of one expression")
@@ -575,15 +614,18 @@ impl<'a> Runner<'a> {
                             let r = self.eval(x);
                             self.vars.pop();
                             let r = r?;
-                            if m == "find" {
-                                if r.truthy() {
-                                    return Ok(it);
-                                }
-                            } else {
-                                out.push(r);
+                            match m.as_str() {
+                                "find" if r.truthy() => return Ok(it),
+                                "every" if !r.truthy() => return Ok(V::Bool(false)),
+                                "find" | "every" => {}
+                                _ => out.push(r),
                             }
                         }
-                        if m == "find" { V::Null } else { V::List(out) }
+                        match m.as_str() {
+                            "find" => V::Null,
+                            "every" => V::Bool(true),
+                            _ => V::List(out),
+                        }
                     }
                     (m, v) => panic!("the harness does not know {v:?}.{m}()"),
                 }
