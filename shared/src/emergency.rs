@@ -275,27 +275,20 @@ pub async fn isolate(
     }
     // 2. Sessions done (or the deadline), then maintenance.
     let t = Instant::now();
-    let mut every = crate::telemetry::Every::new(Duration::from_secs(1));
     let names = vec![s.name.clone()];
-    let mut left = 0;
-    for l in env
+    let mine: Vec<&crate::config::LoadBalancer> = env
         .load_balancers
         .iter()
         .filter(|l| s.load_balancers.contains(&l.name))
-    {
-        loop {
-            left = lb::sessions_of(l, &names, ctx.timeout)
-                .await
-                .unwrap_or(u64::MAX);
-            if left == 0 || t.elapsed() >= drain_deadline {
-                break;
-            }
-            if every.due() {
-                tracing::info!("{}: draining on {}: {left} session(s) left", s.name, l.name);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+        .collect();
+    let left = lb::wait_drained(
+        mine,
+        |_| names.clone(),
+        &s.name,
+        drain_deadline,
+        ctx.timeout,
+    )
+    .await;
     let drained = if left == 0 {
         format!("sessions drained in {:.1?}", t.elapsed())
     } else {
@@ -595,21 +588,7 @@ pub async fn rollback(
 
     // 1. The previous colour: which servers answer healthy (they get the traffic).
     let t = Instant::now();
-    let servers: Vec<&Server> = ctx
-        .fleet
-        .select(Some(target), &Role::ALL)
-        .into_iter()
-        .filter(|s| !ctx.fleet.is_isolated(s))
-        .collect();
-    let health = ctx
-        .fleet
-        .each("health", &servers, |c| async move {
-            let h = c.health().await.map_err(|e| e.to_string())?;
-            (h.status == "ok")
-                .then_some(h.version)
-                .ok_or_else(|| format!("status {}", h.status))
-        })
-        .await;
+    let health = crate::fleet::health_of(ctx, target).await;
     let down: Vec<String> = health
         .failed()
         .iter()
@@ -708,18 +687,14 @@ pub async fn rollback(
 
     // 4. The failed colour drains (bounded), leaves the load balancers, and stops.
     let t = Instant::now();
-    let mut left = 0;
-    for l in &env.load_balancers {
-        loop {
-            left = lb::sessions(l, failed, ctx.timeout)
-                .await
-                .unwrap_or(u64::MAX);
-            if left == 0 || t.elapsed() >= drain_deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    let left = lb::wait_drained(
+        &env.load_balancers,
+        |l| l.servers.get(&failed).cloned().unwrap_or_default(),
+        failed.as_str(),
+        drain_deadline,
+        ctx.timeout,
+    )
+    .await;
     for l in &env.load_balancers {
         if let Err(e) =
             lb::transaction(&l.runtime_api, &lb::maint_commands(l, failed), ctx.timeout).await

@@ -491,38 +491,47 @@ pub async fn health(
     color: Color,
     version: Option<&str>,
 ) -> std::result::Result<(), StepFailure> {
+    let out = health_of(ctx, color).await;
+    if out.results.is_empty() {
+        return Err(format!("no services configured for {color}").into());
+    }
+    let mut bad: Vec<String> = out
+        .failed()
+        .into_iter()
+        .map(|(s, why)| format!("{} ({}): {why}", s.name, s.url))
+        .collect();
+    if let Some(v) = version {
+        bad.extend(
+            out.reached()
+                .into_iter()
+                .filter(|(_, runs)| runs.as_str() != v)
+                .map(|(s, runs)| format!("{} ({}): runs {runs} (expected {v})", s.name, s.url)),
+        );
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad.join("; ").into())
+    }
+}
+
+/// `/health` of every server of `color` not isolated, all at once: Reached(its version) when
+/// its status is `ok`, else Failed(why).
+pub async fn health_of(ctx: &Ctx, color: Color) -> FleetOutcome<String> {
     let servers: Vec<_> = ctx
         .fleet
         .select(Some(color), &Role::ALL)
         .into_iter()
         .filter(|s| !ctx.fleet.is_isolated(s))
         .collect();
-    if servers.is_empty() {
-        return Err(format!("no services configured for {color}").into());
-    }
-    let out = ctx
-        .fleet
+    ctx.fleet
         .each("health", &servers, |c| async move {
             let h = c.health().await.map_err(|e| e.to_string())?;
-            if h.status != "ok" {
-                return Err(format!("status {}", h.status));
-            }
-            match version {
-                Some(v) if h.version != v => Err(format!("runs {} (expected {v})", h.version)),
-                _ => Ok(()),
-            }
+            (h.status == "ok")
+                .then_some(h.version)
+                .ok_or_else(|| format!("status {}", h.status))
         })
-        .await;
-    let bad: Vec<String> = out
-        .failed()
-        .into_iter()
-        .map(|(s, why)| format!("{} ({}): {why}", s.name, s.url))
-        .collect();
-    if bad.is_empty() {
-        Ok(())
-    } else {
-        Err(bad.join("; ").into())
-    }
+        .await
 }
 
 /// One admin call on every server of `color` serving `roles`, all at once through the fleet:

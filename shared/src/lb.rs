@@ -194,6 +194,35 @@ pub async fn sessions(lb: &LoadBalancer, color: Color, timeout: Duration) -> Res
     sessions_of(lb, &names, timeout).await
 }
 
+/// Wait, bounded by `deadline` for them all, until the servers `names` picks on each load
+/// balancer hold no session (current or queued), a progress line a second. Answers the sessions
+/// left at the end: 0 drained; `u64::MAX` when a load balancer did not answer.
+pub async fn wait_drained<'a>(
+    lbs: impl IntoIterator<Item = &'a LoadBalancer>,
+    names: impl Fn(&LoadBalancer) -> Vec<String>,
+    what: &str,
+    deadline: Duration,
+    timeout: Duration,
+) -> u64 {
+    let start = std::time::Instant::now();
+    let mut every = crate::telemetry::Every::new(Duration::from_secs(1));
+    let mut left = 0;
+    for l in lbs {
+        let names = names(l);
+        loop {
+            left = sessions_of(l, &names, timeout).await.unwrap_or(u64::MAX);
+            if left == 0 || start.elapsed() >= deadline {
+                break;
+            }
+            if every.due() {
+                tracing::info!("{what}: draining on {}: {left} session(s) left", l.name);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    left
+}
+
 /// The one colour every instance agrees is live, or why not.
 pub fn agreed(live: &[(String, Option<Color>)]) -> std::result::Result<Color, String> {
     let colors: Vec<Option<Color>> = live.iter().map(|(_, c)| *c).collect();

@@ -10,6 +10,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// cutover through the shared stack helper, with a journal directory of the test's own.
+/// `cutover run --to TO --watch WATCH --baseline-window 1s`: the run most tests start.
+pub(crate) fn run_to<'a>(to: &'a str, watch: &'a str) -> [&'a str; 7] {
+    [
+        "run",
+        "--to",
+        to,
+        "--watch",
+        watch,
+        "--baseline-window",
+        "1s",
+    ]
+}
+
 pub(crate) trait CutoverStack {
     fn cutover_cmd(&self, args: &[&str]) -> std::process::Command;
     async fn cutover(&self, args: &[&str]) -> (i32, serde_json::Value, String);
@@ -173,17 +186,7 @@ async fn cutover_and_rollback_lose_no_order() {
         })
         .await
         .unwrap();
-    let (code, run, err) = st
-        .cutover(&[
-            "run",
-            "--to",
-            "green",
-            "--watch",
-            "2s",
-            "--baseline-window",
-            "1s",
-        ])
-        .await;
+    let (code, run, err) = st.cutover(&crate::cutover::run_to("green", "2s")).await;
     assert_eq!(code, 0, "{run}\n{err}");
     assert_eq!(st.live().await, "green");
     client(&blue).clear_faults().await.unwrap();
@@ -579,10 +582,7 @@ async fn haproxy_killed_during_the_watch_is_not_a_success() {
     // About time: the watch has judged a few ticks of green before HAProxy dies.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = std::fs::read_to_string(st.dir.path().join("s/haproxy.pid")).unwrap();
-    std::process::Command::new("kill")
-        .args(["-9", pid.trim()])
-        .status()
-        .unwrap();
+    crate::support::signal("-9", pid.trim());
     let (code, v, err) = finish(child).await;
     let _ = load.finish().await;
     assert_ne!(code, 0, "{v}\n{err}");
@@ -960,17 +960,7 @@ async fn decommission_waits_out_the_rollback_window_and_a_rollback_after_it_refu
     let load = start_load(&st.url("HAPROXY_URL"), 50);
     // About time: blue under load before the baseline window opens.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (code, v, err) = st
-        .cutover(&[
-            "run",
-            "--to",
-            "green",
-            "--watch",
-            "1s",
-            "--baseline-window",
-            "1s",
-        ])
-        .await;
+    let (code, v, err) = st.cutover(&crate::cutover::run_to("green", "1s")).await;
     assert_eq!(code, 0, "{v}\n{err}");
     let blue_pid = pid(&st, "blue");
 
@@ -1196,17 +1186,7 @@ async fn a_fleet_deploys_and_cuts_over_server_by_server_and_one_dead_engine_stop
     let load = start_load(&st.url("HAPROXY_URL"), 100);
     // About time: blue under load before the baseline window opens.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (code, v, err) = st
-        .cutover(&[
-            "run",
-            "--to",
-            "green",
-            "--watch",
-            "2s",
-            "--baseline-window",
-            "1s",
-        ])
-        .await;
+    let (code, v, err) = st.cutover(&crate::cutover::run_to("green", "2s")).await;
     assert_eq!(code, 0, "{v}\n{err}");
     assert!(
         check(&v, "standby")["message"]
@@ -1370,10 +1350,7 @@ async fn a_fleet_deploys_and_cuts_over_server_by_server_and_one_dead_engine_stop
 
     // Injected: one engine of the idle colour dies after its deploy.
     let dead = std::fs::read_to_string(st.dir.path().join("s/trade-blue-02.pid")).unwrap();
-    std::process::Command::new("kill")
-        .args(["-9", dead.trim()])
-        .status()
-        .unwrap();
+    crate::support::signal("-9", dead.trim());
     let (code, v, err) = st
         .cutover(&["run", "--to", "blue", "--expect-version", "1.2.0"])
         .await;

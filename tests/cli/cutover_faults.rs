@@ -49,15 +49,7 @@ async fn one_colour_trades(st: &Stack, live: &str, trial: &str) {
 
 /// `cutover run --to <to>` that SIGKILLs itself after `step`'s action, before journaling it.
 pub(crate) async fn killed_at(st: &Stack, to: &str, step: &str) {
-    let mut cmd = st.cutover_cmd(&[
-        "run",
-        "--to",
-        to,
-        "--watch",
-        "1s",
-        "--baseline-window",
-        "1s",
-    ]);
+    let mut cmd = st.cutover_cmd(&crate::cutover::run_to(to, "1s"));
     cmd.env("DEPLOYKIT_FAULT_KILL_AFTER", step)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -92,17 +84,7 @@ async fn kill_9_at_every_step_then_resume_or_rollback_loses_no_order() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // A plain cutover: blue becomes a standby (its P&L stops moving), green runs the strategy.
-    let (code, v, err) = st
-        .cutover(&[
-            "run",
-            "--to",
-            "green",
-            "--watch",
-            "1s",
-            "--baseline-window",
-            "1s",
-        ])
-        .await;
+    let (code, v, err) = st.cutover(&crate::cutover::run_to("green", "1s")).await;
     assert_eq!(code, 0, "{v}\n{err}");
     assert!(
         check(&v, "standby")["message"]
@@ -294,23 +276,11 @@ async fn the_file_journal_lock_holds_across_working_directories() {
         c.env("DEPLOYKIT_CONFIG", &cfg).current_dir(cwd);
         c
     };
-    let mut first = cmd(
-        &a,
-        "cutover",
-        &[
-            "run",
-            "--to",
-            "green",
-            "--watch",
-            "60s",
-            "--baseline-window",
-            "1s",
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut first = cmd(&a, "cutover", &crate::cutover::run_to("green", "60s"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     until_live(&st, "green").await;
     for (tool, args) in [
         ("cutover", &["run", "--to", "blue"][..]),

@@ -857,10 +857,7 @@ fn lint_of_a_huge_file_is_interruptible() {
                 (read > 49_000_000).then_some(())
             },
         );
-        std::process::Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
+        crate::support::signal(signal, &child.id().to_string());
         let sent = Instant::now();
         let out = child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(code), "{signal}");

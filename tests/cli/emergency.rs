@@ -3,8 +3,8 @@
 //! and keeps no working order, the two are named, a second run is the same stop, and trading
 //! resumes on every server that answers.
 
-use crate::support::checks_with;
 use crate::support::stack::Stack;
+use crate::support::{checks_with, signal};
 use deploykit::contract::{OrderRequest, OrderType, Side};
 
 fn resting(id: &str) -> OrderRequest {
@@ -18,16 +18,6 @@ fn resting(id: &str) -> OrderRequest {
         client_order_id: id.into(),
         strategy: None,
     }
-}
-
-fn signal(sig: &str, pid: &str) {
-    assert!(
-        std::process::Command::new("kill")
-            .args([sig, pid])
-            .status()
-            .unwrap()
-            .success()
-    );
 }
 
 const TRADING: &[&str] = &[
@@ -194,15 +184,7 @@ async fn a_crashed_server_stops_the_cutover_isolated_it_does_not_and_returns_onl
             ..Default::default()
         })
         .await;
-    let run = [
-        "run",
-        "--to",
-        "green",
-        "--watch",
-        "2s",
-        "--baseline-window",
-        "1s",
-    ];
+    let run = crate::cutover::run_to("green", "2s");
     let (code, v, err) = st.cutover(&run).await;
     assert_ne!(code, 0, "{v}\n{err}");
     assert!(v.to_string().contains("trade-green-02"), "{v}\n{err}");
@@ -302,17 +284,7 @@ async fn a_crashed_server_stops_the_cutover_isolated_it_does_not_and_returns_onl
     let load = crate::cutover::start_load(&st.url("HAPROXY_URL"), 100);
     // About time: the live colour under load before the cutover's baseline window opens.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let (code, v, err) = st
-        .cutover(&[
-            "run",
-            "--to",
-            "blue",
-            "--watch",
-            "5s",
-            "--baseline-window",
-            "1s",
-        ])
-        .await;
+    let (code, v, err) = st.cutover(&crate::cutover::run_to("blue", "5s")).await;
     load.finish().await;
     assert_ne!(code, 0, "{v}\n{err}");
     assert!(v.to_string().contains("worst server: trade-blue-02"), "{v}");
@@ -345,15 +317,7 @@ async fn emergency_rollback_after_a_cutover_and_in_the_middle_of_one_loses_no_or
     use crate::cutover::CutoverStack;
     let st = Stack::up();
     let hook = crate::notify::receiver(200).await;
-    let run = [
-        "run",
-        "--to",
-        "green",
-        "--watch",
-        "1s",
-        "--baseline-window",
-        "1s",
-    ];
+    let run = crate::cutover::run_to("green", "1s");
     let stopped = async |color: &str| {
         let a = st.client(color).admin_state().await.unwrap();
         !a.accepting_orders && !a.trading_active

@@ -92,10 +92,7 @@ fn sigterm_exits_143_after_cleanup() {
         std::time::Duration::from_secs(20),
         || started.exists().then_some(()),
     );
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    crate::support::signal("-TERM", &child.id().to_string());
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),

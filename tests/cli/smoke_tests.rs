@@ -324,10 +324,7 @@ async fn sigint_mid_run_cleans_up_and_exits_130() {
         async || (risk.inflight().await.ok()?.inflight_requests > 0).then_some(()),
     )
     .await;
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    crate::support::signal("-INT", &child.id().to_string());
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();

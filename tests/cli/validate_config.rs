@@ -649,21 +649,9 @@ async fn a_fleet_config_deploy_is_all_or_nothing_and_show_config_names_a_server_
     let old = served("risk-blue-01").await;
 
     let hung = st.host_pid("risk-green-01");
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-STOP", &hung])
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::support::signal("-STOP", &hung);
     let r = st.run("validate_config", &deploy).await;
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-CONT", &hung])
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::support::signal("-CONT", &hung);
     assert_eq!(r.code, 1, "{}", r.all());
     let m = check_message(&r.stdout, "Reloaded and verified");
     assert!(m.contains("failed on risk-green-01 ("), "{m}");

@@ -195,6 +195,18 @@ pub fn client(url: &str) -> deploykit::contract::Client {
     )
 }
 
+/// Send `sig` (`-9`, `-STOP`, `-TERM`, …) to process `pid`; it must be delivered.
+pub fn signal(sig: &str, pid: &str) {
+    assert!(
+        std::process::Command::new("kill")
+            .args([sig, pid.trim()])
+            .status()
+            .unwrap()
+            .success(),
+        "kill {sig} {pid}"
+    );
+}
+
 /// The PostgreSQL server tests may create databases on: DATABASE_URL (scripts/test sets it,
 /// starting a throwaway cluster when nothing listens), else the machine's 127.0.0.1:5432.
 pub fn pg_admin_url() -> String {
