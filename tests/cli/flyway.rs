@@ -3,7 +3,7 @@
 
 use crate::support::{Run, TestDb, checks_with, config, run};
 use deploykit::migrate::flyway_checksum;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The file Flyway's documentation migrates as `V3__Couple.sql`, with the checksum it shows
 /// Flyway writing for it (its "Dry Runs" tutorial) — a value this suite did not compute.
@@ -53,6 +53,24 @@ fn flyway_migrated(db: &TestDb, table: &str) {
     }
 }
 
+/// `db_migrate --config CFG --migrations DIR --format json ARGS…`, against `db` when given.
+fn db_migrate(cfg: &Path, migrations: &Path, db: Option<&TestDb>, args: &[&str]) -> Run {
+    let mut a = vec![
+        "--config",
+        cfg.to_str().unwrap(),
+        "--migrations",
+        migrations.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    a.extend_from_slice(args);
+    let env: Vec<(&str, &str)> = db
+        .map(|d| ("DATABASE_URL", d.url.as_str()))
+        .into_iter()
+        .collect();
+    run("db_migrate", &a, &env)
+}
+
 struct Fx {
     _dir: tempfile::TempDir,
     migrations: PathBuf,
@@ -81,16 +99,7 @@ fn fx() -> Fx {
 
 impl Fx {
     fn run(&self, args: &[&str]) -> Run {
-        let mut a = vec![
-            "--config",
-            self.cfg.to_str().unwrap(),
-            "--migrations",
-            self.migrations.to_str().unwrap(),
-            "--format",
-            "json",
-        ];
-        a.extend_from_slice(args);
-        run("db_migrate", &a, &[("DATABASE_URL", self.db.url.as_str())])
+        db_migrate(&self.cfg, &self.migrations, Some(&self.db), args)
     }
 }
 
@@ -367,18 +376,7 @@ fn the_guides_custom_scripts_apply_in_order_and_out_of_order_needs_the_flag() {
         "[environments.local]\ndatabase = { url_env = \"DATABASE_URL\" }\n[environments.local.migrate]\nlayout = \"scripts\"\n",
     );
     let db = TestDb::new();
-    let dbm = |args: &[&str]| {
-        let mut a = vec![
-            "--config",
-            cfg.to_str().unwrap(),
-            "--migrations",
-            scripts.to_str().unwrap(),
-            "--format",
-            "json",
-        ];
-        a.extend_from_slice(args);
-        run("db_migrate", &a, &[("DATABASE_URL", db.url.as_str())])
-    };
+    let dbm = |args: &[&str]| db_migrate(&cfg, &scripts, Some(&db), args);
     let r = dbm(&["migrate"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(
@@ -446,18 +444,7 @@ fn placeholders_are_replaced_as_flyway_replaces_them() {
             "[environments.local]\ndatabase = {{ url_env = \"DATABASE_URL\" }}\n[environments.local.migrate.placeholders]\ndesk = \"{desk}\"\n"
         ))
     };
-    let dbm = |cfg: &std::path::Path, args: &[&str]| {
-        let mut a = vec![
-            "--config",
-            cfg.to_str().unwrap(),
-            "--migrations",
-            m.to_str().unwrap(),
-            "--format",
-            "json",
-        ];
-        a.extend_from_slice(args);
-        run("db_migrate", &a, &[("DATABASE_URL", db.url.as_str())])
-    };
+    let dbm = |cfg: &Path, args: &[&str]| db_migrate(cfg, &m, Some(&db), args);
     let (_a, equities) = cfg_with("EQUITIES");
     let r = dbm(&equities, &["migrate"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
@@ -519,17 +506,9 @@ fn lint_has_severities_and_a_baseline_so_only_new_files_are_judged() {
     let (_c, cfg) = config("[environments.local]\n");
     let baseline = dir.path().join("lint-baseline.json");
     let lint = |args: &[&str]| {
-        let mut a = vec![
-            "--config",
-            cfg.to_str().unwrap(),
-            "--migrations",
-            m.to_str().unwrap(),
-            "--format",
-            "json",
-            "lint",
-        ];
+        let mut a = vec!["lint"];
         a.extend_from_slice(args);
-        run("db_migrate", &a, &[])
+        db_migrate(&cfg, &m, None, &a)
     };
     let r = lint(&[]);
     assert_eq!(r.code, 1, "{}", r.stdout);

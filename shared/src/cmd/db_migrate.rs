@@ -222,8 +222,8 @@ impl Tool for Args {
             }
             Command::Info | Command::Validate | Command::Verify { .. } => {
                 let (client, _) = ops::connect(&ctx).await?;
-                let applied = history::applied(&client).await?;
                 let store = history::store(&client).await?;
+                let applied = history::applied_in(&client, &store).await?;
                 if store.is_flyway() {
                     report.note(format!("history: Flyway's {}, adopted", store.table()));
                 }

@@ -145,7 +145,7 @@ impl Args {
         ctx: &Context,
         env: &crate::config::Environment,
         kind: Kind,
-        file: &Path,
+        (file, sha): (&Path, &str),
         report: &mut Report,
     ) -> Result<bool> {
         let Some(from) = env.promote_from else {
@@ -163,7 +163,6 @@ impl Args {
             ));
             return Ok(true);
         }
-        let sha = file_sha(file)?;
         let from_env = ctx.config.environment(from)?;
         // Its journal is in its database: without the URL the evidence cannot be read, which
         // must not read as "never tested".
@@ -184,7 +183,7 @@ impl Args {
             &self.journal.dir_of(ctx, from_env)?,
         )
         .await?;
-        let verdict = promotion::tested(&entries, kind, &sha);
+        let verdict = promotion::tested(&entries, kind, sha);
         match (verdict, &self.skip_staging) {
             (Ok(m), _) => {
                 report.push(Check::ok("promotion", name).message(m));
@@ -369,7 +368,11 @@ impl Tool for Args {
                 "--deploy needs an environment (-e)",
             )
         })?;
-        if !self.promoted(&ctx, &env, kind, &file, &mut report).await? {
+        let sha = file_sha(&file)?;
+        if !self
+            .promoted(&ctx, &env, kind, (&file, &sha), &mut report)
+            .await?
+        {
             report.note("nothing deployed: the file was not tested in staging first");
             return Ok(report);
         }
@@ -382,7 +385,7 @@ impl Tool for Args {
                     j.write(&promotion::skipped(
                         ctx.env_name.as_str(),
                         kind,
-                        &file_sha(&file)?,
+                        &sha,
                         reason,
                     ))
                     .await?;

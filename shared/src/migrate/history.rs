@@ -166,8 +166,13 @@ pub async fn exists(c: &tokio_postgres::Client) -> Result<bool> {
 
 /// Applied migrations (successful, not rolled back), in install order.
 pub async fn applied(c: &tokio_postgres::Client) -> Result<Vec<Applied>> {
-    if let store @ Store::Flyway(_) = store(c).await? {
-        return flyway_applied(c, &store).await;
+    applied_in(c, &store(c).await?).await
+}
+
+/// [`applied`] from a history already located.
+pub async fn applied_in(c: &tokio_postgres::Client, store: &Store) -> Result<Vec<Applied>> {
+    if store.is_flyway() {
+        return flyway_applied(c, store).await;
     }
     if !exists(c).await? {
         return Ok(vec![]);

@@ -379,7 +379,8 @@ impl Ops {
         let limits = limits(ctx, lock_timeout, statement_timeout)?;
         let (mut client, url) = connect(ctx).await?;
         if self.dry_run {
-            let applied = history::applied(&client).await?;
+            let store = history::store(&client).await?;
+            let applied = history::applied_in(&client, &store).await?;
             for m in run::pending(all, &applied, target, self.out_of_order)? {
                 report.push(Check::skip(
                     "migrations",
@@ -396,7 +397,6 @@ impl Ops {
                     ),
                 ));
             }
-            let store = history::store(&client).await?;
             for (r, again) in self.repeatables_due(&client, &store, target).await? {
                 report.push(Check::skip(
                     "migrations",
@@ -427,7 +427,7 @@ impl Ops {
             if store.is_flyway() {
                 report.note(format!("history: Flyway's {}, adopted (Flyway checksums; new rows as Flyway writes them)", store.table()));
             }
-            let applied = history::applied(&client).await?;
+            let applied = history::applied_in(&client, &store).await?;
             for a in &applied {
                 if let Some(m) = all.iter().find(|m| m.version == a.version)
                     && !a.baseline

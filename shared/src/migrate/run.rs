@@ -437,27 +437,25 @@ async fn drop_invalid_index(c: &Client, stmt: &str) {
     }
 }
 
-/// The history insert for an applied migration: our row, or on an adopted Flyway history the
-/// row Flyway itself writes (next installed_rank, its description and checksum, type `SQL`).
-pub fn record_apply<'a>(
-    m: &'a Migration,
+/// The history row of a successful step: ours, or on an adopted Flyway history the row Flyway
+/// itself writes (next installed_rank, its description and checksum, type `SQL`). `version`
+/// None: a repeatable migration (ours: empty; Flyway's: NULL).
+fn record<'a>(
+    version: Option<&'a Version>,
+    description: &'a str,
+    script: &'a Script,
     store: &'a history::Store,
 ) -> impl Fn(&Stats) -> (String, Vec<String>) + Sync + 'a {
     move |s: &Stats| {
+        let version = version.map(Version::to_string).unwrap_or_default();
         if store.is_flyway() {
-            let t = store.table();
             return (
-                format!(
-                    "INSERT INTO {t}
-                       (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
-                     VALUES ((SELECT coalesce(max(installed_rank), 0) + 1 FROM {t}), $1, $2, 'SQL', $3, $4::text::int, current_user, {}, true)",
-                    s.execution_ms
-                ),
+                flyway_insert(&store.table(), s.execution_ms, true),
                 vec![
-                    m.version.to_string(),
-                    history::flyway_description(&m.description),
-                    m.up.file_name(),
-                    m.up.flyway_checksum.to_string(),
+                    version,
+                    history::flyway_description(description),
+                    script.file_name(),
+                    script.flyway_checksum.to_string(),
                 ],
             );
         }
@@ -468,44 +466,36 @@ pub fn record_apply<'a>(
                  VALUES ($1, $2, $3, $4, {}, {}, {}, {}, true)",
                 s.execution_ms, s.lock_wait_ms, s.retries, s.max_blocked_ms
             ),
-            vec![m.version.to_string(), m.description.clone(), m.up.file_name(), m.up.checksum.clone()],
+            vec![version, description.to_string(), script.file_name(), script.checksum.clone()],
         )
     }
 }
 
-/// The history insert for an applied repeatable migration: no version (ours: empty; Flyway's:
-/// NULL), its checksum, so the next run re-applies it only when the file changes.
+/// Flyway's own history insert into table `t`; parameters: version (`''` → NULL), description,
+/// script, checksum (as text).
+fn flyway_insert(t: &str, execution_ms: i64, success: bool) -> String {
+    format!(
+        "INSERT INTO {t}
+           (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
+         VALUES ((SELECT coalesce(max(installed_rank), 0) + 1 FROM {t}), NULLIF($1, ''), $2, 'SQL', $3, $4::text::int, current_user, {execution_ms}, {success})"
+    )
+}
+
+/// The history insert for an applied migration.
+pub fn record_apply<'a>(
+    m: &'a Migration,
+    store: &'a history::Store,
+) -> impl Fn(&Stats) -> (String, Vec<String>) + Sync + 'a {
+    record(Some(&m.version), &m.description, &m.up, store)
+}
+
+/// The history insert for an applied repeatable migration: no version, its checksum, so the
+/// next run re-applies it only when the file changes.
 pub fn record_repeatable<'a>(
     r: &'a super::Repeatable,
     store: &'a history::Store,
 ) -> impl Fn(&Stats) -> (String, Vec<String>) + Sync + 'a {
-    move |s: &Stats| {
-        if store.is_flyway() {
-            let t = store.table();
-            return (
-                format!(
-                    "INSERT INTO {t}
-                       (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
-                     VALUES ((SELECT coalesce(max(installed_rank), 0) + 1 FROM {t}), NULL, $1, 'SQL', $2, $3::text::int, current_user, {}, true)",
-                    s.execution_ms
-                ),
-                vec![
-                    history::flyway_description(&r.description),
-                    r.script.file_name(),
-                    r.script.flyway_checksum.to_string(),
-                ],
-            );
-        }
-        (
-            format!(
-                "INSERT INTO deploykit_schema_history
-                   (version, description, script, checksum, execution_ms, lock_wait_ms, retries, max_blocked_ms, success)
-                 VALUES ('', $1, $2, $3, {}, {}, {}, {}, true)",
-                s.execution_ms, s.lock_wait_ms, s.retries, s.max_blocked_ms
-            ),
-            vec![r.description.clone(), r.script.file_name(), r.script.checksum.clone()],
-        )
-    }
+    record(None, &r.description, &r.script, store)
 }
 
 /// A failed history row (`success = false`, never in `schema_version`) for a no-transaction
@@ -518,19 +508,14 @@ pub async fn record_failure(
 ) -> Result<()> {
     if store.is_flyway() {
         // Flyway's own failed row: its `repair` (or ours) removes it once the database is fixed.
-        let t = store.table();
         tracing::error!("{}: {}", m.up.file_name(), crate::redact::redact(detail));
         c.execute(
-            &format!(
-                "INSERT INTO {t}
-                   (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
-                 VALUES ((SELECT coalesce(max(installed_rank), 0) + 1 FROM {t}), $1, $2, 'SQL', $3, $4, current_user, 0, false)"
-            ),
+            &flyway_insert(&store.table(), 0, false),
             &[
                 &m.version.to_string(),
                 &history::flyway_description(&m.description),
                 &m.up.file_name(),
-                &m.up.flyway_checksum,
+                &m.up.flyway_checksum.to_string(),
             ],
         )
         .await
