@@ -65,6 +65,9 @@ impl EnvVars {
     /// Fault injection for tests: a cutover SIGKILLs itself after this step's action, before
     /// journaling it done.
     pub const FAULT_KILL_AFTER: &'static str = "DEPLOYKIT_FAULT_KILL_AFTER";
+    /// Fault injection for tests: db_migrate's online change fails after this step, so its
+    /// abort path runs.
+    pub const FAULT_FAIL_AFTER: &'static str = "DEPLOYKIT_FAULT_FAIL_AFTER";
 
     /// `(name, meaning)` rows for the docs.
     pub const ALL: &'static [(&'static str, &'static str)] = &[
@@ -140,7 +143,11 @@ impl EnvVars {
         ),
         (
             Self::FAULT_KILL_AFTER,
-            "tests only: cutover kills itself (-9) after this step's action",
+            "tests only: cutover and db_migrate's online changes kill themselves (-9) after this step's action",
+        ),
+        (
+            Self::FAULT_FAIL_AFTER,
+            "tests only: db_migrate's online change fails after this step (its abort path runs)",
         ),
     ];
 }

@@ -14,6 +14,7 @@ pub mod emergency;
 pub mod env_vars;
 pub mod error;
 pub mod exit;
+pub mod fault;
 pub mod fleet;
 pub mod html;
 pub mod http;

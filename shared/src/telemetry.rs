@@ -83,3 +83,73 @@ impl Every {
         due
     }
 }
+
+/// Progress of a long job with a known (or estimated) amount of work: a bar on a terminal
+/// (indicatif, on stderr), a line every 5 s otherwise — what a Jenkins log can show.
+pub struct Progress {
+    label: String,
+    bar: Option<indicatif::ProgressBar>,
+    every: Every,
+    started: Instant,
+}
+
+impl Progress {
+    pub fn new(label: impl Into<String>, total: Option<u64>) -> Progress {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new(total.unwrap_or(0));
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {human_pos}/{human_len} rows {per_sec} eta {eta} {msg}",
+            ) {
+                b.set_style(style.progress_chars("=> "));
+            }
+            b
+        });
+        let label = label.into();
+        if let Some(b) = &bar {
+            b.set_prefix(label.clone());
+        }
+        Progress {
+            label,
+            bar,
+            every: Every::new(Duration::from_secs(5)),
+            started: Instant::now(),
+        }
+    }
+
+    /// `done` of `total` units so far; `note` says how the job is paced.
+    pub fn set(&mut self, done: u64, total: Option<u64>, note: &str) {
+        if let Some(b) = &self.bar {
+            if let Some(t) = total {
+                b.set_length(t.max(done));
+            }
+            b.set_position(done);
+            b.set_message(note.to_string());
+            return;
+        }
+        if !self.every.due() {
+            return;
+        }
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = done as f64 / secs;
+        let (of, eta) = match total {
+            Some(t) if t > 0 => {
+                let left = t.saturating_sub(done) as f64;
+                let eta = if rate > 0.0 {
+                    format!("ETA {}", humantime::format_duration(Duration::from_secs((left / rate) as u64)))
+                } else {
+                    "ETA unknown".to_string()
+                };
+                (format!("/{t} ({:.0}%)", 100.0 * done as f64 / t as f64), eta)
+            }
+            _ => (String::new(), "ETA unknown".to_string()),
+        };
+        tracing::info!("{}: {done}{of} rows, {rate:.0} rows/s, {eta}; {note}", self.label);
+    }
+
+    pub fn finish(self) {
+        if let Some(b) = self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -105,6 +105,14 @@ pub enum Command {
     Plan,
     /// On a scratch database: up → rollback → up for every migration; the schema must round-trip.
     Rehearse,
+    /// Once a deploy is confirmed: drop the old tables that shadow-table changes kept for their
+    /// swap back (`<table>_old`). Unfinished online changes are listed, not touched.
+    Cleanup {
+        /// Also remove an unfinished shadow change's sync triggers and copy (it was killed and
+        /// will not be resumed); the table serves as it was.
+        #[arg(long)]
+        abandon: bool,
+    },
     /// Weekly staging refresh: back up this environment's database, replace its schema and data
     /// with the source environment's, anonymized per --rules (every column classified, or
     /// nothing happens), in one transaction; then apply pending migrations and verify.
@@ -163,8 +171,11 @@ impl Tool for Args {
                 write_baseline,
             } => {
                 let files = all.clone();
-                let findings =
-                    crate::cli::blocking(&ctx.cancel, move || migrate::lint::lint(&files)).await?;
+                let sizes = ops::table_sizes(&ctx, &mut report).await;
+                let findings = crate::cli::blocking(&ctx.cancel, move || {
+                    migrate::lint::lint_with_sizes(&files, sizes.as_ref())
+                })
+                .await?;
                 if let Some(out) = write_baseline {
                     let text = serde_json::to_string_pretty(&findings).expect("json");
                     std::fs::write(out, text + "\n")
@@ -214,8 +225,11 @@ impl Tool for Args {
                         .cloned()
                         .collect();
                 let files = pending.clone();
-                let findings =
-                    crate::cli::blocking(&ctx.cancel, move || migrate::lint::lint(&files)).await?;
+                let sizes = ops::sizes_of(&client).await.ok();
+                let findings = crate::cli::blocking(&ctx.cancel, move || {
+                    migrate::lint::lint_with_sizes(&files, sizes.as_ref())
+                })
+                .await?;
                 let refs: Vec<&migrate::Migration> = pending.iter().collect();
                 ops::maintenance_plan(&mut report, &refs, &findings);
                 return Ok(report);
@@ -239,7 +253,10 @@ impl Tool for Args {
                     );
                 }
                 match &self.command {
-                    Command::Info => ops::info(&mut report, &all, &applied),
+                    Command::Info => {
+                        ops::info(&mut report, &all, &applied);
+                        ops::online_info(&mut report, &client).await?;
+                    }
                     Command::Validate => ops::validate(&mut report, &all, &applied),
                     Command::Verify { expect } => {
                         let expected = expect
@@ -294,6 +311,7 @@ impl Tool for Args {
                 ops.baseline(&ctx, &mut report, version).await?;
             }
             Command::Repair => ops.repair(&ctx, &mut report).await?,
+            Command::Cleanup { abandon } => ops.cleanup(&ctx, &mut report, *abandon).await?,
             Command::Refresh {
                 source_environment,
                 rules,

@@ -109,7 +109,7 @@ impl Runner<'_> {
         let start = Instant::now();
         let r = f().await;
         let took = start.elapsed();
-        crash_point(name);
+        crate::fault::crash_point(name);
         match r {
             Ok((msg, data)) => {
                 self.note(name, "done", &msg).await?;
@@ -134,18 +134,6 @@ impl Runner<'_> {
 
     pub async fn finish(&self, detail: &str) -> Result<()> {
         self.note("finished", "finished", detail).await
-    }
-}
-
-/// Fault injection for the kill -9 tests: with `DEPLOYKIT_FAULT_KILL_AFTER=<step>` the process
-/// SIGKILLs itself after that step's action ran and before its `done` row is written — the
-/// worst moment, since the action happened but the journal does not say so.
-fn crash_point(step: &str) {
-    if std::env::var(crate::env_vars::EnvVars::FAULT_KILL_AFTER).as_deref() == Ok(step) {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &std::process::id().to_string()])
-            .status();
-        std::process::abort();
     }
 }
 

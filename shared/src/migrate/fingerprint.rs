@@ -9,14 +9,14 @@ SELECT coalesce(string_agg(x, E'\\n' ORDER BY x), '') FROM (
   SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' null=' || is_nullable
          || ' default=' || coalesce(column_default, '')
     FROM information_schema.columns
-   WHERE table_schema = 'public' AND table_name NOT IN ('deploykit_schema_history', 'schema_version')
+   WHERE table_schema = 'public' AND table_name NOT IN ('deploykit_schema_history', 'schema_version', 'deploykit_online_progress')
   UNION ALL
   SELECT 'index ' || indexdef FROM pg_indexes
-   WHERE schemaname = 'public' AND tablename <> 'deploykit_schema_history'
+   WHERE schemaname = 'public' AND tablename NOT IN ('deploykit_schema_history', 'deploykit_online_progress')
   UNION ALL
   SELECT 'constraint ' || conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid)
     FROM pg_constraint
-   WHERE connamespace = 'public'::regnamespace AND conrelid::regclass::text <> 'deploykit_schema_history'
+   WHERE connamespace = 'public'::regnamespace AND conrelid::regclass::text NOT IN ('deploykit_schema_history', 'deploykit_online_progress')
   UNION ALL
   SELECT 'view ' || viewname FROM pg_views WHERE schemaname = 'public' AND viewname <> 'schema_version'
   UNION ALL

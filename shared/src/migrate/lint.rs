@@ -58,6 +58,7 @@ const ERRORS: &[&str] = &[
     "vacuum-full-or-cluster",
     "timeout-override",
     "no-transaction-statement",
+    "big-table-rewrite",
     "unparsed",
     "missing-rollback",
 ];
@@ -111,11 +112,43 @@ static TIMEOUT_OFF: LazyLock<regex::Regex> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// A table this large is not rewritten by one statement: its row locks and bloat would last
+/// for the whole rewrite while orders are written (guide §7, "tables with millions of rows").
+pub const BIG_TABLE_ROWS: i64 = 1_000_000;
+
+static UNBOUNDED_WRITE: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"(?is)^\s*(UPDATE|DELETE\s+FROM)\s+(?:ONLY\s+)?([a-z_][a-z0-9_]*\.)?([a-z_][a-z0-9_]*)\b")
+        .unwrap()
+});
+
 pub fn lint(migrations: &[Migration]) -> Vec<Finding> {
+    lint_with_sizes(migrations, None)
+}
+
+/// [`lint`], knowing each table's estimated rows (`sizes`, from the target database when lint
+/// is connected): an unbounded UPDATE/DELETE of a big table is an error pointing to the batch
+/// form; unconnected, every unbounded one is a warning to check.
+pub fn lint_with_sizes(
+    migrations: &[Migration],
+    sizes: Option<&std::collections::BTreeMap<String, i64>>,
+) -> Vec<Finding> {
     let mut all = vec![];
     for m in migrations {
         let mut out = vec![];
-        let sql = &m.up.sql;
+        // The runner's own placeholders parse as what they stand for (same lines).
+        let bound;
+        let sql = if m.up.online.is_some() {
+            bound = m
+                .up
+                .sql
+                .replace("${shadow}", "deploykit_shadow")
+                .replace("${batch.from}", "0")
+                .replace("${batch.to}", "0")
+                .replace("${batch.size}", "1");
+            &bound
+        } else {
+            &m.up.sql
+        };
         let file = m.up.file_name();
         let finding = |line, rule: &str, message: String| Finding {
             file: file.clone(),
@@ -138,11 +171,21 @@ pub fn lint(migrations: &[Migration]) -> Vec<Finding> {
         let no_transaction = m.up.no_transaction();
         let mut linter = Linter::with_rules(&[], NOT_GATING);
         linter.settings.assume_in_transaction = !no_transaction;
-        for v in linter.lint(&parse, sql) {
-            let message = match &v.help {
+        // An online migration's statement is a batch (its locks last one batch) or changes the
+        // shadow copy nobody reads: squawk's whole-table rules do not apply to it.
+        let findings = if m.up.online.is_some() {
+            vec![]
+        } else {
+            linter.lint(&parse, sql)
+        };
+        for v in findings {
+            let mut message = match &v.help {
                 Some(help) => format!("{} {help}", v.message),
                 None => v.message.clone(),
             };
+            if v.code.to_string() == "changing-column-type" {
+                message.push_str(" On a large table: a shadow migration (`-- deploykit: shadow table=NAME`, docs/db_migrate.md) changes it while it serves.");
+            }
             out.push(finding(
                 line_of(sql, usize::from(v.text_range.start())),
                 &v.code.to_string(),
@@ -174,6 +217,31 @@ pub fn lint(migrations: &[Migration]) -> Vec<Finding> {
                     "vacuum-full-or-cluster",
                     "VACUUM FULL / CLUSTER rewrite the table under ACCESS EXCLUSIVE, blocking reads and writes; never in a deploy (use pg_repack out of band)".into(),
                 ));
+            }
+            if m.up.online.is_none()
+                && let Some(c) = UNBOUNDED_WRITE.captures(&code)
+                && !code.to_ascii_uppercase().contains("LIMIT")
+            {
+                let (verb, table) = (c[1].split_whitespace().next().unwrap_or("").to_uppercase(), &c[3]);
+                let hint = format!(
+                    "make it a batch migration (`-- deploykit: batch table={table} key=id` with `WHERE id > ${{batch.from}} AND id <= ${{batch.to}}`, docs/db_migrate.md)"
+                );
+                match sizes.map(|s| s.get(table.as_ref() as &str).copied()) {
+                    Some(Some(rows)) if rows >= BIG_TABLE_ROWS => out.push(finding(
+                        line,
+                        "big-table-rewrite",
+                        format!("{verb} of {table} (≈{rows} rows) in one statement holds its row locks and bloats the table until it ends, while orders are written: {hint}"),
+                    )),
+                    Some(_) => {}
+                    None => out.push(Finding {
+                        severity: Severity::Warning,
+                        ..finding(
+                            line,
+                            "unbounded-write",
+                            format!("{verb} of {table} without a batch bound: if {table} is large (≥ {BIG_TABLE_ROWS} rows), {hint}; lint connected to the database judges by its size"),
+                        )
+                    }),
+                }
             }
             // migrate runs this file outside a transaction: every other statement in it runs
             // differently than it reads (alone, no rollback if a later one fails).

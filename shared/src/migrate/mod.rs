@@ -7,6 +7,7 @@ pub mod backup;
 pub mod fingerprint;
 pub mod history;
 pub mod lint;
+pub mod online;
 pub mod ops;
 pub mod refresh;
 pub mod run;
@@ -97,6 +98,9 @@ pub struct Script {
     /// The first statement PostgreSQL refuses inside a transaction block (line, what): the
     /// file then runs outside one, as Flyway runs it, without needing the directive.
     pub outside_transaction: Option<(usize, String)>,
+    /// A large-table change run in batches (`-- deploykit: batch` / `shadow`), or its
+    /// built-in rollback.
+    pub online: Option<online::Online>,
 }
 
 impl Script {
@@ -105,6 +109,7 @@ impl Script {
             std::fs::read_to_string(path).map_err(|e| Error::io("read migration", path, e))?;
         let checksum = sha256_hex(sql.as_bytes());
         Ok(Script {
+            online: online::parse(path, &sql)?,
             path: path.to_owned(),
             flyway_checksum: flyway_checksum(&sql),
             outside_transaction: statements(&sql)
@@ -133,6 +138,23 @@ impl Script {
     pub fn declared_no_transaction(&self) -> bool {
         self.sql.lines().take(5).any(|l| l.trim() == NO_TRANSACTION)
     }
+    /// The built-in rollback of a shadow change: swap the old table back.
+    fn swap_back(&self) -> Option<Script> {
+        let Some(online::Online::Shadow { table, .. }) = &self.online else {
+            return None;
+        };
+        Some(Script {
+            path: self.path.with_file_name(format!("{} (swap back)", self.file_name())),
+            sql: String::new(),
+            checksum: String::new(),
+            flyway_checksum: 0,
+            outside_transaction: None,
+            online: Some(online::Online::SwapBack {
+                table: table.clone(),
+                of: self.file_name(),
+            }),
+        })
+    }
     /// The script with Flyway's placeholders replaced (`${name}` → its value, `${flyway:filename}`
     /// → the file's name). A versioned file keeps the checksums of its bytes on disk; a
     /// repeatable one (`repeatable`) takes them after replacement, so a new value re-applies it
@@ -151,6 +173,7 @@ impl Script {
         let sql = RE.replace_all(&self.sql, |c: &regex::Captures| {
             let name = &c[1];
             match (name, values.get(name)) {
+                _ if online::is_runner_placeholder(name) => c[0].to_string(),
                 (_, Some(v)) => v.clone(),
                 ("flyway:filename", None) => self.file_name(),
                 (_, None) => {
@@ -180,6 +203,7 @@ impl Script {
             (self.checksum.clone(), self.flyway_checksum)
         };
         Ok(Script {
+            online: online::parse(&self.path, &sql)?,
             path: self.path.clone(),
             outside_transaction: statements(&sql)
                 .iter()
@@ -416,6 +440,15 @@ pub fn load_dir_as(dir: &Path, layout: crate::config::MigrationLayout) -> Result
     }
     for (version, (description, up)) in ups {
         let down = downs.remove(&version).map(|(_, s)| s);
+        if up.swap_back().is_some()
+            && let Some(d) = &down
+        {
+            return Err(Error::config(
+                d.path.display().to_string(),
+                "a shadow migration's rollback is built in (the old table swapped back until `db_migrate cleanup`): remove this file",
+            ));
+        }
+        let down = down.or_else(|| up.swap_back());
         out.push(Migration {
             version,
             description,

@@ -4,6 +4,7 @@
 
 use crate::cli::Context;
 use crate::config::EnvName;
+use std::collections::BTreeMap;
 use crate::error::{Error, Result};
 use crate::migrate::{self, Migration, Version, backup, fingerprint, history, run};
 use crate::report::{Check, Report};
@@ -49,6 +50,40 @@ pub async fn connect(ctx: &Context) -> Result<(tokio_postgres::Client, crate::re
     Ok((c, url))
 }
 
+/// Each table's estimated rows (its statistics; a never-analysed table is left out).
+pub async fn sizes_of(c: &tokio_postgres::Client) -> Result<BTreeMap<String, i64>> {
+    let rows = c
+        .query(
+            "SELECT relname::text, reltuples::bigint FROM pg_class
+              WHERE relkind IN ('r', 'p') AND relnamespace = ANY(current_schemas(false)::regnamespace[])
+                AND reltuples >= 0",
+            &[],
+        )
+        .await
+        .map_err(|e| crate::db::error("PostgreSQL", e))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Table sizes for lint when the environment's database is reachable; otherwise a note, and
+/// lint judges without them.
+pub async fn table_sizes(ctx: &Context, report: &mut Report) -> Option<BTreeMap<String, i64>> {
+    let sizes = async {
+        let (c, _) = connect(ctx).await?;
+        sizes_of(&c).await
+    }
+    .await;
+    match sizes {
+        Ok(s) => {
+            report.note(format!("table sizes from the {} database ({} tables)", ctx.env_name, s.len()));
+            Some(s)
+        }
+        Err(e) => {
+            report.note(format!("not connected ({e}): unbounded UPDATE/DELETE are warnings, not judged by table size"));
+            None
+        }
+    }
+}
+
 pub fn limits(
     ctx: &Context,
     lock: Option<Duration>,
@@ -60,6 +95,7 @@ pub fn limits(
         statement_timeout: stmt.unwrap_or(m.statement_timeout.0),
         max_retries: m.max_retries,
         lock_wait: m.lock_wait.0,
+        cancel: ctx.cancel.clone(),
     })
 }
 
@@ -115,6 +151,35 @@ pub fn info(report: &mut Report, all: &[Migration], applied: &[history::Applied]
             "pending",
         ));
     }
+}
+
+/// Unfinished online changes and old tables kept for a swap back.
+pub async fn online_info(report: &mut Report, c: &tokio_postgres::Client) -> Result<()> {
+    for u in super::online::unfinished(c).await? {
+        let check = match (u.phase.as_str(), &u.stale) {
+            ("swapped", None) => Check::ok("online", u.script).message(format!(
+                "applied by shadow table; {}_old kept (synced back) for a swap back: `db_migrate cleanup` drops it once the deploy is confirmed",
+                u.table
+            )),
+            ("swapped", Some(why)) => Check::warn(
+                "online",
+                u.script,
+                format!("{}_old stopped receiving writes ({why}): it can no longer be swapped back", u.table),
+            )
+            .hint("`db_migrate cleanup` drops it"),
+            (phase, _) => Check::warn(
+                "online",
+                u.script,
+                format!(
+                    "unfinished ({phase}): {} rows in {} batches done on {}",
+                    u.rows_done, u.batches, u.table
+                ),
+            )
+            .hint("`db_migrate migrate` continues it where it stopped"),
+        };
+        report.push(check);
+    }
+    Ok(())
 }
 
 pub fn validate(report: &mut Report, all: &[Migration], applied: &[history::Applied]) {
@@ -382,6 +447,19 @@ impl Ops {
             let store = history::store(&client).await?;
             let applied = history::applied_in(&client, &store).await?;
             for m in run::pending(all, &applied, target, self.out_of_order)? {
+                if let Some(online) = &m.up.online {
+                    report.push(Check::skip(
+                        "migrations",
+                        format!("V{} {}", m.version, m.description),
+                        format!(
+                            "dry run: would apply {}: {} with lock_timeout {:?} per batch",
+                            m.up.file_name(),
+                            super::online::dry_run_note(&client, &m.up, online).await?,
+                            limits.lock_timeout
+                        ),
+                    ));
+                    continue;
+                }
                 report.push(Check::skip(
                     "migrations",
                     format!("V{} {}", m.version, m.description),
@@ -482,6 +560,10 @@ impl Ops {
                         report.push(Check::fail("migrations", name, msg).hint("nothing of this migration was applied; fix it and run migrate again").took(start.elapsed()));
                         break;
                     }
+                    Err(run::StepError::Paused(msg)) => {
+                        report.push(Check::fail("migrations", name, msg).hint("the batches done are committed and their progress saved (deploykit_online_progress); run migrate again to continue after the last one — the migration is recorded as applied only when its last batch is in").took(start.elapsed()));
+                        break;
+                    }
                     Err(run::StepError::PartlyApplied(msg)) => {
                         run::record_failure(&client, &store, m, &msg).await?;
                         report.push(Check::fail("migrations", name, msg).hint("the statements that ran stay applied and the history holds a failed row for this version: make them idempotent (IF NOT EXISTS) or undo them, fix the failing one, and run migrate again").took(start.elapsed()));
@@ -507,7 +589,7 @@ impl Ops {
                             .took(start.elapsed()),
                     ),
                     Err(run::StepError::Db(e)) => return Err(e),
-                    Err(run::StepError::Sql(msg) | run::StepError::LockTimeout(msg) | run::StepError::PartlyApplied(msg)) => {
+                    Err(run::StepError::Sql(msg) | run::StepError::LockTimeout(msg) | run::StepError::PartlyApplied(msg) | run::StepError::Paused(msg)) => {
                         report.push(Check::fail("migrations", name, msg).hint("the versioned migrations are in; fix this repeatable file and run migrate again").took(start.elapsed()));
                         break;
                     }
@@ -518,6 +600,28 @@ impl Ops {
         .await;
         run::unlock(&client).await?;
         result
+    }
+
+    /// `cleanup [--abandon]`: old tables of swapped shadow changes dropped, under the migration
+    /// lock.
+    pub async fn cleanup(&self, ctx: &Context, report: &mut Report, abandon: bool) -> Result<()> {
+        let limits = limits(ctx, None, None)?;
+        let (mut client, _) = connect(ctx).await?;
+        run::lock(&client, false, limits.lock_wait, &ctx.cancel).await?;
+        let result = super::online::cleanup(&mut client, &limits, abandon, self.dry_run).await;
+        run::unlock(&client).await?;
+        let done = result?;
+        if done.is_empty() {
+            report.push(Check::ok("cleanup", "Nothing to clean up").message("no online change left an old table or an unfinished run"));
+        }
+        for (script, outcome) in done {
+            report.push(match outcome {
+                Ok(what) if self.dry_run => Check::skip("cleanup", script, what),
+                Ok(what) => Check::ok("cleanup", script).message(what),
+                Err(why) => Check::warn("cleanup", script, why),
+            });
+        }
+        Ok(())
     }
 
     /// `baseline --version V`: a database with no history gets Flyway's table with a BASELINE
@@ -655,7 +759,7 @@ impl Ops {
                 match run::step(&mut client, pid, monitor.clone(), d, &limits, &run::record_rollback(a)).await {
                     Ok(stats) => report.push(run::stats_check(name, "rolled back", &stats).took(start.elapsed())),
                     Err(run::StepError::Db(e)) => return Err(e),
-                    Err(run::StepError::Sql(msg) | run::StepError::LockTimeout(msg) | run::StepError::PartlyApplied(msg)) => {
+                    Err(run::StepError::Sql(msg) | run::StepError::LockTimeout(msg) | run::StepError::PartlyApplied(msg) | run::StepError::Paused(msg)) => {
                         report.push(Check::fail("rollback", name, msg).hint("this rollback was not applied; fix the script and run rollback again").took(start.elapsed()));
                         break;
                     }
@@ -688,7 +792,8 @@ pub async fn round_trip(
         run::StepError::Db(e) => Err(e),
         run::StepError::Sql(msg)
         | run::StepError::LockTimeout(msg)
-        | run::StepError::PartlyApplied(msg) => Ok(Err((format!("{what} failed: {msg}"), None))),
+        | run::StepError::PartlyApplied(msg)
+        | run::StepError::Paused(msg) => Ok(Err((format!("{what} failed: {msg}"), None))),
     };
     let before = fingerprint::schema(c).await?;
     if let Err(e) = run::step(
@@ -839,6 +944,13 @@ pub fn maintenance_plan(
             })
             .collect();
         let (online, why) = match m.up.declared_online() {
+            _ if m.up.online.is_some() => (
+                true,
+                format!(
+                    "{}: row locks of one short batch at a time",
+                    m.up.online.as_ref().map(|o| o.describe()).unwrap_or_default()
+                ),
+            ),
             _ if m.up.no_transaction() => (
                 false,
                 "a no-transaction file cannot roll back half-way".to_string(),

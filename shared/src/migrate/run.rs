@@ -24,7 +24,13 @@ pub struct Limits {
     pub max_retries: u32,
     /// How long to wait for another run's migration lock.
     pub lock_wait: Duration,
+    /// SIGINT/SIGTERM: a batched step stops between batches (its progress saved) and a shadow
+    /// change aborts.
+    pub cancel: CancellationToken,
 }
+
+/// A step's history change: the SQL and its text parameters, from the step's stats.
+pub type Record<'a> = dyn Fn(&Stats) -> (String, Vec<String>) + Sync + 'a;
 
 fn db_err(e: tokio_postgres::Error) -> Error {
     crate::db::error("PostgreSQL", e)
@@ -123,10 +129,15 @@ pub struct Stats {
     pub retries: u32,
     /// Longest time another session waited on a lock this migration held or queued for.
     pub max_blocked_ms: i64,
+    /// A batched step: rows its batches touched, and how many batches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batches: Option<i64>,
 }
 
 /// Samples pg_locks from a second connection while a step runs.
-struct Sampler {
+pub(crate) struct Sampler {
     stop: CancellationToken,
     waited_ms: Arc<AtomicI64>,
     blocked_ms: Arc<AtomicI64>,
@@ -134,7 +145,7 @@ struct Sampler {
 }
 
 impl Sampler {
-    fn start(monitor: Arc<Client>, pid: i32) -> Sampler {
+    pub(crate) fn start(monitor: Arc<Client>, pid: i32) -> Sampler {
         let stop = CancellationToken::new();
         let waited_ms = Arc::new(AtomicI64::new(0));
         let blocked_ms = Arc::new(AtomicI64::new(0));
@@ -175,7 +186,7 @@ impl Sampler {
         }
     }
 
-    async fn finish(self) -> (i64, i64) {
+    pub(crate) async fn finish(self) -> (i64, i64) {
         self.stop.cancel();
         let _ = self.task.await;
         (
@@ -194,6 +205,8 @@ pub enum StepError {
     LockTimeout(String),
     /// A no-transaction file failed after some of its statements ran: which ones, by line.
     PartlyApplied(String),
+    /// A batched step stopped part-way with its progress saved: migrate again continues it.
+    Paused(String),
     Db(Error),
 }
 
@@ -235,11 +248,11 @@ fn describe(
     }
 }
 
-fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {
+pub(crate) fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
 }
 
-fn timeouts_sql(l: &Limits, local: bool) -> String {
+pub(crate) fn timeouts_sql(l: &Limits, local: bool) -> String {
     let scope = if local { "LOCAL " } else { "" };
     format!(
         "SET {scope}lock_timeout = '{}ms'; SET {scope}statement_timeout = '{}ms'",
@@ -256,8 +269,11 @@ pub async fn step(
     monitor: Arc<Client>,
     script: &Script,
     limits: &Limits,
-    record: &(dyn Fn(&Stats) -> (String, Vec<String>) + Sync),
+    record: &Record<'_>,
 ) -> std::result::Result<Stats, StepError> {
+    if let Some(online) = &script.online {
+        return super::online::step(c, pid, monitor, script, online, limits, record).await;
+    }
     let mut stats = Stats::default();
     let started = Instant::now();
     loop {
@@ -276,7 +292,7 @@ pub async fn step(
                 stats.execution_ms = started.elapsed().as_millis() as i64;
                 if script.no_transaction() {
                     let (sql, params) = record(&stats);
-                    exec_record(c, &sql, &params)
+                    execute(&*c, &sql, &params)
                         .await
                         .map_err(|e| StepError::Db(db_err(e)))?;
                 }
@@ -315,8 +331,9 @@ enum Attempt {
     Db(Error),
 }
 
-async fn exec_record(
-    c: &Client,
+/// `sql` with text parameters, on a client or in a transaction.
+pub(crate) async fn execute(
+    c: &impl tokio_postgres::GenericClient,
     sql: &str,
     params: &[String],
 ) -> std::result::Result<u64, tokio_postgres::Error> {
@@ -333,7 +350,7 @@ async fn run_in_tx(
     limits: &Limits,
     stats: &Stats,
     started: Instant,
-    record: &(dyn Fn(&Stats) -> (String, Vec<String>) + Sync),
+    record: &Record<'_>,
 ) -> std::result::Result<(), Attempt> {
     let tx = c.transaction().await.map_err(|e| Attempt::Db(db_err(e)))?;
     // Timeouts and script in one round trip; the prefix is exactly one line, which error
@@ -351,11 +368,7 @@ async fn run_in_tx(
     let mut s = stats.clone();
     s.execution_ms = started.elapsed().as_millis() as i64;
     let (sql, params) = record(&s);
-    let p: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
-        .iter()
-        .map(|s| s as &(dyn tokio_postgres::types::ToSql + Sync))
-        .collect();
-    tx.execute(&sql, &p)
+    execute(&tx, &sql, &params)
         .await
         .map_err(|e| Attempt::Db(db_err(e)))?;
     tx.commit().await.map_err(|e| Attempt::Db(db_err(e)))
@@ -550,9 +563,13 @@ pub fn record_rollback(a: &Applied) -> impl Fn(&Stats) -> (String, Vec<String>) 
 }
 
 pub fn stats_check(name: String, verb: &str, s: &Stats) -> Check {
+    let batched = match (s.rows, s.batches) {
+        (Some(r), Some(b)) => format!("{r} rows in {b} batches, "),
+        _ => String::new(),
+    };
     Check::ok("migrations", name)
         .message(format!(
-            "{verb} in {} ms (lock wait {} ms, {} retries, blocked others ≤ {} ms)",
+            "{verb} in {} ms ({batched}lock wait {} ms, {} retries, blocked others ≤ {} ms)",
             s.execution_ms, s.lock_wait_ms, s.retries, s.max_blocked_ms
         ))
         .data(serde_json::to_value(s).unwrap_or_default())
