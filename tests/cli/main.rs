@@ -19,6 +19,7 @@ mod jenkins;
 mod maintenance_mode;
 mod measure_latency;
 mod notify;
+mod online;
 mod pages;
 mod pipeline;
 mod redaction;

@@ -732,7 +732,7 @@ impl Shadow {
         stats: &mut Stats,
         started: Instant,
     ) -> std::result::Result<(), StepError> {
-        let phase: Option<String> = c
+        let mut phase: Option<String> = c
             .query_opt(
                 "SELECT phase FROM deploykit_online_progress WHERE script = $1",
                 &[&self.name],
@@ -740,6 +740,11 @@ impl Shadow {
             .await
             .map_err(db)?
             .map(|r| r.get(0));
+        // An abort that could not drop its trigger: finish it, then start afresh.
+        if phase.as_deref() == Some("abandoned") {
+            self.abort(c, limits).await.map_err(StepError::Db)?;
+            phase = None;
+        }
         let key = self.preflight(c, key, phase.is_some()).await?;
         let job = Job {
             name: self.name.clone(),
@@ -1166,11 +1171,26 @@ impl Shadow {
     }
 
     /// Remove what an unfinished change left (triggers, function, shadow, progress): the
-    /// original table keeps serving as it was.
+    /// original table keeps serving as it was. The trigger function becomes a no-op first —
+    /// that needs no lock on the live table, so writes stop paying for the copy at once even
+    /// while a long transaction keeps the trigger itself from being dropped.
     async fn abort(&self, c: &mut Client, limits: &Limits) -> Result<()> {
         let (t, sh, sync) = (q(&self.table), q(&self.shadow), q(&self.sync));
+        let pg = |e| crate::db::error("PostgreSQL", e);
+        let has_function: bool = c
+            .query_one("SELECT to_regproc($1) IS NOT NULL", &[&self.sync])
+            .await
+            .map_err(pg)?
+            .get(0);
+        if has_function {
+            c.batch_execute(&format!(
+                "CREATE OR REPLACE FUNCTION {sync}() RETURNS trigger LANGUAGE plpgsql AS $deploykit$ BEGIN RETURN NULL; END $deploykit$"
+            ))
+            .await
+            .map_err(pg)?;
+        }
         let name = self.name.clone();
-        let cleanup = retry_locked(c, limits, "remove the sync triggers", |tx| {
+        let cleanup = retry_locked(c, limits, &format!("{}: remove the sync trigger", self.name), |tx| {
             let (t, sh, sync, name) = (t.clone(), sh.clone(), sync.clone(), name.clone());
             Box::pin(async move {
                 tx.batch_execute(&format!(
@@ -1188,18 +1208,27 @@ impl Shadow {
         match cleanup {
             Ok(_) => {
                 tracing::warn!(
-                    "{}: aborted: {} serves as before; sync triggers and {} removed",
+                    "{}: aborted: {} serves as before; sync trigger and {} removed",
                     self.name,
                     self.table,
                     self.shadow
                 );
                 Ok(())
             }
-            Err(e) => Err(Error::Conflict(format!(
-                "{}: the abort could not remove the sync triggers ({}): run `db_migrate cleanup --abandon`",
-                self.name,
-                step_message(e)
-            ))),
+            Err(e) => {
+                let _ = c
+                    .execute(
+                        "UPDATE deploykit_online_progress SET phase = 'abandoned' WHERE script = $1",
+                        &[&self.name],
+                    )
+                    .await;
+                Err(Error::Conflict(format!(
+                    "{}: aborted, {} serves as before and its sync trigger now does nothing, but it could not be dropped ({}): run `db_migrate cleanup --abandon` once the table is free",
+                    self.name,
+                    self.table,
+                    step_message(e)
+                )))
+            }
         }
     }
 }
