@@ -30,7 +30,8 @@ const CREATE_PROGRESS: &str = "CREATE TABLE IF NOT EXISTS deploykit_online_progr
     started_on  timestamptz NOT NULL DEFAULT clock_timestamp(),
     updated_on  timestamptz NOT NULL DEFAULT clock_timestamp(),
     stale       text
-)";
+);
+ALTER TABLE deploykit_online_progress ADD COLUMN IF NOT EXISTS end_key bigint";
 
 const MIN_SIZE: i64 = 100;
 const MAX_SIZE: i64 = 1_000_000;
@@ -474,13 +475,27 @@ async fn batches(
 ) -> std::result::Result<(), StepError> {
     let row = c
         .query_opt(
-            "SELECT last_key, rows_done, batches FROM deploykit_online_progress WHERE script = $1",
+            "SELECT last_key, rows_done, batches, end_key FROM deploykit_online_progress WHERE script = $1",
             &[&job.name],
         )
         .await
         .map_err(db)?;
-    let (mut last, mut done, mut count): (Option<i64>, i64, i64) =
-        row.map_or((None, 0, 0), |r| (r.get(0), r.get(1), r.get(2)));
+    let (mut last, mut done, mut count, end): (Option<i64>, i64, i64, Option<i64>) =
+        row.map_or((None, 0, 0, None), |r| (r.get(0), r.get(1), r.get(2), r.get(3)));
+    // Keyset batches stop at the highest key when the job first started (kept across a
+    // resume): rows inserted later are the running application's (it writes the new column;
+    // a shadow's triggers copy them), and chasing them would never end under steady inserts.
+    let end = match (&job.key, end) {
+        (Some(k), None) => c
+            .query_one(
+                &format!("SELECT max({})::bigint FROM {}", q(k), q(&job.table)),
+                &[],
+            )
+            .await
+            .map_err(db)?
+            .get::<_, Option<i64>>(0),
+        (_, end) => end,
+    };
     if count > 0 {
         tracing::info!(
             "{}: resuming after {done} rows in {count} batches{}",
@@ -495,11 +510,11 @@ async fn batches(
             let left: i64 = c
                 .query_one(
                     &format!(
-                        "SELECT count(*) FROM {} WHERE {} > $1::bigint",
+                        "SELECT count(*) FROM {} WHERE {k} > $1::bigint AND {k} <= $2::bigint",
                         q(&job.table),
-                        q(k)
+                        k = q(k)
                     ),
-                    &[&last.unwrap_or(i64::MIN)],
+                    &[&last.unwrap_or(i64::MIN), &end.unwrap_or(i64::MIN)],
                 )
                 .await
                 .map_err(db)?
@@ -521,7 +536,7 @@ async fn batches(
         }
         let t0 = Instant::now();
         let sampler = run::Sampler::start(monitor.clone(), pid);
-        let result = one_batch(c, job, limits, last, size).await;
+        let result = one_batch(c, job, limits, last, end, size).await;
         let (waited, blocked) = sampler.finish().await;
         let took = t0.elapsed();
         stats.max_blocked_ms = stats.max_blocked_ms.max(blocked);
@@ -646,6 +661,7 @@ async fn one_batch(
     job: &Job,
     limits: &Limits,
     last: Option<i64>,
+    end: Option<i64>,
     size: i64,
 ) -> std::result::Result<Option<(i64, Option<i64>)>, tokio_postgres::Error> {
     let tx = c.transaction().await?;
@@ -656,11 +672,11 @@ async fn one_batch(
             let hi: Option<i64> = tx
                 .query_one(
                     &format!(
-                        "SELECT max(k)::bigint FROM (SELECT {k} AS k FROM {t} WHERE {k} > $1::bigint ORDER BY {k} LIMIT $2) s",
+                        "SELECT max(k)::bigint FROM (SELECT {k} AS k FROM {t} WHERE {k} > $1::bigint AND {k} <= $3::bigint ORDER BY {k} LIMIT $2) s",
                         k = q(k),
                         t = q(&job.table)
                     ),
-                    &[&from, &size],
+                    &[&from, &size, &end.unwrap_or(i64::MIN)],
                 )
                 .await?
                 .get(0);
@@ -678,12 +694,13 @@ async fn one_batch(
         }
     };
     tx.execute(
-        "INSERT INTO deploykit_online_progress (script, checksum, table_name, phase, last_key, rows_done, batches)
-         VALUES ($1, $2, $3, $4, $5, $6, 1)
+        "INSERT INTO deploykit_online_progress (script, checksum, table_name, phase, last_key, rows_done, batches, end_key)
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7)
          ON CONFLICT (script) DO UPDATE SET last_key = EXCLUDED.last_key,
+           end_key = coalesce(deploykit_online_progress.end_key, EXCLUDED.end_key),
            rows_done = deploykit_online_progress.rows_done + EXCLUDED.rows_done,
            batches = deploykit_online_progress.batches + 1, updated_on = clock_timestamp()",
-        &[&job.name, &job.checksum, &job.table, &job.phase, &hi, &n],
+        &[&job.name, &job.checksum, &job.table, &job.phase, &hi, &n, &end],
     )
     .await?;
     tx.commit().await?;
@@ -1487,5 +1504,53 @@ pub fn step_message(e: StepError) -> String {
         | StepError::LockTimeout(m)
         | StepError::PartlyApplied(m)
         | StepError::Paused(m) => m,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(sql: &str) -> String {
+        parse(Path::new("V9__x.sql"), sql).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn directives_parse_and_bad_ones_name_their_line() {
+        let b = parse(
+            Path::new("V9__x.sql"),
+            "-- deploykit: batch table=orders key=id size=5000 budget=100ms pause=0ms\nUPDATE orders SET n = 1 WHERE id > ${batch.from} AND id <= ${batch.to};\n",
+        )
+        .unwrap()
+        .unwrap();
+        let Online::Batch { table, key, pace, .. } = b else {
+            panic!("{b:?}")
+        };
+        assert_eq!((table.as_str(), key.as_deref()), ("orders", Some("id")));
+        assert_eq!((pace.size, pace.budget, pace.pause), (5000, Duration::from_millis(100), Duration::ZERO));
+        assert!(parse(Path::new("V9__x.sql"), "-- deploykit: batchy\nSELECT 1;").unwrap().is_none());
+
+        for (sql, says) in [
+            ("-- deploykit: batch key=id\nUPDATE t SET n = 1 WHERE id > ${batch.from} AND id <= ${batch.to};", "V9__x.sql:1: `-- deploykit: batch` needs table=NAME"),
+            ("-- deploykit: batch table=t colour=blue\nUPDATE t SET n = 1;", "unknown option `colour`"),
+            ("-- deploykit: batch table=T\nUPDATE t SET n = 1;", "lower-case"),
+            ("-- deploykit: batch table=t size=5\nUPDATE t SET n = 1;", "size=5: a row count from 100"),
+            ("-- deploykit: batch table=t key=id\nUPDATE t SET n = 1 WHERE id > ${batch.from};", "V9__x.sql:2: with key=id the statement bounds each batch"),
+            ("-- deploykit: batch table=t\nUPDATE t SET n = 1;", "LIMIT ${batch.size}"),
+            ("-- deploykit: batch table=t\nUPDATE t SET n = 1 WHERE id IN (SELECT id FROM t LIMIT ${batch.size});\nSELECT 1;", "V9__x.sql:3: a batch migration holds exactly one statement"),
+            ("-- deploykit: shadow table=t\nALTER TABLE ${shadow} ADD COLUMN x int;\nALTER TABLE t ADD COLUMN y int;", "V9__x.sql:3: every statement of a shadow migration changes ${shadow}"),
+        ] {
+            let e = err(sql);
+            assert!(e.contains(says), "{sql}\n→ {e}");
+        }
+    }
+
+    #[test]
+    fn batch_placeholders_bind_by_position() {
+        assert_eq!(
+            bind("UPDATE t SET n = 1 WHERE id > ${batch.from} AND id <= ${batch.to}"),
+            "UPDATE t SET n = 1 WHERE id > $1::bigint AND id <= $2::bigint"
+        );
+        assert_eq!(bind("… LIMIT ${batch.size})"), "… LIMIT $1::bigint)");
     }
 }
