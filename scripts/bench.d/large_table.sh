@@ -8,12 +8,15 @@
 # the clients aborted, its wall
 # time, and its longest transaction (the longest any of its locks was held). Each method starts
 # from the same database (CREATE DATABASE … TEMPLATE).
-# Usage: large_table.sh BIN_DIR   (ROWS, RATE, IDLE_S from the environment)
+# Usage: large_table.sh BIN_DIR   (ROWS, RATE, IDLE_S from the environment; METHODS="idle c d"
+# runs a subset; PACE="budget=50ms pause=50ms" adds options to (c) and (d)'s directives)
 set -euo pipefail
 BIN=$1
 ROWS=${ROWS:-5000000}
 RATE=${RATE:-200}
 IDLE_S=${IDLE_S:-20}
+METHODS=${METHODS:-idle a b c d e}
+PACE=${PACE:-}
 admin=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 base=${admin%/*}
 tmp=$(mktemp -d)
@@ -30,6 +33,7 @@ CREATE TABLE orders (id bigserial PRIMARY KEY, account int NOT NULL, price numer
   quantity int NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), notional numeric);
 INSERT INTO orders (account, price, quantity) SELECT g % 1000, (g % 997) / 7.0, g % 500 FROM generate_series(1, $ROWS) g;
 VACUUM ANALYZE orders;
+CHECKPOINT;
 SQL
 mkdir -p "$tmp/m"
 printf '[environments.local]\ndatabase = { url_env = "DATABASE_URL" }\n' > "$tmp/deploy.toml"
@@ -54,6 +58,8 @@ fresh() {
   psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db TEMPLATE $tpl"
   # db_migrate's history, with V1 applied, so the method's file is the only pending one.
   DATABASE_URL="$base/$db" "$BIN/db_migrate" --config "$tmp/deploy.toml" --migrations "$tmp/m" -q migrate >/dev/null
+  # Start each method with no dirty buffers left from the last one.
+  psql "$admin" -qc "CHECKPOINT"
 }
 
 # Longest open transaction of the method's sessions (application_name bench_method), sampled
@@ -124,22 +130,26 @@ ours() {
   rm -f "$tmp/m/$(basename "$1")"
 }
 cat > "$tmp/V2__backfill_notional.sql" <<'SQL'
--- deploykit: batch table=orders key=id
+-- deploykit: batch table=orders key=id PACE
 UPDATE orders SET notional = price * quantity WHERE id > ${batch.from} AND id <= ${batch.to};
 SQL
 printf 'SELECT 1;\n' > "$tmp/V2__backfill_notional_rollback.sql"
 cat > "$tmp/V2__widen_price.sql" <<'SQL'
--- deploykit: shadow table=orders
+-- deploykit: shadow table=orders PACE
 ALTER TABLE ${shadow} ALTER COLUMN price TYPE numeric(20,8);
 SQL
+sed -i "s/ PACE\$/ $PACE/; s/ \$//" "$tmp/V2__backfill_notional.sql" "$tmp/V2__widen_price.sql"
 batched() { ours "$tmp/V2__backfill_notional.sql"; }
 shadow() { ours "$tmp/V2__widen_price.sql"; }
 plain_alter() { PGAPPNAME=bench_method psql "$base/$db" -qX -v ON_ERROR_STOP=1 -c "ALTER TABLE orders ALTER COLUMN price TYPE numeric(20,8)"; }
 
 echo "$ROWS rows; client: pgbench -c 4 -R $RATE (open loop) — per tx: SELECT, UPDATE and INSERT of random rows of orders"
-run "idle (no change)" idle
-run "(a) plain UPDATE" plain_update
-run "(b) guide's DO-block loop" guide_loop
-run "(c) db_migrate batch" batched
-run "(d) db_migrate shadow" shadow
-run "(e) plain ALTER TYPE" plain_alter
+want() { [[ " $METHODS " == *" $1 "* ]]; }
+[ -n "$PACE" ] && echo "(c) and (d) with $PACE"
+if want idle; then run "idle (no change)" idle; fi
+if want a; then run "(a) plain UPDATE" plain_update; fi
+if want b; then run "(b) guide's DO-block loop" guide_loop; fi
+if want c; then run "(c) db_migrate batch" batched; fi
+if want d; then run "(d) db_migrate shadow" shadow; fi
+if want e; then run "(e) plain ALTER TYPE" plain_alter; fi
+if want idle; then run "idle again (no change)" idle; fi

@@ -20,7 +20,10 @@ pub fn crash_point(point: &str) {
 pub fn fail_point(point: &str) -> Result<(), String> {
     crash_point(point);
     if std::env::var(EnvVars::FAULT_FAIL_AFTER).as_deref() == Ok(point) {
-        return Err(format!("injected failure after {point} ({})", EnvVars::FAULT_FAIL_AFTER));
+        return Err(format!(
+            "injected failure after {point} ({})",
+            EnvVars::FAULT_FAIL_AFTER
+        ));
     }
     Ok(())
 }

@@ -136,15 +136,24 @@ impl Progress {
             Some(t) if t > 0 => {
                 let left = t.saturating_sub(done) as f64;
                 let eta = if rate > 0.0 {
-                    format!("ETA {}", humantime::format_duration(Duration::from_secs((left / rate) as u64)))
+                    format!(
+                        "ETA {}",
+                        humantime::format_duration(Duration::from_secs((left / rate) as u64))
+                    )
                 } else {
                     "ETA unknown".to_string()
                 };
-                (format!("/{t} ({:.0}%)", 100.0 * done as f64 / t as f64), eta)
+                (
+                    format!("/{t} ({:.0}%)", 100.0 * done as f64 / t as f64),
+                    eta,
+                )
             }
             _ => (String::new(), "ETA unknown".to_string()),
         };
-        tracing::info!("{}: {done}{of} rows, {rate:.0} rows/s, {eta}; {note}", self.label);
+        tracing::info!(
+            "{}: {done}{of} rows, {rate:.0} rows/s, {eta}; {note}",
+            self.label
+        );
     }
 
     pub fn finish(self) {

@@ -111,63 +111,105 @@ fn backfill_killed_mid_way_resumes_and_updates_every_row_exactly_once() {
 
     let mut child = f.spawn(&[]);
     let pid = child.id().to_string();
-    eventually("a fifth of the batches committed", Duration::from_secs(120), || {
-        let done: i64 = f
-            .db
-            .sql("SELECT coalesce(max(rows_done), 0) FROM deploykit_online_progress")
-            .parse()
-            .unwrap_or(0);
-        (done >= 200_000).then_some(())
-    });
+    eventually(
+        "a fifth of the batches committed",
+        Duration::from_secs(120),
+        || {
+            let done: i64 =
+                f.db.sql("SELECT coalesce(max(rows_done), 0) FROM deploykit_online_progress")
+                    .parse()
+                    .unwrap_or(0);
+            (done >= 200_000).then_some(())
+        },
+    );
     signal("-KILL", &pid);
     let _ = child.wait();
 
-    assert_eq!(history_versions(&f.db), "1", "killed: not recorded as applied");
-    let counts = f.db.sql("SELECT count(*) FILTER (WHERE n = 1) || ' ' || count(*) FILTER (WHERE n > 1) FROM orders");
+    assert_eq!(
+        history_versions(&f.db),
+        "1",
+        "killed: not recorded as applied"
+    );
+    let counts = f.db.sql(
+        "SELECT count(*) FILTER (WHERE n = 1) || ' ' || count(*) FILTER (WHERE n > 1) FROM orders",
+    );
     let (once, twice) = counts.split_once(' ').unwrap();
     let once: i64 = once.parse().unwrap();
     assert!((200_000..1_000_000).contains(&once), "{counts}");
     assert_eq!(twice, "0");
-    let done: i64 = f.db.sql("SELECT rows_done FROM deploykit_online_progress").parse().unwrap();
-    assert!(done <= once, "progress {done} counts only committed batches ({once} rows updated)");
+    let done: i64 =
+        f.db.sql("SELECT rows_done FROM deploykit_online_progress")
+            .parse()
+            .unwrap();
+    assert!(
+        done <= once,
+        "progress {done} counts only committed batches ({once} rows updated)"
+    );
     let info = f.run(&["info"]);
-    assert!(checks_with(&info.stdout, "warn").contains(&"V2__count_each_row.sql".to_string()), "{}", info.stdout);
+    assert!(
+        checks_with(&info.stdout, "warn").contains(&"V2__count_each_row.sql".to_string()),
+        "{}",
+        info.stdout
+    );
     let dry = f.run(&["--dry-run", "migrate"]);
-    assert!(dry.stdout.contains("resumes at phase batch with"), "{}", dry.stdout);
-    assert!(dry.stdout.contains("≈1000000 rows in orders"), "{}", dry.stdout);
+    assert!(
+        dry.stdout.contains("resumes at phase batch with"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout.contains("≈1000000 rows in orders"),
+        "{}",
+        dry.stdout
+    );
 
     let r = f.run(&["migrate"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("resuming after"), "{}", r.stderr);
-    assert_eq!(f.db.sql("SELECT count(*) FILTER (WHERE n <> 1) FROM orders"), "0");
+    assert_eq!(
+        f.db.sql("SELECT count(*) FILTER (WHERE n <> 1) FROM orders"),
+        "0"
+    );
     assert_eq!(f.db.sql("SELECT count(*) FROM orders"), "1000000");
     assert_eq!(history_versions(&f.db), "1,2");
-    assert_eq!(f.db.sql("SELECT count(*) FROM deploykit_online_progress"), "0");
+    assert_eq!(
+        f.db.sql("SELECT count(*) FROM deploykit_online_progress"),
+        "0"
+    );
     let again = f.run(&["migrate"]);
-    assert_eq!(checks_with(&again.stdout, "ok"), ["Nothing to do"], "{}", again.stdout);
+    assert_eq!(
+        checks_with(&again.stdout, "ok"),
+        ["Nothing to do"],
+        "{}",
+        again.stdout
+    );
 
     // Its rollback is a batch too (the guide's LIMIT form), run until it touches no row.
     let back = f.run(&["rollback", "--to-version", "1"]);
     assert_eq!(back.code, 0, "{}{}", back.stdout, back.stderr);
-    assert_eq!(f.db.sql("SELECT count(*) FILTER (WHERE n <> 0) FROM orders"), "0");
+    assert_eq!(
+        f.db.sql("SELECT count(*) FILTER (WHERE n <> 0) FROM orders"),
+        "0"
+    );
 
     // Lint knows this table is big.
-    f.write(
-        "V3__reset_in_one_go.sql",
-        "UPDATE orders SET n = 0;\n",
-    );
+    f.write("V3__reset_in_one_go.sql", "UPDATE orders SET n = 0;\n");
     f.write("V3__reset_in_one_go_rollback.sql", "SELECT 1;\n");
     let lint = f.run(&["lint"]);
     assert_eq!(lint.code, 1, "{}", lint.stdout);
     assert!(lint.stdout.contains("big-table-rewrite"), "{}", lint.stdout);
-    assert!(lint.stdout.contains("-- deploykit: batch table=orders"), "{}", lint.stdout);
-    let unconnected = run(
-        "db_migrate",
-        &f.args(&["lint"]),
-        &[],
+    assert!(
+        lint.stdout.contains("-- deploykit: batch table=orders"),
+        "{}",
+        lint.stdout
     );
+    let unconnected = run("db_migrate", &f.args(&["lint"]), &[]);
     assert_eq!(unconnected.code, 0, "{}", unconnected.stdout);
-    assert!(unconnected.stdout.contains("unbounded-write"), "{}", unconnected.stdout);
+    assert!(
+        unconnected.stdout.contains("unbounded-write"),
+        "{}",
+        unconnected.stdout
+    );
 }
 
 fn shadow_files() -> Vec<(&'static str, &'static str)> {
@@ -215,7 +257,12 @@ fn shadow_change_aborts_at_every_step_resumes_after_a_kill_and_swaps_under_write
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     f.db.sql("INSERT INTO orders (price, quantity) SELECT g / 7.0, g % 100 FROM generate_series(1, 50000) g");
     let plan = f.run(&["plan"]);
-    assert!(plan.stdout.contains("online-safe: shadow-table change of orders"), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .contains("online-safe: shadow-table change of orders"),
+        "{}",
+        plan.stdout
+    );
     let before = state(&f.db);
     assert!(before.contains("price numeric(12,4)"), "{before}");
 
@@ -223,7 +270,11 @@ fn shadow_change_aborts_at_every_step_resumes_after_a_kill_and_swaps_under_write
         let point = format!("shadow:{step}");
         let r = f.run_with(&["migrate"], &[("DEPLOYKIT_FAULT_FAIL_AFTER", &point)]);
         assert_eq!(r.code, 1, "{step}: {}{}", r.stdout, r.stderr);
-        assert!(r.stdout.contains("injected failure after shadow:"), "{}", r.stdout);
+        assert!(
+            r.stdout.contains("injected failure after shadow:"),
+            "{}",
+            r.stdout
+        );
         assert_eq!(state(&f.db), before, "aborted after {step}");
         assert_eq!(history_versions(&f.db), "1");
     }
@@ -232,9 +283,17 @@ fn shadow_change_aborts_at_every_step_resumes_after_a_kill_and_swaps_under_write
     // --abandon, which leaves the table as it was.
     let mut child = f.spawn(&[("DEPLOYKIT_FAULT_KILL_AFTER", "shadow:triggers")]);
     let _ = child.wait();
-    assert!(state(&f.db).contains("triggers: deploykit_sync_orders"), "{}", state(&f.db));
+    assert!(
+        state(&f.db).contains("triggers: deploykit_sync_orders"),
+        "{}",
+        state(&f.db)
+    );
     let plain = f.run(&["cleanup"]);
-    assert!(plain.stdout.contains("cleanup --abandon"), "{}", plain.stdout);
+    assert!(
+        plain.stdout.contains("cleanup --abandon"),
+        "{}",
+        plain.stdout
+    );
     let abandon = f.run(&["cleanup", "--abandon"]);
     assert_eq!(abandon.code, 0, "{}{}", abandon.stdout, abandon.stderr);
     assert_eq!(state(&f.db), before);
@@ -246,14 +305,21 @@ fn shadow_change_aborts_at_every_step_resumes_after_a_kill_and_swaps_under_write
     let r = f.run(&["migrate"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let after = state(&f.db);
-    assert!(after.contains("price numeric(20,8)") && after.contains("venue text"), "{after}");
+    assert!(
+        after.contains("price numeric(20,8)") && after.contains("venue text"),
+        "{after}"
+    );
     assert!(after.contains("50000 rows"), "{after}");
     assert_eq!(history_versions(&f.db), "1,2");
 
     // Swap back, then the change again while a client writes all along.
     let back = f.run(&["rollback", "--to-version", "1"]);
     assert_eq!(back.code, 0, "{}{}", back.stdout, back.stderr);
-    assert!(state(&f.db).contains("price numeric(12,4)"), "{}", state(&f.db));
+    assert!(
+        state(&f.db).contains("price numeric(12,4)"),
+        "{}",
+        state(&f.db)
+    );
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let (url, stop) = (f.db.url.clone(), stop.clone());
@@ -282,18 +348,32 @@ fn shadow_change_aborts_at_every_step_resumes_after_a_kill_and_swaps_under_write
         "SELECT (SELECT count(*) || ' ' || sum(quantity) || ' ' || sum(id) FROM orders)
               = (SELECT count(*) || ' ' || sum(quantity) || ' ' || sum(id) FROM orders_old)",
     );
-    assert_eq!(same, "t", "new and old tables differ after {writes} client writes");
-    let id = f.db.sql("INSERT INTO orders (price, quantity) VALUES (1, 1) RETURNING id");
-    assert!(id.parse::<i64>().unwrap() > 50_000, "the id sequence continues: {id}");
+    assert_eq!(
+        same, "t",
+        "new and old tables differ after {writes} client writes"
+    );
+    let id =
+        f.db.sql("INSERT INTO orders (price, quantity) VALUES (1, 1) RETURNING id");
+    assert!(
+        id.parse::<i64>().unwrap() > 50_000,
+        "the id sequence continues: {id}"
+    );
 
     let clean = f.run(&["cleanup"]);
     assert_eq!(clean.code, 0, "{}{}", clean.stdout, clean.stderr);
     let end = state(&f.db);
-    assert!(end.contains("triggers: none") && end.contains("old: false") && end.contains("progress: 0"), "{end}");
+    assert!(
+        end.contains("triggers: none") && end.contains("old: false") && end.contains("progress: 0"),
+        "{end}"
+    );
     f.db.sql("INSERT INTO orders (price, quantity) VALUES (1, 1)");
     let refused = f.run(&["rollback", "--to-version", "1"]);
     assert_eq!(refused.code, 5, "{}{}", refused.stdout, refused.stderr);
-    assert!(refused.stderr.contains("roll forward"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("roll forward"),
+        "{}",
+        refused.stderr
+    );
 }
 
 /// A long transaction holds the table: every swap try waits at most lock_timeout (1 s here),
@@ -317,15 +397,23 @@ fn swap_blocked_by_a_long_transaction_retries_within_lock_timeout_then_aborts() 
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    eventually("the long transaction holds orders", Duration::from_secs(10), || {
-        (f.db.sql("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE l.relation = 'orders'::regclass AND a.query LIKE '%pg_sleep(120)%'") != "0").then_some(())
-    });
+    eventually(
+        "the long transaction holds orders",
+        Duration::from_secs(10),
+        || {
+            (f.db.sql("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE l.relation = 'orders'::regclass AND a.query LIKE '%pg_sleep(120)%'") != "0").then_some(())
+        },
+    );
     let r = f.run(&["migrate"]);
     let _ = blocker.kill();
     let _ = blocker.wait();
     f.db.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()");
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("was not granted in 3 tries"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("was not granted in 3 tries"),
+        "{}",
+        r.stdout
+    );
     let waits: Vec<u64> = r
         .stderr
         .lines()

@@ -117,8 +117,10 @@ static TIMEOUT_OFF: LazyLock<regex::Regex> = LazyLock::new(|| {
 pub const BIG_TABLE_ROWS: i64 = 1_000_000;
 
 static UNBOUNDED_WRITE: LazyLock<regex::Regex> = LazyLock::new(|| {
-    regex::Regex::new(r"(?is)^\s*(UPDATE|DELETE\s+FROM)\s+(?:ONLY\s+)?([a-z_][a-z0-9_]*\.)?([a-z_][a-z0-9_]*)\b")
-        .unwrap()
+    regex::Regex::new(
+        r"(?is)^\s*(UPDATE|DELETE\s+FROM)\s+(?:ONLY\s+)?([a-z_][a-z0-9_]*\.)?([a-z_][a-z0-9_]*)\b",
+    )
+    .unwrap()
 });
 
 pub fn lint(migrations: &[Migration]) -> Vec<Finding> {
@@ -138,13 +140,12 @@ pub fn lint_with_sizes(
         // The runner's own placeholders parse as what they stand for (same lines).
         let bound;
         let sql = if m.up.online.is_some() {
-            bound = m
-                .up
-                .sql
-                .replace("${shadow}", "deploykit_shadow")
-                .replace("${batch.from}", "0")
-                .replace("${batch.to}", "0")
-                .replace("${batch.size}", "1");
+            bound =
+                m.up.sql
+                    .replace("${shadow}", "deploykit_shadow")
+                    .replace("${batch.from}", "0")
+                    .replace("${batch.to}", "0")
+                    .replace("${batch.size}", "1");
             &bound
         } else {
             &m.up.sql
@@ -222,11 +223,14 @@ pub fn lint_with_sizes(
                 && let Some(c) = UNBOUNDED_WRITE.captures(&code)
                 && !code.to_ascii_uppercase().contains("LIMIT")
             {
-                let (verb, table) = (c[1].split_whitespace().next().unwrap_or("").to_uppercase(), &c[3]);
+                let (verb, table) = (
+                    c[1].split_whitespace().next().unwrap_or("").to_uppercase(),
+                    &c[3],
+                );
                 let hint = format!(
                     "make it a batch migration (`-- deploykit: batch table={table} key=id` with `WHERE id > ${{batch.from}} AND id <= ${{batch.to}}`, docs/db_migrate.md)"
                 );
-                match sizes.map(|s| s.get(table.as_ref() as &str).copied()) {
+                match sizes.map(|s| s.get(table).copied()) {
                     Some(Some(rows)) if rows >= BIG_TABLE_ROWS => out.push(finding(
                         line,
                         "big-table-rewrite",

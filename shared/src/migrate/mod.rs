@@ -144,7 +144,9 @@ impl Script {
             return None;
         };
         Some(Script {
-            path: self.path.with_file_name(format!("{} (swap back)", self.file_name())),
+            path: self
+                .path
+                .with_file_name(format!("{} (swap back)", self.file_name())),
             sql: String::new(),
             checksum: String::new(),
             flyway_checksum: 0,

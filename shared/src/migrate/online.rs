@@ -51,10 +51,12 @@ pub struct Pace {
 
 impl Default for Pace {
     fn default() -> Self {
-        // The guide's loop: 10 000 rows, then pg_sleep(0.1); ours adapts from there.
+        // Starts at the guide's 10 000 rows and adapts. Short batches with twice their time
+        // to rest kept a steady client's p99 within 2× idle on 5 M rows (docs/benchmarks.md);
+        // 200 ms batches with 50 ms pauses were 2.5× faster but 8× idle p99.
         Pace {
             size: 10_000,
-            budget: Duration::from_millis(200),
+            budget: Duration::from_millis(25),
             pause: Duration::from_millis(50),
             max_lag: Duration::from_secs(5),
             max_blocked: Duration::from_millis(200),
@@ -96,10 +98,14 @@ impl Online {
     /// What it does, for the plan and the dry run.
     pub fn describe(&self) -> String {
         match self {
-            Online::Batch { table, key, pace, .. } => format!(
+            Online::Batch {
+                table, key, pace, ..
+            } => format!(
                 "batched backfill of {table} ({}, first batch {} rows, ~{} ms each, pause ≥ {} ms)",
                 key.as_ref()
-                    .map_or("until a batch touches no row".into(), |k| format!("keyset on {k}")),
+                    .map_or("until a batch touches no row".into(), |k| format!(
+                        "keyset on {k}"
+                    )),
                 pace.size,
                 pace.budget.as_millis(),
                 pace.pause.as_millis()
@@ -137,7 +143,9 @@ pub fn parse(path: &Path, sql: &str) -> Result<Option<Online>> {
         let Some((k, v)) = word.split_once('=') else {
             return Err(Error::config(
                 at(line),
-                format!("`{word}` is not an option: write name=value (table=, key=, size=, budget=, pause=, max_lag=, max_blocked=)"),
+                format!(
+                    "`{word}` is not an option: write name=value (table=, key=, size=, budget=, pause=, max_lag=, max_blocked=)"
+                ),
             ));
         };
         let dur = |v: &str| {
@@ -149,7 +157,9 @@ pub fn parse(path: &Path, sql: &str) -> Result<Option<Online>> {
                 if !IDENT.is_match(v) {
                     return Err(Error::config(
                         at(line),
-                        format!("{k}={v}: write an unqualified lower-case name (letters, digits, _)"),
+                        format!(
+                            "{k}={v}: write an unqualified lower-case name (letters, digits, _)"
+                        ),
                     ));
                 }
                 if k == "table" {
@@ -164,7 +174,10 @@ pub fn parse(path: &Path, sql: &str) -> Result<Option<Online>> {
                     .ok()
                     .filter(|n| (MIN_SIZE..=MAX_SIZE).contains(n))
                     .ok_or_else(|| {
-                        Error::config(at(line), format!("size={v}: a row count from {MIN_SIZE} to {MAX_SIZE}"))
+                        Error::config(
+                            at(line),
+                            format!("size={v}: a row count from {MIN_SIZE} to {MAX_SIZE}"),
+                        )
                     })?
             }
             "budget" => pace.budget = dur(v)?.max(Duration::from_millis(10)),
@@ -174,7 +187,9 @@ pub fn parse(path: &Path, sql: &str) -> Result<Option<Online>> {
             _ => {
                 return Err(Error::config(
                     at(line),
-                    format!("unknown option `{k}`: table=, key=, size=, budget=, pause=, max_lag=, max_blocked="),
+                    format!(
+                        "unknown option `{k}`: table=, key=, size=, budget=, pause=, max_lag=, max_blocked="
+                    ),
                 ));
             }
         }
@@ -265,7 +280,10 @@ pub struct Unfinished {
 
 pub async fn unfinished(c: &Client) -> Result<Vec<Unfinished>> {
     let exists: bool = c
-        .query_one("SELECT to_regclass('deploykit_online_progress') IS NOT NULL", &[])
+        .query_one(
+            "SELECT to_regclass('deploykit_online_progress') IS NOT NULL",
+            &[],
+        )
         .await
         .map_err(|e| crate::db::error("PostgreSQL", e))?
         .get(0);
@@ -386,7 +404,18 @@ pub async fn step(
         } => {
             let s = Shadow::new(script, table);
             let result = s
-                .run(c, pid, &monitor, key.as_deref(), pace, ddl, limits, record, &mut stats, started)
+                .run(
+                    c,
+                    pid,
+                    &monitor,
+                    key.as_deref(),
+                    pace,
+                    ddl,
+                    limits,
+                    record,
+                    &mut stats,
+                    started,
+                )
                 .await;
             if let Err(e) = result {
                 // Anything short of the swap: the original keeps serving, the rest goes.
@@ -480,8 +509,10 @@ async fn batches(
         )
         .await
         .map_err(db)?;
-    let (mut last, mut done, mut count, end): (Option<i64>, i64, i64, Option<i64>) =
-        row.map_or((None, 0, 0, None), |r| (r.get(0), r.get(1), r.get(2), r.get(3)));
+    let (mut last, mut done, mut count, end): (Option<i64>, i64, i64, Option<i64>) = row
+        .map_or((None, 0, 0, None), |r| {
+            (r.get(0), r.get(1), r.get(2), r.get(3))
+        });
     // Keyset batches stop at the highest key when the job first started (kept across a
     // resume): rows inserted later are the running application's (it writes the new column;
     // a shadow's triggers copy them), and chasing them would never end under steady inserts.
@@ -528,7 +559,10 @@ async fn batches(
     };
     let pace = &job.pace;
     let (mut size, mut pause, mut tries) = (pace.size, pace.pause, 0u32);
-    let mut progress = Progress::new(format!("{} {}", job.name, job.phase), total.map(|t| t as u64));
+    let mut progress = Progress::new(
+        format!("{} {}", job.name, job.phase),
+        total.map(|t| t as u64),
+    );
     loop {
         if limits.cancel.is_cancelled() {
             progress.finish();
@@ -632,14 +666,17 @@ async fn batches(
                 pause = (pause * 3 / 4).max(pace.pause);
             }
         }
+        // Rest at least twice as long as the batch took: the backfill never has the
+        // database more than a third of the time, even when a batch overruns its budget.
+        let rest = pause.max(took * 2).min(MAX_PAUSE);
         stats.rows = Some(done);
         stats.batches = Some(count);
         progress.set(
             done as u64,
             total.map(|t| t as u64),
-            &format!("batch {size} rows, pause {} ms", pause.as_millis()),
+            &format!("batch {size} rows, pause {} ms", rest.as_millis()),
         );
-        sleep(pause, limits).await?;
+        sleep(rest, limits).await?;
     }
     stats.rows = Some(done);
     stats.batches = Some(count);
@@ -825,7 +862,10 @@ impl Shadow {
             }
         };
         if !exists(t).await? {
-            return Err(StepError::Sql(format!("{}: table {t} does not exist", self.name)));
+            return Err(StepError::Sql(format!(
+                "{}: table {t} does not exist",
+                self.name
+            )));
         }
         if exists(&self.old).await? {
             return Err(StepError::Db(Error::Conflict(format!(
@@ -1207,20 +1247,28 @@ impl Shadow {
             .map_err(pg)?;
         }
         let name = self.name.clone();
-        let cleanup = retry_locked(c, limits, &format!("{}: remove the sync trigger", self.name), |tx| {
-            let (t, sh, sync, name) = (t.clone(), sh.clone(), sync.clone(), name.clone());
-            Box::pin(async move {
-                tx.batch_execute(&format!(
-                    "DROP TRIGGER IF EXISTS {sync} ON {t};
+        let cleanup = retry_locked(
+            c,
+            limits,
+            &format!("{}: remove the sync trigger", self.name),
+            |tx| {
+                let (t, sh, sync, name) = (t.clone(), sh.clone(), sync.clone(), name.clone());
+                Box::pin(async move {
+                    tx.batch_execute(&format!(
+                        "DROP TRIGGER IF EXISTS {sync} ON {t};
                      DROP FUNCTION IF EXISTS {sync}();
                      DROP TABLE IF EXISTS {sh};"
-                ))
-                .await?;
-                tx.execute("DELETE FROM deploykit_online_progress WHERE script = $1", &[&name])
+                    ))
                     .await?;
-                Ok(())
-            })
-        })
+                    tx.execute(
+                        "DELETE FROM deploykit_online_progress WHERE script = $1",
+                        &[&name],
+                    )
+                    .await?;
+                    Ok(())
+                })
+            },
+        )
         .await;
         match cleanup {
             Ok(_) => {
@@ -1308,7 +1356,11 @@ async fn move_sequences(
 }
 
 type TxFuture<'t> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = std::result::Result<(), tokio_postgres::Error>> + Send + 't>,
+    Box<
+        dyn std::future::Future<Output = std::result::Result<(), tokio_postgres::Error>>
+            + Send
+            + 't,
+    >,
 >;
 
 /// `f` in a transaction under the runner's lock_timeout, retried with backoff while its locks
@@ -1353,7 +1405,10 @@ where
                 sleep(Duration::from_millis(200 * (1 << tries.min(4))), limits).await?;
             }
             Err(e) => {
-                return Err(StepError::Sql(format!("{what}: {}", crate::db::describe(&e))));
+                return Err(StepError::Sql(format!(
+                    "{what}: {}",
+                    crate::db::describe(&e)
+                )));
             }
         }
     }
@@ -1413,8 +1468,11 @@ async fn swap_back(
             move_sequences(tx, &owned, &table).await?;
             let _ = old;
             tx.batch_execute(&format!("DROP TABLE {gone}")).await?;
-            tx.execute("DELETE FROM deploykit_online_progress WHERE script = $1", &[&of])
-                .await?;
+            tx.execute(
+                "DELETE FROM deploykit_online_progress WHERE script = $1",
+                &[&of],
+            )
+            .await?;
             run::execute(tx, &hist_sql, &hist_params).await?;
             Ok(())
         })
@@ -1479,8 +1537,11 @@ pub async fn cleanup(
                          DROP TABLE IF EXISTS {old};"
                     ))
                     .await?;
-                    tx.execute("DELETE FROM deploykit_online_progress WHERE script = $1", &[&script])
-                        .await?;
+                    tx.execute(
+                        "DELETE FROM deploykit_online_progress WHERE script = $1",
+                        &[&script],
+                    )
+                    .await?;
                     Ok(())
                 })
             })
@@ -1490,7 +1551,10 @@ pub async fn cleanup(
             let s = Shadow::named(&u.script, String::new(), &u.table);
             out.push((
                 u.script.clone(),
-                s.abort(c, limits).await.map(|_| verb).map_err(|e| e.to_string()),
+                s.abort(c, limits)
+                    .await
+                    .map(|_| verb)
+                    .map_err(|e| e.to_string()),
             ));
         }
     }
@@ -1523,22 +1587,56 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        let Online::Batch { table, key, pace, .. } = b else {
+        let Online::Batch {
+            table, key, pace, ..
+        } = b
+        else {
             panic!("{b:?}")
         };
         assert_eq!((table.as_str(), key.as_deref()), ("orders", Some("id")));
-        assert_eq!((pace.size, pace.budget, pace.pause), (5000, Duration::from_millis(100), Duration::ZERO));
-        assert!(parse(Path::new("V9__x.sql"), "-- deploykit: batchy\nSELECT 1;").unwrap().is_none());
+        assert_eq!(
+            (pace.size, pace.budget, pace.pause),
+            (5000, Duration::from_millis(100), Duration::ZERO)
+        );
+        assert!(
+            parse(Path::new("V9__x.sql"), "-- deploykit: batchy\nSELECT 1;")
+                .unwrap()
+                .is_none()
+        );
 
         for (sql, says) in [
-            ("-- deploykit: batch key=id\nUPDATE t SET n = 1 WHERE id > ${batch.from} AND id <= ${batch.to};", "V9__x.sql:1: `-- deploykit: batch` needs table=NAME"),
-            ("-- deploykit: batch table=t colour=blue\nUPDATE t SET n = 1;", "unknown option `colour`"),
-            ("-- deploykit: batch table=T\nUPDATE t SET n = 1;", "lower-case"),
-            ("-- deploykit: batch table=t size=5\nUPDATE t SET n = 1;", "size=5: a row count from 100"),
-            ("-- deploykit: batch table=t key=id\nUPDATE t SET n = 1 WHERE id > ${batch.from};", "V9__x.sql:2: with key=id the statement bounds each batch"),
-            ("-- deploykit: batch table=t\nUPDATE t SET n = 1;", "LIMIT ${batch.size}"),
-            ("-- deploykit: batch table=t\nUPDATE t SET n = 1 WHERE id IN (SELECT id FROM t LIMIT ${batch.size});\nSELECT 1;", "V9__x.sql:3: a batch migration holds exactly one statement"),
-            ("-- deploykit: shadow table=t\nALTER TABLE ${shadow} ADD COLUMN x int;\nALTER TABLE t ADD COLUMN y int;", "V9__x.sql:3: every statement of a shadow migration changes ${shadow}"),
+            (
+                "-- deploykit: batch key=id\nUPDATE t SET n = 1 WHERE id > ${batch.from} AND id <= ${batch.to};",
+                "V9__x.sql:1: `-- deploykit: batch` needs table=NAME",
+            ),
+            (
+                "-- deploykit: batch table=t colour=blue\nUPDATE t SET n = 1;",
+                "unknown option `colour`",
+            ),
+            (
+                "-- deploykit: batch table=T\nUPDATE t SET n = 1;",
+                "lower-case",
+            ),
+            (
+                "-- deploykit: batch table=t size=5\nUPDATE t SET n = 1;",
+                "size=5: a row count from 100",
+            ),
+            (
+                "-- deploykit: batch table=t key=id\nUPDATE t SET n = 1 WHERE id > ${batch.from};",
+                "V9__x.sql:2: with key=id the statement bounds each batch",
+            ),
+            (
+                "-- deploykit: batch table=t\nUPDATE t SET n = 1;",
+                "LIMIT ${batch.size}",
+            ),
+            (
+                "-- deploykit: batch table=t\nUPDATE t SET n = 1 WHERE id IN (SELECT id FROM t LIMIT ${batch.size});\nSELECT 1;",
+                "V9__x.sql:3: a batch migration holds exactly one statement",
+            ),
+            (
+                "-- deploykit: shadow table=t\nALTER TABLE ${shadow} ADD COLUMN x int;\nALTER TABLE t ADD COLUMN y int;",
+                "V9__x.sql:3: every statement of a shadow migration changes ${shadow}",
+            ),
         ] {
             let e = err(sql);
             assert!(e.contains(says), "{sql}\n→ {e}");

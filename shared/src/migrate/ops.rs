@@ -4,10 +4,10 @@
 
 use crate::cli::Context;
 use crate::config::EnvName;
-use std::collections::BTreeMap;
 use crate::error::{Error, Result};
 use crate::migrate::{self, Migration, Version, backup, fingerprint, history, run};
 use crate::report::{Check, Report};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -74,7 +74,11 @@ pub async fn table_sizes(ctx: &Context, report: &mut Report) -> Option<BTreeMap<
     .await;
     match sizes {
         Ok(s) => {
-            report.note(format!("table sizes from the {} database ({} tables)", ctx.env_name, s.len()));
+            report.note(format!(
+                "table sizes from the {} database ({} tables)",
+                ctx.env_name,
+                s.len()
+            ));
             Some(s)
         }
         Err(e) => {
@@ -612,7 +616,10 @@ impl Ops {
         run::unlock(&client).await?;
         let done = result?;
         if done.is_empty() {
-            report.push(Check::ok("cleanup", "Nothing to clean up").message("no online change left an old table or an unfinished run"));
+            report.push(
+                Check::ok("cleanup", "Nothing to clean up")
+                    .message("no online change left an old table or an unfinished run"),
+            );
         }
         for (script, outcome) in done {
             report.push(match outcome {
@@ -948,7 +955,10 @@ pub fn maintenance_plan(
                 true,
                 format!(
                     "{}: row locks of one short batch at a time",
-                    m.up.online.as_ref().map(|o| o.describe()).unwrap_or_default()
+                    m.up.online
+                        .as_ref()
+                        .map(|o| o.describe())
+                        .unwrap_or_default()
                 ),
             ),
             _ if m.up.no_transaction() => (
