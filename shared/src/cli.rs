@@ -93,6 +93,11 @@ pub trait Tool: clap::Parser + Send + 'static {
     const NAME: &'static str;
     fn common(&self) -> &CommonArgs;
     fn run(self, ctx: Context) -> impl Future<Output = Result<Report>> + Send;
+    /// Whether this run changes the environment (not a dry run, not a read): its outcome is
+    /// pushed as a deployment metric (crate::deploy_metrics).
+    fn changes(&self) -> bool {
+        false
+    }
 }
 
 /// The whole life of a binary; `bins/<name>/main.rs` calls only this.
@@ -208,6 +213,11 @@ pub fn run_with_output<T: Tool>(args: T, out: &Output) -> u8 {
         }
     };
     let cancel = CancellationToken::new();
+    let push_to = args
+        .changes()
+        .then(|| config.environments.get(&common.environment))
+        .flatten()
+        .and_then(|e| e.pushgateway.clone());
     let ctx = Context {
         tool: T::NAME,
         env_name: common.environment,
@@ -217,7 +227,13 @@ pub fn run_with_output<T: Tool>(args: T, out: &Output) -> u8 {
         cancel: cancel.clone(),
         started,
     };
-    let result = runtime.block_on(run_with_signals(args.run(ctx), cancel));
+    let result = runtime.block_on(async {
+        let mut result = run_with_signals(args.run(ctx), cancel).await;
+        if let Some(base) = push_to {
+            push_outcome::<T>(&base.to_string(), &common, started, &mut result).await;
+        }
+        result
+    });
     // Don't wait for stray blocking tasks (a hung child read): every wait is bounded already.
     runtime.shutdown_timeout(Duration::from_millis(200));
     match result {
@@ -229,6 +245,41 @@ pub fn run_with_output<T: Tool>(args: T, out: &Output) -> u8 {
             report.exit_code()
         }
         Err(e) => fail::<T>(out, &common, format, &e),
+    }
+}
+
+/// The run's outcome to the Pushgateway; a failure is a warning (log and report), never the
+/// run's result.
+async fn push_outcome<T: Tool>(
+    base: &str,
+    common: &CommonArgs,
+    started: Instant,
+    result: &mut Result<Report>,
+) {
+    let outcome = crate::deploy_metrics::Outcome {
+        tool: T::NAME.to_string(),
+        environment: common.environment.as_str().to_string(),
+        deployment_id: crate::deploy_metrics::deployment_id(),
+        duration: started.elapsed(),
+        exit_code: match result {
+            Ok(r) => r.exit_code(),
+            Err(e) => e.exit_code(),
+        },
+        finished_unix: chrono::Utc::now().timestamp_millis() as f64 / 1000.0,
+    };
+    match crate::deploy_metrics::push(base, &outcome).await {
+        Ok(()) => tracing::debug!(
+            "deployment metrics pushed to {base} (deployment {})",
+            outcome.deployment_id
+        ),
+        Err(why) => {
+            tracing::warn!("deployment metrics not pushed to {base}: {why}");
+            if let Ok(r) = result {
+                r.note(format!(
+                    "warning: deployment metrics not pushed to {base} ({why}); the run itself is unaffected"
+                ));
+            }
+        }
     }
 }
 

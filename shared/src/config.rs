@@ -608,6 +608,8 @@ pub struct Environment {
     #[serde(default)]
     pub load_balancers: Vec<LoadBalancer>,
     pub prometheus: Option<HttpUrl>,
+    /// Where every environment-changing run pushes its outcome (Prometheus Pushgateway).
+    pub pushgateway: Option<HttpUrl>,
     pub test_account: Option<String>,
     #[serde(default)]
     pub policy: Policy,

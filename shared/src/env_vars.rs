@@ -53,6 +53,9 @@ impl EnvVars {
     /// The CI build a cutover belongs to (Jenkins: `BUILD_TAG`), recorded in its run id so a
     /// failed build's rollback acts only on the switch that build made.
     pub const BUILD: &'static str = "DEPLOYKIT_BUILD";
+    /// The pipeline run's deployment id (version + build, e.g. `v3.2.2+41`): the label of every
+    /// pushed deployment metric.
+    pub const DEPLOYMENT_ID: &'static str = "DEPLOYKIT_DEPLOYMENT_ID";
     /// Jenkins' git plugin: the commit built (cutover journals it with the run).
     pub const GIT_COMMIT: &'static str = "GIT_COMMIT";
     /// The deploy's change ticket (verify_env's policy reads the variable the config names,
@@ -136,6 +139,10 @@ impl EnvVars {
         (
             Self::OVERRIDE_POLICY,
             "cutover: the policy override's reason, journaled",
+        ),
+        (
+            Self::DEPLOYMENT_ID,
+            "every environment-changing tool: the deployment id its pushed metrics carry (version + build)",
         ),
         (
             Self::MIGRATIONS,

@@ -9,6 +9,7 @@ pub mod contract;
 pub mod cutover;
 pub mod db;
 pub mod dbcheck;
+pub mod deploy_metrics;
 pub mod deploy_report;
 pub mod emergency;
 pub mod env_vars;

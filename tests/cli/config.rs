@@ -323,3 +323,36 @@ fn a_misspelt_on_inconclusive_metric_is_refused() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+/// Every alert's runbook link names a section docs/runbook.md has (GitHub's heading anchors).
+#[test]
+fn alert_runbook_links_name_runbook_sections() {
+    let runbook = std::fs::read_to_string(repo_root().join("docs/runbook.md")).unwrap();
+    let anchors: Vec<String> = runbook
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(|h| {
+            h.to_lowercase()
+                .chars()
+                .filter_map(|c| match c {
+                    ' ' => Some('-'),
+                    c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
+    let rules =
+        std::fs::read_to_string(repo_root().join("monitoring/rules/post-deploy.yml")).unwrap();
+    let links: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("runbook_url: docs/runbook.md#"))
+        .collect();
+    assert!(!links.is_empty());
+    for link in links {
+        assert!(
+            anchors.iter().any(|a| a == link),
+            "runbook_url #{link} is not a heading of docs/runbook.md"
+        );
+    }
+}

@@ -184,6 +184,20 @@ async fn a_crashed_server_stops_the_cutover_isolated_it_does_not_and_returns_onl
             ..Default::default()
         })
         .await;
+    // The crash lands 20 ms after the answer: a cutover started sooner would find the server
+    // still up in its prepare step (seen on an idle machine) and fail at a later step instead.
+    crate::support::eventually_async(
+        "trade-green-02 crashed",
+        std::time::Duration::from_secs(10),
+        async || {
+            st.host_client("trade-green-02")
+                .health()
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
     let run = crate::cutover::run_to("green", "2s");
     let (code, v, err) = st.cutover(&run).await;
     assert_ne!(code, 0, "{v}\n{err}");

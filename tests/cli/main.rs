@@ -9,6 +9,7 @@ mod contract;
 mod cutover;
 mod cutover_faults;
 mod db_migrate;
+mod deploy_metrics;
 mod deployment_report;
 mod emergency;
 mod exit_codes;

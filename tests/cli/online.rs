@@ -374,6 +374,18 @@ fn shadow_change_aborts_at_every_step_resumes_after_a_kill_and_swaps_under_write
         "{}",
         refused.stderr
     );
+
+    // A table that happens to bear the shadow's name is someone's: refused, never dropped.
+    f.db.sql("CREATE TABLE orders_shadow (note text); INSERT INTO orders_shadow VALUES ('mine')");
+    f.write(
+        "V3__narrow_venue.sql",
+        "-- deploykit: shadow table=orders\nALTER TABLE ${shadow} ALTER COLUMN venue TYPE varchar(8);\n",
+    );
+    let r = f.run(&["migrate"]);
+    assert_eq!(r.code, 5, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("orders_shadow exists"), "{}", r.stderr);
+    assert_eq!(f.db.sql("SELECT note FROM orders_shadow"), "mine");
+    assert!(state(&f.db).contains("triggers: none"), "{}", state(&f.db));
 }
 
 /// A long transaction holds the table: every swap try waits at most lock_timeout (1 s here),

@@ -85,7 +85,7 @@ async fn two_stacks_route_to_blue_and_leave_nothing_behind() {
                 .unwrap();
         let want = procs.lines().count().to_string();
         let prom = &e["PROMETHEUS_URL"];
-        let url = format!("{prom}/api/v1/query?query=sum(up)");
+        let url = format!("{prom}/api/v1/query?query=sum(up{{job=\"trading\"}})");
         crate::support::eventually_async(
             "Prometheus scraping both colours",
             std::time::Duration::from_secs(10),

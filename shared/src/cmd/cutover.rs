@@ -120,6 +120,14 @@ impl Tool for Args {
         &self.common
     }
 
+    fn changes(&self) -> bool {
+        !self.dry.dry_run
+            && matches!(
+                self.command,
+                Command::Run { .. } | Command::Rollback { .. } | Command::Decommission { .. }
+            )
+    }
+
     async fn run(self, ctx: Context) -> Result<Report> {
         let env = ctx.env()?.clone();
         if env.load_balancers.is_empty()

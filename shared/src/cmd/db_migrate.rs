@@ -140,6 +140,19 @@ impl Tool for Args {
         &self.common
     }
 
+    fn changes(&self) -> bool {
+        !self.dry.dry_run
+            && matches!(
+                self.command,
+                Command::Migrate { .. }
+                    | Command::Rollback { .. }
+                    | Command::Refresh { .. }
+                    | Command::Baseline { .. }
+                    | Command::Repair
+                    | Command::Cleanup { .. }
+            )
+    }
+
     async fn run(self, ctx: Context) -> Result<Report> {
         let dir = self.migrations.clone();
         // The environment's naming (the guide's Flyway files or its custom scripts).

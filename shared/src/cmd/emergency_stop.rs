@@ -43,6 +43,10 @@ impl Tool for Args {
         &self.common
     }
 
+    fn changes(&self) -> bool {
+        true
+    }
+
     async fn run(self, ctx: Context) -> Result<Report> {
         let env = ctx.env()?.clone();
         let token = env.admin_token()?;

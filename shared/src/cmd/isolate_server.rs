@@ -55,6 +55,10 @@ impl Tool for Args {
         &self.common
     }
 
+    fn changes(&self) -> bool {
+        true
+    }
+
     async fn run(self, ctx: Context) -> Result<Report> {
         let mut c = Ctx::for_tool(&ctx, false)?;
         let Some(server) = c.fleet.by_name(&self.server).cloned() else {

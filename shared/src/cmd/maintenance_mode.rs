@@ -54,6 +54,10 @@ impl Tool for Args {
         &self.common
     }
 
+    fn changes(&self) -> bool {
+        self.enable || self.disable
+    }
+
     async fn run(self, ctx: Context) -> Result<Report> {
         let mut c = Ctx::for_tool(&ctx, false)?;
         let env = c.env.clone();

@@ -77,6 +77,10 @@ impl Tool for Args {
         &self.common
     }
 
+    fn changes(&self) -> bool {
+        !self.dry.dry_run
+    }
+
     async fn run(self, ctx: Context) -> Result<Report> {
         if self.steps.is_empty()
             || self.steps.iter().any(|s| *s == 0 || *s > 100)

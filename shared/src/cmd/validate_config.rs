@@ -236,6 +236,10 @@ impl Tool for Args {
         &self.common
     }
 
+    fn changes(&self) -> bool {
+        self.deploy
+    }
+
     async fn run(self, ctx: Context) -> Result<Report> {
         let mut report = ctx.report();
         if self.restore {

@@ -403,12 +403,15 @@ pub async fn step(
             ddl,
         } => {
             let s = Shadow::new(script, table);
+            // What it refuses (a table named like ours, a changed file) is refused before
+            // anything of this run exists: nothing to abort, and nothing of anyone else's dropped.
+            let (phase, key) = s.prepare(c, key.as_deref(), pace, limits).await?;
             let result = s
                 .run(
                     c,
                     pid,
                     &monitor,
-                    key.as_deref(),
+                    (phase.as_deref(), &key),
                     pace,
                     ddl,
                     limits,
@@ -772,20 +775,14 @@ impl Shadow {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn run(
+    /// Where an earlier run stopped (its phase) and the key, after the checks that refuse.
+    async fn prepare(
         &self,
         c: &mut Client,
-        pid: i32,
-        monitor: &Arc<Client>,
         key: Option<&str>,
         pace: &Pace,
-        ddl: &[String],
         limits: &Limits,
-        record: &run::Record<'_>,
-        stats: &mut Stats,
-        started: Instant,
-    ) -> std::result::Result<(), StepError> {
+    ) -> std::result::Result<(Option<String>, String), StepError> {
         let mut phase: Option<String> = c
             .query_opt(
                 "SELECT phase FROM deploykit_online_progress WHERE script = $1",
@@ -810,16 +807,43 @@ impl Shadow {
             phase: "copy",
         };
         check_progress(c, &job).await?;
+        Ok((phase, key))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        &self,
+        c: &mut Client,
+        pid: i32,
+        monitor: &Arc<Client>,
+        (phase, key): (Option<&str>, &str),
+        pace: &Pace,
+        ddl: &[String],
+        limits: &Limits,
+        record: &run::Record<'_>,
+        stats: &mut Stats,
+        started: Instant,
+    ) -> std::result::Result<(), StepError> {
+        let key = key.to_string();
+        let job = Job {
+            name: self.name.clone(),
+            checksum: self.checksum.clone(),
+            table: self.table.clone(),
+            key: Some(key.clone()),
+            sql: String::new(),
+            pace: pace.clone(),
+            phase: "copy",
+        };
         if phase.is_none() {
             self.create(c, ddl, limits).await?;
         }
         let fail = |p: &str| crate::fault::fail_point(p).map_err(StepError::Sql);
         fail("shadow:create")?;
-        if matches!(phase.as_deref(), None | Some("created")) {
+        if matches!(phase, None | Some("created")) {
             self.triggers(c, &key, limits).await?;
         }
         fail("shadow:triggers")?;
-        if phase.as_deref() != Some("verified") {
+        if phase != Some("verified") {
             let cols = self.common_columns(c).await?;
             let list = cols.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ");
             // FOR SHARE: a row deleted while its batch reads it is skipped, not resurrected
