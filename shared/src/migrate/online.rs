@@ -1256,7 +1256,7 @@ impl Shadow {
     /// that needs no lock on the live table, so writes stop paying for the copy at once even
     /// while a long transaction keeps the trigger itself from being dropped.
     async fn abort(&self, c: &mut Client, limits: &Limits) -> Result<()> {
-        let (t, sh, sync) = (q(&self.table), q(&self.shadow), q(&self.sync));
+        let sync = q(&self.sync);
         let pg = |e| crate::db::error("PostgreSQL", e);
         let has_function: bool = c
             .query_one("SELECT to_regproc($1) IS NOT NULL", &[&self.sync])
@@ -1270,28 +1270,13 @@ impl Shadow {
             .await
             .map_err(pg)?;
         }
-        let name = self.name.clone();
-        let cleanup = retry_locked(
+        let cleanup = drop_mirror(
             c,
             limits,
             &format!("{}: remove the sync trigger", self.name),
-            |tx| {
-                let (t, sh, sync, name) = (t.clone(), sh.clone(), sync.clone(), name.clone());
-                Box::pin(async move {
-                    tx.batch_execute(&format!(
-                        "DROP TRIGGER IF EXISTS {sync} ON {t};
-                     DROP FUNCTION IF EXISTS {sync}();
-                     DROP TABLE IF EXISTS {sh};"
-                    ))
-                    .await?;
-                    tx.execute(
-                        "DELETE FROM deploykit_online_progress WHERE script = $1",
-                        &[&name],
-                    )
-                    .await?;
-                    Ok(())
-                })
-            },
+            (&self.sync, &self.table),
+            &self.shadow,
+            &self.name,
         )
         .await;
         match cleanup {
@@ -1438,6 +1423,38 @@ where
     }
 }
 
+/// Drop the mirror trigger `trigger` on `table` with its function, then `gone` (the table it
+/// mirrored into), and the change's progress row — one transaction under lock_timeout, retried.
+/// An abort removes the sync trigger and the copy; cleanup the back-sync and the old table.
+async fn drop_mirror(
+    c: &mut Client,
+    limits: &Limits,
+    what: &str,
+    (trigger, table): (&str, &str),
+    gone: &str,
+    script: &str,
+) -> std::result::Result<u32, StepError> {
+    let (trigger, table, gone) = (q(trigger), q(table), q(gone));
+    retry_locked(c, limits, what, |tx| {
+        let sql = format!(
+            "DROP TRIGGER IF EXISTS {trigger} ON {table};
+             DROP FUNCTION IF EXISTS {trigger}();
+             DROP TABLE IF EXISTS {gone};"
+        );
+        let script = script.to_string();
+        Box::pin(async move {
+            tx.batch_execute(&sql).await?;
+            tx.execute(
+                "DELETE FROM deploykit_online_progress WHERE script = $1",
+                &[&script],
+            )
+            .await?;
+            Ok(())
+        })
+    })
+    .await
+}
+
 /// The built-in rollback of a shadow change: while `t_old` exists (and the back-sync never
 /// failed), it becomes `t` again with every write made since the swap; the new table goes.
 async fn swap_back(
@@ -1476,7 +1493,7 @@ async fn swap_back(
     let tries = retry_locked(c, limits, &format!("{of}: swap back"), |tx| {
         let (hist_sql, hist_params) = (hist_sql.clone(), hist_params.clone());
         let (t, o, gone, back) = (t.clone(), o.clone(), gone.clone(), back.clone());
-        let (table, old, of) = (table.to_string(), old.clone(), of.to_string());
+        let (table, of) = (table.to_string(), of.to_string());
         Box::pin(async move {
             tx.batch_execute(&format!(
                 "LOCK TABLE {t}, {o} IN ACCESS EXCLUSIVE MODE;
@@ -1490,7 +1507,6 @@ async fn swap_back(
             ))
             .await?;
             move_sequences(tx, &owned, &table).await?;
-            let _ = old;
             tx.batch_execute(&format!("DROP TABLE {gone}")).await?;
             tx.execute(
                 "DELETE FROM deploykit_online_progress WHERE script = $1",
@@ -1517,8 +1533,6 @@ pub async fn cleanup(
 ) -> Result<Vec<(String, std::result::Result<String, String>)>> {
     let mut out = vec![];
     for u in unfinished(c).await? {
-        let (t, old) = (q(&u.table), q(&format!("{}_old", u.table)));
-        let back = q(&format!("deploykit_back_{}", u.table));
         let verb = match (u.phase.as_str(), abandon) {
             ("swapped", _) => format!("drop {}_old (the table before the change)", u.table),
             ("batch", _) => {
@@ -1551,24 +1565,14 @@ pub async fn cleanup(
             continue;
         }
         if u.phase == "swapped" {
-            let script = u.script.clone();
-            let r = retry_locked(c, limits, &format!("{}: cleanup", u.script), |tx| {
-                let (t, old, back, script) = (t.clone(), old.clone(), back.clone(), script.clone());
-                Box::pin(async move {
-                    tx.batch_execute(&format!(
-                        "DROP TRIGGER IF EXISTS {back} ON {t};
-                         DROP FUNCTION IF EXISTS {back}();
-                         DROP TABLE IF EXISTS {old};"
-                    ))
-                    .await?;
-                    tx.execute(
-                        "DELETE FROM deploykit_online_progress WHERE script = $1",
-                        &[&script],
-                    )
-                    .await?;
-                    Ok(())
-                })
-            })
+            let r = drop_mirror(
+                c,
+                limits,
+                &format!("{}: cleanup", u.script),
+                (&format!("deploykit_back_{}", u.table), &u.table),
+                &format!("{}_old", u.table),
+                &u.script,
+            )
             .await;
             out.push((u.script.clone(), r.map(|_| verb).map_err(step_message)));
         } else {
