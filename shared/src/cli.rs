@@ -175,7 +175,11 @@ pub fn run_with_output<T: Tool>(args: T, out: &Output) -> u8 {
     let config = match Config::load(&common.config) {
         Ok(c) => c,
         Err(e) => {
-            crate::telemetry::init(verbosity(&common), common.log_format.unwrap_or_default());
+            crate::telemetry::init(
+                T::NAME,
+                verbosity(&common),
+                common.log_format.unwrap_or_default(),
+            );
             return fail::<T>(out, &common, common.format.unwrap_or_default(), &e);
         }
     };
@@ -185,7 +189,7 @@ pub fn run_with_output<T: Tool>(args: T, out: &Output) -> u8 {
         .log_format
         .or(config.defaults.log_format)
         .unwrap_or_default();
-    crate::telemetry::init(verbosity(&common), log_format);
+    crate::telemetry::init(T::NAME, verbosity(&common), log_format);
     let timeout = common
         .timeout
         .or(config.defaults.timeout.map(|d| d.0))
@@ -370,15 +374,25 @@ fn fail<T: Tool>(out: &Output, common: &CommonArgs, format: Format, e: &Error) -
     let message = redact(&e.to_string());
     let hint = redact(&e.hint());
     let causes = e.causes();
-    out.message(&format!("error: {message}"));
-    for c in shown_causes(&message, &causes) {
-        out.message(&format!("  caused by: {c}"));
+    if crate::telemetry::json() {
+        // A JSON log stream stays parseable to its last line.
+        out.message(&crate::telemetry::json_line(
+            T::NAME,
+            "ERROR",
+            serde_json::json!({ "message": message, "hint": hint, "causes": causes, "exit_code": code }),
+        ));
+    } else {
+        out.message(&format!("error: {message}"));
+        for c in shown_causes(&message, &causes) {
+            out.message(&format!("  caused by: {c}"));
+        }
+        out.message(&format!("hint: {hint}"));
     }
-    out.message(&format!("hint: {hint}"));
     if format == Format::Json {
         let doc = serde_json::json!({
             "tool": T::NAME,
             "environment": common.environment.as_str(),
+            "deployment_id": crate::deploy_metrics::deployment_id(),
             "outcome": "error",
             "exit_code": code,
             "error": { "message": message, "hint": hint, "causes": causes },

@@ -213,6 +213,7 @@ fn isolation_entry(env_name: &str, s: &Server, state: &str, detail: &str) -> Ent
         state: state.into(),
         detail: detail.into(),
         at: String::new(),
+        deployment_id: String::new(),
     }
 }
 

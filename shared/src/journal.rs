@@ -46,7 +46,9 @@ CREATE TABLE IF NOT EXISTS deploy_lock (
     proc_start   bigint NOT NULL DEFAULT 0,
     since        timestamptz NOT NULL DEFAULT clock_timestamp(),
     heartbeat    timestamptz NOT NULL DEFAULT clock_timestamp()
-)";
+);
+-- Journals made before deployment ids (issue 23) gain the column; old rows read as ''.
+ALTER TABLE deploy_journal ADD COLUMN IF NOT EXISTS deployment_id text NOT NULL DEFAULT ''";
 
 /// How often the holder proves it still has the lock's session.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
@@ -67,6 +69,10 @@ pub struct Entry {
     pub detail: String,
     #[serde(default)]
     pub at: String,
+    /// The pipeline run's id (`DEPLOYKIT_DEPLOYMENT_ID`): set by [`Journal::write`] when empty,
+    /// so every row of a deployment can be found by it.
+    #[serde(default)]
+    pub deployment_id: String,
 }
 
 /// `--journal-dir`, shared by every tool that reads or writes the file journal.
@@ -405,15 +411,20 @@ impl Journal {
         // Journal rows are read back into reports and pages: no secret is ever stored.
         let e = &Entry {
             detail: crate::redact::redact(&e.detail),
+            deployment_id: if e.deployment_id.is_empty() {
+                crate::deploy_metrics::deployment_id()
+            } else {
+                e.deployment_id.clone()
+            },
             ..e.clone()
         };
         match &self.store {
             Store::Pg(c) => {
                 c.execute(
                     // `at` empty (every tool): the database's clock; set: history being imported.
-                    "INSERT INTO deploy_journal (run_id, environment, action, from_color, to_color, step, state, detail, at)
-                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8, COALESCE(NULLIF($9, '')::timestamptz, clock_timestamp()))",
-                    &[&e.run_id, &e.environment, &e.action, &e.from_color, &e.to_color, &e.step, &e.state, &e.detail, &e.at],
+                    "INSERT INTO deploy_journal (run_id, environment, action, from_color, to_color, step, state, detail, at, deployment_id)
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8, COALESCE(NULLIF($9, '')::timestamptz, clock_timestamp()), $10)",
+                    &[&e.run_id, &e.environment, &e.action, &e.from_color, &e.to_color, &e.step, &e.state, &e.detail, &e.at, &e.deployment_id],
                 )
                 .await
                 .map_err(db_err)?;
@@ -680,7 +691,7 @@ async fn pg_entries(
     // RFC 3339 in UTC, the same form the file journal writes.
     Ok(c.query(
         "SELECT run_id, environment, action, from_color, to_color, step, state, detail,
-                to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
+                to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), deployment_id
          FROM deploy_journal
          WHERE environment = $1
            AND (NOT $3 OR run_id = (SELECT run_id FROM deploy_journal
@@ -702,6 +713,7 @@ async fn pg_entries(
         state: r.get(6),
         detail: r.get(7),
         at: r.get(8),
+        deployment_id: r.get(9),
     })
     .collect())
 }

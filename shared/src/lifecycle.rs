@@ -157,6 +157,7 @@ pub async fn decommission(
         state: state.into(),
         detail,
         at: String::new(),
+        deployment_id: String::new(),
     };
     journal
         .write(&entry("started", force.unwrap_or_default().to_string()))

@@ -25,6 +25,7 @@ fn entry(env_name: &str, action: &str, step: &str, state: &str, detail: String) 
         state: state.into(),
         detail,
         at: String::new(),
+        deployment_id: String::new(),
     }
 }
 

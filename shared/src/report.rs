@@ -133,6 +133,9 @@ pub enum Outcome {
 pub struct Report {
     pub tool: String,
     pub environment: String,
+    /// The pipeline run this report belongs to (`DEPLOYKIT_DEPLOYMENT_ID`, else the build, else
+    /// `manual`): in the JSON document and as a JUnit property, so one filter finds it all.
+    pub deployment_id: String,
     pub started: chrono::DateTime<chrono::Utc>,
     #[serde(serialize_with = "ser_ms")]
     pub duration_ms: Duration,
@@ -153,6 +156,7 @@ impl Report {
         Report {
             tool: tool.into(),
             environment: environment.into(),
+            deployment_id: crate::deploy_metrics::deployment_id(),
             started: chrono::Utc::now(),
             duration_ms: Duration::ZERO,
             outcome: Outcome::Pass,
@@ -324,6 +328,20 @@ impl Report {
             ("timestamp", timestamp.as_str()),
         ]);
         w.write_event(Event::Start(suite)).expect(ok);
+        // Jenkins shows suite properties with the results; the schema puts them first.
+        w.write_event(Event::Start(BytesStart::new("properties")))
+            .expect(ok);
+        for (name, value) in [
+            ("deployment_id", self.deployment_id.as_str()),
+            ("environment", self.environment.as_str()),
+        ] {
+            let value = redact(value);
+            let p = BytesStart::new("property")
+                .with_attributes([("name", name), ("value", value.as_str())]);
+            w.write_event(Event::Empty(p)).expect(ok);
+        }
+        w.write_event(Event::End(BytesEnd::new("properties")))
+            .expect(ok);
         for c in &checks {
             let classname = format!("{}.{}", self.tool, c.group);
             let time = secs(c.duration_ms);

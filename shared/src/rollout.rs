@@ -166,6 +166,7 @@ pub async fn reverse(c: &Ctx, ctx: &Context, journal: &Journal, report: &mut Rep
         state: state.into(),
         detail,
         at: String::new(),
+        deployment_id: String::new(),
     };
     for (s, before) in &befores {
         let what = if before.active {
@@ -232,6 +233,7 @@ impl Rollout<'_> {
                 state: state.into(),
                 detail,
                 at: String::new(),
+                deployment_id: String::new(),
             })
             .await
     }

@@ -32,9 +32,81 @@ impl<'a> MakeWriter<'a> for RedactingStderr {
     }
 }
 
+static JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Whether logs are JSON lines (then the runner's last error line is one too).
+pub fn json() -> bool {
+    JSON.get().copied().unwrap_or(false)
+}
+
+/// A log line in the JSON shape of [`JsonLines`], for a line written outside `tracing` (the
+/// runner's final error, printed after the runtime is gone).
+pub fn json_line(tool: &str, level: &str, fields: serde_json::Value) -> String {
+    serde_json::json!({
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "level": level,
+        "tool": tool,
+        "deployment_id": crate::deploy_metrics::deployment_id(),
+        "fields": fields,
+    })
+    .to_string()
+}
+
+/// One JSON object per log line, each carrying the tool and the deployment id (issue 23), so a
+/// log search for `deployment_id: "v3.2.2+41"` finds every line of that deployment, whichever
+/// binary wrote it: `{"timestamp","level","tool","deployment_id","fields":{"message",…}}`
+/// (tracing-subscriber's own JSON shape, which has no place for fixed fields, plus the two).
+struct JsonLines {
+    tool: &'static str,
+}
+
+/// Collects an event's fields as JSON values.
+struct JsonFields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl tracing::field::Visit for JsonFields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().into(), format!("{value:?}").into());
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+}
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JsonLines
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut fields = serde_json::Map::new();
+        event.record(&mut JsonFields(&mut fields));
+        let line = json_line(self.tool, event.metadata().level().as_str(), fields.into());
+        writeln!(writer, "{line}")
+    }
+}
+
 /// `verbosity`: 0 = info (progress lines for Jenkins), 1 = debug, 2+ = trace, -1 = warn,
 /// -2 or less = error. `DEPLOYKIT_LOG` overrides with full filter directives.
-pub fn init(verbosity: i8, format: LogFormat) {
+pub fn init(tool: &'static str, verbosity: i8, format: LogFormat) {
+    let _ = JSON.set(format == LogFormat::Json);
     let level = match verbosity {
         i8::MIN..=-2 => "error",
         -1 => "warn",
@@ -55,7 +127,10 @@ pub fn init(verbosity: i8, format: LogFormat) {
         LogFormat::Text => builder
             .with_ansi(crate::output::terminal().stderr)
             .try_init(),
-        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+        LogFormat::Json => builder
+            .with_ansi(false)
+            .event_format(JsonLines { tool })
+            .try_init(),
     };
 }
 

@@ -132,6 +132,7 @@ pub fn entries(start: chrono::DateTime<chrono::Utc>) -> Vec<Entry> {
             state: state.to_string(),
             detail: detail.to_string(),
             at: (start + chrono::Duration::seconds(*t)).to_rfc3339(),
+            deployment_id: format!("deploy-{run_id}"),
         })
         .collect()
 }

@@ -586,6 +586,42 @@ impl Load {
 /// switch traffic goes back; a failed rollback is named loudly; a failed migration lifts the
 /// maintenance window; last, the emergency pipeline stops all trading. Every build notifies the
 /// team.
+/// "Filter `deployment_id: \"v3.2.2\"`" finds the whole deployment (issue 23): every JSON report
+/// and JUnit file of build `build`, its notification and its journal rows carry `id`.
+fn deployment_id_everywhere(ws: &Path, build: &str, id: &str, notification: &str, p: &Stack) {
+    let dir = ws.join("reports").join(build);
+    let (mut json, mut junit) = (0, 0);
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".json") {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            if v.get("tool").is_some() {
+                assert_eq!(v["deployment_id"], id, "{name}");
+                json += 1;
+            }
+        } else if name.ends_with(".xml") {
+            assert!(
+                text.contains(&format!(
+                    "<property name=\"deployment_id\" value=\"{id}\"/>"
+                )),
+                "{name}: {text}"
+            );
+            junit += 1;
+        }
+    }
+    assert!(
+        json > 3 && junit > 3,
+        "{json} JSON reports, {junit} JUnit files in {dir:?}"
+    );
+    assert!(notification.contains(id), "{notification}");
+    let rows = psql(
+        &p.url("DATABASE_URL"),
+        &format!("SELECT count(*) FROM deploy_journal WHERE deployment_id = '{id}'"),
+    );
+    assert!(rows.parse::<u32>().unwrap() > 0, "no journal row of {id}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn production_twice_in_a_row_then_failures_before_and_after_the_switch_during_rollback_and_migration()
  {
@@ -614,6 +650,7 @@ async fn production_twice_in_a_row_then_failures_before_and_after_the_switch_dur
             && n[0].contains(":white_check_mark:"),
         "{n:?}"
     );
+    deployment_id_everywhere(&ws, "1", "1.1.0+1", &n[0], &p);
     // verify_env passed in the workspace: detached HEAD, build outputs (reports/, dist/) in it.
     assert_eq!(git(&ws, &["rev-parse", "--abbrev-ref", "HEAD"]), "HEAD");
     assert!(ws.join("dist/1.1.0/SHA256SUMS").is_file());

@@ -89,7 +89,7 @@ fn no_binary_prints_a_secret_in_any_output() {
          oms = [\"http://127.0.0.1:9\"]\nweb = [\"http://127.0.0.1:9\"]\n\
          risk-engine = [\"http://127.0.0.1:9\"]\nmarketdata = [\"http://127.0.0.1:9\"]\n\
          [environments.local.services.green]\ntrading-engine = [\"http://127.0.0.1:9\"]\n\
-         [[environments.local.load_balancers]]\nname = \"lb\"\nruntime_api = \"127.0.0.1:9\"\n\
+         [[environments.local.load_balancers]]\nname = \"lb\"\nruntime_api = \"tcp:127.0.0.1:9\"\n\
          backends = [\"trading\"]\nservers = {{ blue = [\"blue\"], green = [\"green\"] }}\n"
     ));
     let hook = format!("http://127.0.0.1:9/hooks/{HOOK}");
@@ -97,6 +97,7 @@ fn no_binary_prints_a_secret_in_any_output() {
         ("DATABASE_URL", url.as_str()),
         ("DEPLOYKIT_ADMIN_TOKEN", TOKEN),
         ("DEPLOYKIT_NOTIFY_WEBHOOK", hook.as_str()),
+        ("DEPLOYKIT_DEPLOYMENT_ID", "v9.9.9+7"),
     ];
     let args: &[(&str, &[&str])] = &[
         ("verify_env", &[]),
@@ -153,6 +154,17 @@ fn no_binary_prints_a_secret_in_any_output() {
             }
             v.extend_from_slice(a);
             let r = run(tool, &v, &envs);
+            // Issue 23: every JSON log line names its tool and the deployment it belongs to.
+            if log == "json" {
+                let lines: Vec<&str> = r.stderr.lines().collect();
+                assert!(!lines.is_empty(), "{tool}: no log line at -vv");
+                for l in lines {
+                    let j: serde_json::Value = serde_json::from_str(l)
+                        .unwrap_or_else(|e| panic!("{tool}: not a JSON log line ({e}): {l}"));
+                    assert_eq!(j["deployment_id"], "v9.9.9+7", "{tool}: {l}");
+                    assert_eq!(j["tool"], *tool, "{tool}: {l}");
+                }
+            }
             let mut texts = vec![("stdout", r.stdout.clone()), ("stderr", r.stderr.clone())];
             for (what, p) in [("junit", &junit), ("html", &html)] {
                 if let Ok(t) = std::fs::read_to_string(p) {

@@ -73,6 +73,7 @@ impl Tool for Args {
             state: state.into(),
             detail: detail.into(),
             at: String::new(),
+            deployment_id: String::new(),
         };
         let record = async {
             let j = Journal::open_unlocked(&c.env_name, &env, ctx.timeout, &journal_dir).await?;

@@ -101,10 +101,20 @@ pub async fn announce(
             ),
         );
     };
-    match post(&url, env, timeout, text).await {
+    let text = format!("{text}{}", deployment_line());
+    match post(&url, env, timeout, &text).await {
         Ok(status) => Check::ok(group, name).message(format!("HTTP {status}")),
         Err(e) => Check::warn(group, name, e.to_string()).hint("tell the team yourself"),
     }
+}
+
+/// The line every notification ends its header with, so a search for the deployment id finds
+/// its messages as it finds its logs, reports and journal rows.
+fn deployment_line() -> String {
+    format!(
+        "\ndeployment_id: `{}`",
+        crate::deploy_metrics::deployment_id()
+    )
 }
 
 /// At most this many failed checks are listed; the rest are counted.
@@ -121,6 +131,7 @@ pub fn text(args: &Args, environment: &str) -> Result<String> {
     if let Some(m) = &args.message {
         out.push_str(&format!("\n{m}"));
     }
+    out.push_str(&deployment_line());
     let mut failed = vec![];
     let mut reports: Vec<(PathBuf, bool)> = args.report.iter().map(|p| (p.clone(), true)).collect();
     if let Some(dir) = &args.reports_dir {

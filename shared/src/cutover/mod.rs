@@ -95,6 +95,7 @@ impl Runner<'_> {
                 state: state.into(),
                 detail: detail.into(),
                 at: String::new(),
+                deployment_id: String::new(),
             })
             .await
     }
