@@ -98,6 +98,11 @@ pub trait Tool: clap::Parser + Send + 'static {
     fn changes(&self) -> bool {
         false
     }
+    /// What an environment-changing run does, as its pushed `action` label (rollbacks are
+    /// counted and alerted on by it) [default: the tool's name].
+    fn action(&self) -> &'static str {
+        Self::NAME
+    }
 }
 
 /// The whole life of a binary; `bins/<name>/main.rs` calls only this.
@@ -222,6 +227,7 @@ pub fn run_with_output<T: Tool>(args: T, out: &Output) -> u8 {
         .then(|| config.environments.get(&common.environment))
         .flatten()
         .and_then(|e| e.pushgateway.clone());
+    let action = args.action();
     let ctx = Context {
         tool: T::NAME,
         env_name: common.environment,
@@ -234,7 +240,7 @@ pub fn run_with_output<T: Tool>(args: T, out: &Output) -> u8 {
     let result = runtime.block_on(async {
         let mut result = run_with_signals(args.run(ctx), cancel).await;
         if let Some(base) = push_to {
-            push_outcome::<T>(&base.to_string(), &common, started, &mut result).await;
+            push_outcome::<T>(&base.to_string(), &common, action, started, &mut result).await;
         }
         result
     });
@@ -257,11 +263,25 @@ pub fn run_with_output<T: Tool>(args: T, out: &Output) -> u8 {
 async fn push_outcome<T: Tool>(
     base: &str,
     common: &CommonArgs,
+    action: &str,
     started: Instant,
     result: &mut Result<Report>,
 ) {
+    let environment = common.environment.as_str();
+    if let Ok(r) = result {
+        for s in r.states().to_vec() {
+            if let Err(why) = crate::deploy_metrics::push_state(base, environment, &s).await {
+                tracing::warn!("{} state not pushed to {base}: {why}", s.kind);
+                r.note(format!(
+                    "warning: {} state not pushed to {base} ({why}); the run itself is unaffected",
+                    s.kind
+                ));
+            }
+        }
+    }
     let outcome = crate::deploy_metrics::Outcome {
         tool: T::NAME.to_string(),
+        action: action.to_string(),
         environment: common.environment.as_str().to_string(),
         deployment_id: crate::deploy_metrics::deployment_id(),
         duration: started.elapsed(),

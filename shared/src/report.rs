@@ -149,6 +149,9 @@ pub struct Report {
     /// A tool's own page for `--html` (charts, a history); without one the checks' table.
     #[serde(skip)]
     page: Option<String>,
+    /// What the run left the environment in, for the Pushgateway (crate::deploy_metrics).
+    #[serde(skip)]
+    states: Vec<crate::deploy_metrics::State>,
 }
 
 impl Report {
@@ -164,7 +167,18 @@ impl Report {
             notes: vec![],
             inconclusive: false,
             page: None,
+            states: vec![],
         }
+    }
+
+    /// Record what the run left the environment in (pushed after the run when the environment
+    /// has a Pushgateway).
+    pub fn state(&mut self, s: crate::deploy_metrics::State) {
+        self.states.push(s);
+    }
+
+    pub fn states(&self) -> &[crate::deploy_metrics::State] {
+        &self.states
     }
 
     /// The page `--html` writes for this run, instead of the checks' table.

@@ -128,6 +128,14 @@ impl Tool for Args {
             )
     }
 
+    fn action(&self) -> &'static str {
+        match self.command {
+            Command::Rollback { .. } => "rollback",
+            Command::Decommission { .. } => "decommission",
+            _ => "cutover",
+        }
+    }
+
     async fn run(self, ctx: Context) -> Result<Report> {
         let env = ctx.env()?.clone();
         if env.load_balancers.is_empty()
@@ -245,6 +253,12 @@ impl Tool for Args {
                         .await
                     })
                     .await?;
+                if report.exit_code() == crate::exit::OK {
+                    report.state(crate::deploy_metrics::State::live(
+                        to.as_str(),
+                        expect_version.as_deref().unwrap_or("unknown"),
+                    ));
+                }
             }
             Command::Rollback { to, if_switched_by } => {
                 if self.dry.dry_run {
@@ -262,8 +276,37 @@ impl Tool for Args {
                             .await
                     })
                     .await?;
+                if let Some(s) = live_state(&env, ctx.timeout).await {
+                    report.state(s);
+                }
             }
         }
         Ok(report)
     }
+}
+
+/// What is live after a rollback, read back from the load balancers and the colour's own
+/// `/health` (a rollback names no version); `None` when the load balancers disagree or cannot
+/// be read — then nothing is pushed rather than a guess.
+pub(crate) async fn live_state(
+    env: &crate::config::Environment,
+    timeout: std::time::Duration,
+) -> Option<crate::deploy_metrics::State> {
+    let color = crate::lb::target_color(env, None, timeout).await.ok()?;
+    let http = crate::http::Http::new(env.timeouts.connect.0, timeout);
+    let mut version = "unknown".to_string();
+    for url in env.urls(color, crate::config::Role::TradingEngine) {
+        if let Ok(v) = http
+            .get_json::<serde_json::Value>(&format!(
+                "{}/health",
+                url.to_string().trim_end_matches('/')
+            ))
+            .await
+            && let Some(s) = v["version"].as_str()
+        {
+            version = s.to_string();
+            break;
+        }
+    }
+    Some(crate::deploy_metrics::State::live(color.as_str(), &version))
 }

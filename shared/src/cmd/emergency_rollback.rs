@@ -46,6 +46,10 @@ impl Tool for Args {
         true
     }
 
+    fn action(&self) -> &'static str {
+        "rollback"
+    }
+
     async fn run(self, ctx: Context) -> Result<Report> {
         let mut c = Ctx::for_tool(&ctx, false)?;
         let env = c.env.clone();
@@ -119,6 +123,9 @@ impl Tool for Args {
             notified = notified.hint("tell the team yourself: the rollback is done");
         }
         report.push(notified);
+        if let Some(s) = crate::cmd::cutover::live_state(&env, ctx.timeout).await {
+            report.state(s);
+        }
         Ok(report)
     }
 }

@@ -59,6 +59,10 @@ impl Tool for Args {
         true
     }
 
+    fn action(&self) -> &'static str {
+        if self.restore { "return" } else { "isolate" }
+    }
+
     async fn run(self, ctx: Context) -> Result<Report> {
         let mut c = Ctx::for_tool(&ctx, false)?;
         let Some(server) = c.fleet.by_name(&self.server).cloned() else {
@@ -89,7 +93,11 @@ impl Tool for Args {
                         .filter(|i| i.server != server.name)
                         .collect();
                     c.isolate(&others);
-                    crate::emergency::restore(&c, journal, &server, &mut report).await
+                    let r = crate::emergency::restore(&c, journal, &server, &mut report).await;
+                    if r.is_ok() && report.exit_code() == crate::exit::OK {
+                        report.state(crate::deploy_metrics::State::isolation(&server.name, false));
+                    }
+                    r
                 } else {
                     if already {
                         report.note(format!(
@@ -97,6 +105,8 @@ impl Tool for Args {
                             server.name
                         ));
                     }
+                    // Isolated from its first step on: a half-done isolation is still one.
+                    report.state(crate::deploy_metrics::State::isolation(&server.name, true));
                     crate::emergency::isolate(
                         &c,
                         journal,

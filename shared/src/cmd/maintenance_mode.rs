@@ -58,6 +58,14 @@ impl Tool for Args {
         self.enable || self.disable
     }
 
+    fn action(&self) -> &'static str {
+        if self.enable {
+            "maintenance_on"
+        } else {
+            "maintenance_off"
+        }
+    }
+
     async fn run(self, ctx: Context) -> Result<Report> {
         let mut c = Ctx::for_tool(&ctx, false)?;
         let env = c.env.clone();
@@ -74,11 +82,24 @@ impl Tool for Args {
         journal
             .hold(async |_| {
                 let color = crate::lb::target_color(&env, self.color, ctx.timeout).await?;
-                if self.enable {
+                // An enable that failed part-way may have left the page up: it counts as on,
+                // so a stuck colour still alerts; only a clean disable clears it.
+                let r = if self.enable {
+                    report.state(crate::deploy_metrics::State::maintenance(
+                        color.as_str(),
+                        true,
+                    ));
                     maintenance::enable(&c, color, &self.reason, self.deadline, &mut report).await
                 } else {
                     maintenance::disable(&c, color, self.resume_strategies, &mut report).await
+                };
+                if r.is_ok() && self.disable && report.exit_code() == crate::exit::OK {
+                    report.state(crate::deploy_metrics::State::maintenance(
+                        color.as_str(),
+                        false,
+                    ));
                 }
+                r
             })
             .await?;
         Ok(report)
