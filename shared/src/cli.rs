@@ -311,10 +311,20 @@ async fn push_outcome<T: Tool>(
 /// later message, log line or report can print it, whichever code path leaks it.
 fn register_secrets(config: &Config) {
     for env in config.environments.values() {
-        let vars = env.database.iter().map(|d| d.url_env.as_str()).chain([
-            env.admin_token_env.as_str(),
-            env.notify_webhook_env.as_str(),
-        ]);
+        let vars = env
+            .database
+            .iter()
+            .map(|d| d.url_env.as_str())
+            .chain([
+                env.admin_token_env.as_str(),
+                env.notify_webhook_env.as_str(),
+            ])
+            .chain(env.pagerduty.iter().map(|p| p.routing_key_env.as_str()))
+            .chain(
+                env.notify_email
+                    .iter()
+                    .filter_map(|e| e.password_env.as_deref()),
+            );
         for var in vars {
             if let Ok(v) = std::env::var(var) {
                 crate::redact::register(&v);

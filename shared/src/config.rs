@@ -579,6 +579,44 @@ fn default_notify_webhook_env() -> String {
     crate::env_vars::EnvVars::NOTIFY_WEBHOOK.into()
 }
 
+fn default_pagerduty_key_env() -> String {
+    crate::env_vars::EnvVars::PAGERDUTY_ROUTING_KEY.into()
+}
+fn default_pagerduty_url() -> HttpUrl {
+    HttpUrl(url::Url::parse("https://events.pagerduty.com/v2/enqueue").expect("valid URL"))
+}
+fn yes() -> bool {
+    true
+}
+
+/// `notify_email = { smtp = "smtp.firm.example:587", from = "…", to = ["…"] }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyEmail {
+    /// The SMTP relay, `host:port`.
+    pub smtp: String,
+    pub from: String,
+    pub to: Vec<String>,
+    /// Require STARTTLS [default: true]; false only for a relay on the same host.
+    #[serde(default = "yes")]
+    pub starttls: bool,
+    /// SMTP login, with `password_env` naming the variable that holds the password.
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+}
+
+/// `pagerduty = { routing_key_env = "…", url = "…" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagerDuty {
+    /// The variable holding the service's integration (routing) key.
+    #[serde(default = "default_pagerduty_key_env")]
+    pub routing_key_env: String,
+    /// The Events API v2 endpoint [default: https://events.pagerduty.com/v2/enqueue].
+    #[serde(default = "default_pagerduty_url")]
+    pub url: HttpUrl,
+}
+
 fn default_admin_token_env() -> String {
     crate::env_vars::EnvVars::ADMIN_TOKEN.into()
 }
@@ -605,6 +643,12 @@ pub struct Environment {
     /// Name of the variable holding the Slack-compatible webhook URL `notify` posts to.
     #[serde(default = "default_notify_webhook_env")]
     pub notify_webhook_env: String,
+    /// Where `notify` emails the deployment team (the same relay, sender and recipients as
+    /// Alertmanager's `deployment-email` receiver, monitoring/alertmanager/alertmanager.yml).
+    pub notify_email: Option<NotifyEmail>,
+    /// PagerDuty (Events API v2) for `notify --event failure` (a trigger) and `--event success`
+    /// (the resolve of that deployment's page), as Alertmanager's `pagerduty` receiver.
+    pub pagerduty: Option<PagerDuty>,
     #[serde(default)]
     pub load_balancers: Vec<LoadBalancer>,
     pub prometheus: Option<HttpUrl>,
@@ -1107,6 +1151,19 @@ impl Environment {
         // The token is the URL's path: mask it wherever a part of it is echoed back.
         crate::redact::register_url_parts(s.expose());
         Ok(s)
+    }
+
+    /// The PagerDuty routing key from the variable the config names.
+    pub fn pagerduty_key(&self, pd: &PagerDuty) -> Result<Secret> {
+        read_secret_env(&pd.routing_key_env, "pagerduty.routing_key_env")
+    }
+
+    /// The SMTP password from the variable the config names, if it names one.
+    pub fn smtp_password(&self, e: &NotifyEmail) -> Result<Option<Secret>> {
+        e.password_env
+            .as_deref()
+            .map(|v| read_secret_env(v, "notify_email.password_env"))
+            .transpose()
     }
 
     /// The admin token from the variable the config names.

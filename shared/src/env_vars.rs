@@ -25,6 +25,8 @@ impl EnvVars {
     pub const ADMIN_TOKEN: &'static str = "DEPLOYKIT_ADMIN_TOKEN";
     /// Default name of the variable that holds the notification webhook URL (a secret).
     pub const NOTIFY_WEBHOOK: &'static str = "DEPLOYKIT_NOTIFY_WEBHOOK";
+    /// Default name of the variable that holds the PagerDuty routing key (a secret).
+    pub const PAGERDUTY_ROUTING_KEY: &'static str = "DEPLOYKIT_PAGERDUTY_ROUTING_KEY";
     /// Forces colour on (`always`) or off (`never`) regardless of the terminal.
     pub const COLOR: &'static str = "DEPLOYKIT_COLOR";
     /// Any value turns colour off (https://no-color.org), unless DEPLOYKIT_COLOR says otherwise.
@@ -91,6 +93,10 @@ impl EnvVars {
             Self::NOTIFY_WEBHOOK,
             "default notification webhook URL variable (notify)",
         ),
+        (
+            Self::PAGERDUTY_ROUTING_KEY,
+            "default PagerDuty routing key variable (notify, `pagerduty`)",
+        ),
         (Self::COLOR, "always|never|auto colour on stdout"),
         (
             Self::NO_COLOR,
@@ -142,7 +148,7 @@ impl EnvVars {
         ),
         (
             Self::DEPLOYMENT_ID,
-            "every environment-changing tool: the deployment id its pushed metrics carry (version + build)",
+            "every tool: the deployment id (version + build) in its JSON logs, reports, JUnit, journal rows, notifications and pushed metrics",
         ),
         (
             Self::MIGRATIONS,

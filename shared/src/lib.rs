@@ -2,6 +2,7 @@
 //! [`cli::main`] with their tool's `Args`.
 
 pub mod baselines;
+pub mod channels;
 pub mod cli;
 pub mod cmd;
 pub mod config;

@@ -268,3 +268,96 @@ async fn a_reports_directory_lists_the_failures_of_every_report_and_skips_other_
         r.stderr
     );
 }
+
+/// Email and PagerDuty through the same receivers Alertmanager uses (issue 23): a failure is
+/// emailed to the deployment team and opens a page keyed by the deployment; the next success
+/// resolves that page. The routing key is a secret (never printed); a bad recipient is a config
+/// error before anything is sent, so no channel gets a message the others did not.
+#[test]
+fn a_failure_emails_and_pages_and_the_next_success_resolves_the_page() {
+    use crate::support::receivers::Receivers;
+    const KEY: &str = "R0UT1NG-key-0f-the-service";
+    let rx = Receivers::start();
+    let toml = |to: &str| {
+        format!(
+            "[environments.staging]\n\
+             notify_email = {{ smtp = \"127.0.0.1:{}\", from = \"deploykit@firm.example\", to = [\"{to}\"], starttls = false }}\n\
+             pagerduty = {{ url = \"http://127.0.0.1:{}/pagerduty/v2/enqueue\" }}\n",
+            rx.smtp, rx.http
+        )
+    };
+    let (_d, cfg) = config(&toml("deployment-team@firm.example"));
+    let send = |cfg: &std::path::Path, event: &str, id: &str| {
+        crate::support::run(
+            "notify",
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "-e",
+                "staging",
+                "--event",
+                event,
+                "--title",
+                "staging deploy of 3.2.2",
+                "--link",
+                "https://jenkins.example.com/job/x/41/",
+            ],
+            &[
+                ("DEPLOYKIT_PAGERDUTY_ROUTING_KEY", KEY),
+                ("DEPLOYKIT_DEPLOYMENT_ID", id),
+            ],
+        )
+    };
+
+    let r = send(&cfg, "failure", "3.2.2+41");
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!r.all().contains(KEY), "{}", r.all());
+    assert!(
+        r.stdout.contains("[OK] Email sent") && r.stdout.contains("[OK] Page sent"),
+        "{}",
+        r.stdout
+    );
+    let mail = rx.of("email");
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert_eq!(mail[0]["to"][0], "<deployment-team@firm.example>");
+    let body = mail[0]["body"].as_str().unwrap();
+    assert!(
+        body.contains("Subject: staging deploy of 3.2.2 (staging)"),
+        "{body}"
+    );
+    assert!(body.contains("deployment_id: `3.2.2+41`"), "{body}");
+    let pages = rx.of("pagerduty");
+    assert_eq!(pages.len(), 1, "{pages:?}");
+    let p = &pages[0]["body"];
+    assert_eq!(p["event_action"], "trigger");
+    assert_eq!(p["routing_key"], KEY);
+    assert_eq!(p["dedup_key"], "deploykit/staging/3.2.2+41");
+    assert_eq!(p["payload"]["severity"], "critical");
+    assert_eq!(p["payload"]["custom_details"]["deployment_id"], "3.2.2+41");
+    assert_eq!(
+        p["links"][0]["href"],
+        "https://jenkins.example.com/job/x/41/"
+    );
+
+    // The fixed build succeeds: the page of the same deployment is resolved.
+    let r = send(&cfg, "success", "3.2.2+41");
+    assert_eq!(r.code, 0, "{}", r.all());
+    let pages = rx.of("pagerduty");
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert_eq!(pages[1]["body"]["event_action"], "resolve");
+    assert_eq!(pages[1]["body"]["dedup_key"], "deploykit/staging/3.2.2+41");
+    assert_eq!(rx.of("email").len(), 2);
+
+    // A recipient that is no address: exit 3 naming it, and no channel got anything.
+    let before = rx.got().len();
+    let (_d2, bad) = config(&toml("deployment team"));
+    let r = send(&bad, "failure", "3.2.3+42");
+    assert_eq!(r.code, 3, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("`deployment team` is not an email address"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(rx.got().len(), before, "{:?}", rx.got());
+}

@@ -1,5 +1,5 @@
-//! `notify`: tell the team what happened — a Slack-compatible webhook message built from the
-//! pipeline's own reports, failures first with what to do next.
+//! `notify`: tell the team what happened — a Slack-compatible webhook message, an email and a
+//! PagerDuty page built from the pipeline's own reports, failures first with what to do next.
 
 use crate::cli::{CommonArgs, Context, DryRunArgs, Tool};
 use crate::error::{Error, Result};
@@ -13,10 +13,11 @@ pub enum Event {
     Info,
 }
 
-/// Post a notification to the environment's Slack-compatible webhook (Slack, Mattermost,
-/// Rocket.Chat): a title, an optional message and link, and every failed check (with its hint)
-/// of the deploykit JSON reports given. The webhook URL is a secret: it comes from the variable
-/// the config names (`notify_webhook_env`, default DEPLOYKIT_NOTIFY_WEBHOOK), never a flag.
+/// Tell the team: a title, an optional message and link, the deployment id, and every failed
+/// check (with its hint) of the deploykit JSON reports given — to the environment's
+/// Slack-compatible webhook (Slack, Mattermost, Rocket.Chat), by email (`notify_email`) and, for a
+/// failure, to PagerDuty (`pagerduty`; the next success resolves that page). Secrets (webhook URL,
+/// routing key, SMTP password) come from the variables the config names, never a flag.
 #[derive(Debug, clap::Parser)]
 #[command(name = "notify", version)]
 pub struct Args {
@@ -49,6 +50,19 @@ pub struct Args {
     /// A link for the details (e.g. the Jenkins build URL).
     #[arg(long, value_name = "URL")]
     pub link: Option<String>,
+
+    /// Send only to these channels (repeatable) [default: every channel the environment
+    /// configures: the webhook, `notify_email`, and `pagerduty` for failures (a trigger) and
+    /// successes (the resolve of that deployment's page)].
+    #[arg(long, value_enum, value_name = "CHANNEL")]
+    pub channel: Vec<Channel>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Channel {
+    Webhook,
+    Email,
+    Pagerduty,
 }
 
 /// POST `text` (redacted) to the webhook: its HTTP status when 2xx, else why not.
@@ -208,32 +222,102 @@ impl Tool for Args {
     }
 
     async fn run(self, ctx: Context) -> Result<Report> {
+        use crate::channels::{self, Failed, PageAction};
         let env = ctx.env()?.clone();
-        let body = serde_json::json!({ "text": text(&self, ctx.env_name.as_str())? });
+        let environment = ctx.env_name.as_str();
+        let text = text(&self, environment)?;
+        // The email subject and page summary: the header line without Slack's mrkdwn and icon.
+        let first = text.lines().next().unwrap_or_default().replace('*', "");
+        let subject = match first.strip_prefix(':').and_then(|r| r.split_once(": ")) {
+            Some((_icon, rest)) => rest.to_string(),
+            None => first,
+        };
+        let wanted = |c: Channel| self.channel.is_empty() || self.channel.contains(&c);
+        let page = match self.event {
+            Event::Failure => Some(PageAction::Trigger),
+            Event::Success => Some(PageAction::Resolve),
+            Event::Info => None,
+        };
+        // What goes where: asked-for channels must be configured; by default every configured one.
+        let webhook = wanted(Channel::Webhook)
+            && (self.channel.contains(&Channel::Webhook)
+                || std::env::var(&env.notify_webhook_env).is_ok_and(|v| !v.trim().is_empty())
+                || (env.notify_email.is_none() && env.pagerduty.is_none()));
+        let email = match (&env.notify_email, self.channel.contains(&Channel::Email)) {
+            (Some(e), _) if wanted(Channel::Email) => Some(e),
+            (None, true) => {
+                return Err(Error::config(
+                    ctx.config.path.display().to_string(),
+                    format!("--channel email: environments.{environment}.notify_email is not set"),
+                ));
+            }
+            _ => None,
+        };
+        let pager = match (&env.pagerduty, self.channel.contains(&Channel::Pagerduty)) {
+            (Some(p), _) if wanted(Channel::Pagerduty) => page.map(|a| (p, a)),
+            (None, true) => {
+                return Err(Error::config(
+                    ctx.config.path.display().to_string(),
+                    format!("--channel pagerduty: environments.{environment}.pagerduty is not set"),
+                ));
+            }
+            _ => None,
+        };
+        // Everything is built (and every secret read) before anything is sent: no half-sent
+        // notification because the second channel's config was wrong.
+        let url = webhook.then(|| env.notify_webhook()).transpose()?;
+        let message = email
+            .map(|e| channels::email_message(e, &subject, &text))
+            .transpose()?;
+        if let Some((p, _)) = pager {
+            env.pagerduty_key(p)?;
+        }
+        let page_body = pager.map(|(_, a)| {
+            channels::page_body(a, environment, &subject, &text, self.link.as_deref())
+        });
         let mut report = ctx.report();
         if self.dry.dry_run {
-            report.push(Check::skip(
-                "notify",
-                "Notification sent",
-                format!("dry run: would POST to ${}: {body}", env.notify_webhook_env),
-            ));
+            if url.is_some() {
+                let body = serde_json::json!({ "text": text });
+                report.push(Check::skip(
+                    "notify",
+                    "Notification sent",
+                    format!("dry run: would POST to ${}: {body}", env.notify_webhook_env),
+                ));
+            }
+            if let Some(e) = email {
+                report.push(Check::skip(
+                    "notify",
+                    "Email sent",
+                    format!(
+                        "dry run: would email {} through {}: {subject}",
+                        e.to.join(", "),
+                        e.smtp
+                    ),
+                ));
+            }
+            if let Some(b) = &page_body {
+                report.push(Check::skip(
+                    "notify",
+                    "Page sent",
+                    format!("dry run: would send PagerDuty {}", b["event_action"]),
+                ));
+            }
             return Ok(report);
         }
-        let url = env.notify_webhook()?;
-        report.push(
-            match post(
-                &url,
-                &env,
-                ctx.timeout,
-                body["text"].as_str().unwrap_or_default(),
-            )
-            .await
-            {
+        let mut attempted = 0;
+        let mut unreachable = vec![];
+        if let Some(url) = url {
+            attempted += 1;
+            report.push(match post(&url, &env, ctx.timeout, &text).await {
                 Ok(status) => {
                     Check::ok("notify", "Notification sent").message(format!("HTTP {status}"))
                 }
                 Err(Posted::Unreachable(e)) => {
-                    return Err(Error::unreachable("the notification webhook", e));
+                    let m = e.to_string();
+                    unreachable.push(Error::unreachable("the notification webhook", e));
+                    Check::fail("notify", "Notification sent", m)
+                        .hint("check the webhook host is reachable from here")
                 }
                 Err(e @ Posted::Refused(..)) => {
                     Check::fail("notify", "Notification sent", e.to_string()).hint(format!(
@@ -241,8 +325,52 @@ impl Tool for Args {
                         env.notify_webhook_env
                     ))
                 }
-            },
-        );
+            });
+        }
+        if let (Some(e), Some(m)) = (email, message) {
+            attempted += 1;
+            report.push(match channels::send_email(&env, e, ctx.timeout, m).await? {
+                Ok(answer) => Check::ok("notify", "Email sent").message(format!(
+                    "{} took it for {}: {answer}",
+                    e.smtp,
+                    e.to.join(", ")
+                )),
+                Err(f) => {
+                    if matches!(f, Failed::Unreachable(_)) {
+                        unreachable.push(Error::unreachable("a notification channel", &f));
+                    }
+                    Check::fail("notify", "Email sent", f.to_string())
+                        .hint("check notify_email's relay, sender and recipients")
+                }
+            });
+        }
+        if let (Some((p, _)), Some(body)) = (pager, page_body) {
+            attempted += 1;
+            let action = body["event_action"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            report.push(
+                match channels::send_page(&env, p, ctx.timeout, body).await? {
+                    Ok(status) => {
+                        Check::ok("notify", "Page sent").message(format!("{action}: HTTP {status}"))
+                    }
+                    Err(f) => {
+                        if matches!(f, Failed::Unreachable(_)) {
+                            unreachable.push(Error::unreachable("a notification channel", &f));
+                        }
+                        Check::fail("notify", "Page sent", f.to_string()).hint(format!(
+                            "check the routing key in ${} and pagerduty.url",
+                            p.routing_key_env
+                        ))
+                    }
+                },
+            );
+        }
+        // Nothing reached at all: the network, not a channel, is the problem (exit 4).
+        if attempted > 0 && unreachable.len() == attempted {
+            return Err(unreachable.remove(0));
+        }
         Ok(report)
     }
 }

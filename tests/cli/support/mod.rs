@@ -6,6 +6,7 @@
 pub mod groovy;
 pub mod jenkins;
 pub mod junit;
+pub mod receivers;
 pub mod stack;
 
 use std::path::{Path, PathBuf};
