@@ -5,10 +5,13 @@ One process: an HTTP receiver (PagerDuty's Events API v2 at /pagerduty, a Slack-
 webhook at any other path) and an SMTP receiver (enough of RFC 5321 for Alertmanager and
 `notify`). Every message received is appended to OUT as one JSON line:
   {"receiver": "pagerduty"|"slack"|"email", "at": unix seconds, "path"|"to": ..., "body": ...}
+(an email also has "subject" and "text", its decoded plain-text part)
 
     alert-receiver.py --http-port P --smtp-port S --out FILE
 """
 import argparse
+import email
+import email.policy
 import json
 import socketserver
 import threading
@@ -90,7 +93,13 @@ def smtp_handler(out):
                             break
                         lines.append(d.decode("utf-8", "replace"))
                     body = "".join(lines)
-                    record(out, {"receiver": "email", "from": mail_from, "to": rcpt, "body": body})
+                    # The plain-text part, decoded (quoted-printable wraps long lines).
+                    msg = email.message_from_string(body, policy=email.policy.default)
+                    part = msg.get_body(preferencelist=("plain",))
+                    text = part.get_content() if part is not None else ""
+                    record(out, {"receiver": "email", "from": mail_from, "to": rcpt,
+                                 "subject": str(msg.get("Subject", "")), "text": text,
+                                 "body": body})
                     self.reply("250 OK queued")
                 elif verb == "QUIT":
                     self.reply("221 bye")

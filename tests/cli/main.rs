@@ -2,6 +2,7 @@
 
 mod support;
 
+mod alerting;
 mod compare_metrics;
 mod config;
 mod config_types;
