@@ -654,6 +654,9 @@ pub struct Environment {
     pub prometheus: Option<HttpUrl>,
     /// Where every environment-changing run pushes its outcome (Prometheus Pushgateway).
     pub pushgateway: Option<HttpUrl>,
+    /// The Alertmanager the environment's Prometheus sends to: `verify_env --only alerts` reads
+    /// its silences (none may mute a standing alert after a deploy).
+    pub alertmanager: Option<HttpUrl>,
     pub test_account: Option<String>,
     #[serde(default)]
     pub policy: Policy,
@@ -892,6 +895,9 @@ pub enum VerifyCheck {
     Policy,
     /// Role-based approvals (`--approval-rule`, `--approved-by`, `--started-by`); never by default.
     Approvals,
+    /// The standing alerts are armed (rules loaded, targets up, an Alertmanager attached, no
+    /// silence muting them): the production pipeline's last stage; never by default.
+    Alerts,
 }
 
 /// A required tool: `name` may list alternatives (`curl|wget`); `min` is the least version.

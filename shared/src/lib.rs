@@ -1,6 +1,7 @@
 //! deploykit: every line of deploy-tools' logic. The binaries under `bins/` only call
 //! [`cli::main`] with their tool's `Args`.
 
+pub mod alerts_armed;
 pub mod baselines;
 pub mod channels;
 pub mod cli;

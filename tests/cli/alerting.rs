@@ -152,6 +152,57 @@ async fn a_fault_on_the_live_colour_pages_mails_and_posts_by_route_and_each_rece
         String::from_utf8_lossy(&out.stdout)
     );
 
+    // The standing alerts are armed for it (the production pipeline's last stage) — and a silence
+    // left behind by the deploy disarms them, which the same check fails on.
+    let armed = || {
+        s.cmd("verify_env", &["--only", "alerts", "--format", "json"])
+            .output()
+            .unwrap()
+    };
+    let am = s.url("ALERTMANAGER_URL");
+    let http = reqwest::Client::new();
+    let out = tokio::task::block_in_place(|| {
+        eventually("the alerts armed", Duration::from_secs(30), || {
+            let out = armed();
+            out.status.success().then_some(out)
+        })
+    });
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["checks"].as_array().unwrap().len(), 4, "{v}");
+    let silence = serde_json::json!({
+        "matchers": [{ "name": "team", "value": "deployment", "isRegex": false, "isEqual": true }],
+        "startsAt": chrono::Utc::now().to_rfc3339(),
+        "endsAt": (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339(),
+        "createdBy": "deployer", "comment": "quiet during the deploy",
+    });
+    let id: serde_json::Value = http
+        .post(format!("{am}/api/v2/silences"))
+        .json(&silence)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let out = armed();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("quiet during the deploy"));
+    let r = http
+        .delete(format!(
+            "{am}/api/v2/silence/{}",
+            id["silenceID"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert!(armed().status.success());
+
     // Half of green's answers become errors.
     let fault = deploykit::contract::Faults {
         error_rate: Some(0.5),
@@ -173,7 +224,6 @@ async fn a_fault_on_the_live_colour_pages_mails_and_posts_by_route_and_each_rece
     assert!(!out.status.success(), "the failing migration passed");
 
     // Another team's alert: the team channel only.
-    let am = s.url("ALERTMANAGER_URL");
     let other = serde_json::json!([{
         "labels": { "alertname": "TradingDeskNotice", "severity": "info", "team": "trading-desk" },
         "annotations": { "summary": "desk notice", "runbook_url": "docs/runbook.md#operators-runbook" },
@@ -206,17 +256,23 @@ async fn a_fault_on_the_live_colour_pages_mails_and_posts_by_route_and_each_rece
         ),
     ];
     let all = tokio::task::block_in_place(|| {
-        eventually(
-            "every receiver got its alerts",
-            Duration::from_secs(90),
-            || {
-                let all = received(&rx);
-                expect
-                    .iter()
-                    .all(|(r, w)| &names(&all, r, "firing") == w)
-                    .then_some(all)
-            },
-        )
+        let got = std::panic::catch_unwind(|| {
+            eventually(
+                "every receiver got its alerts",
+                Duration::from_secs(90),
+                || {
+                    let all = received(&rx);
+                    expect
+                        .iter()
+                        .all(|(r, w)| &names(&all, r, "firing") == w)
+                        .then_some(all)
+                },
+            )
+        });
+        got.unwrap_or_else(|e| {
+            eprintln!("received: {:#?}", received(&rx));
+            std::panic::resume_unwind(e)
+        })
     });
     // Exactly what each route asks for, each naming its deployment and a runbook section.
     for (receiver, g) in &all {
@@ -251,6 +307,60 @@ async fn a_fault_on_the_live_colour_pages_mails_and_posts_by_route_and_each_rece
                 .then_some(())
         })
     });
+    dashboard_panels_have_data(&s.url("PROMETHEUS_URL")).await;
+}
+
+/// The deployment dashboard against this stack's Prometheus after its deploy (issue 23 item 4):
+/// every query of every panel (and of the annotations) is valid PromQL, and each panel's first
+/// query returns data. (A second "a day earlier" query has none on a fresh Prometheus.)
+async fn dashboard_panels_have_data(prometheus: &str) {
+    let d: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            crate::support::repo_root().join("monitoring/dashboards/deployment-monitoring.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let query = async |expr: &str| -> serde_json::Value {
+        let expr = expr.replace("$__rate_interval", "1m");
+        reqwest::Client::new()
+            .get(format!("{prometheus}/api/v1/query"))
+            .query(&[("query", expr.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    for a in d["annotations"]["list"].as_array().unwrap() {
+        if let Some(expr) = a["expr"].as_str() {
+            let v = query(expr).await;
+            assert_eq!(v["status"], "success", "annotation {expr}: {v}");
+        }
+    }
+    let panels = d["panels"].as_array().unwrap();
+    assert_eq!(panels.len(), 6);
+    for p in panels {
+        for (i, t) in p["targets"].as_array().unwrap().iter().enumerate() {
+            let expr = t["expr"].as_str().unwrap();
+            // Data arrives within a scrape or two of the deploy; the queries are judged as is.
+            let v = tokio::task::block_in_place(|| {
+                eventually(
+                    &format!("{}: {expr}", p["title"]),
+                    Duration::from_secs(20),
+                    || {
+                        let v = tokio::runtime::Handle::current().block_on(query(expr));
+                        let has = v["data"]["result"]
+                            .as_array()
+                            .is_some_and(|r| !r.is_empty());
+                        (v["status"] == "success" && (i > 0 || has)).then_some(v)
+                    },
+                )
+            });
+            assert_eq!(v["status"], "success", "{}: {expr}: {v}", p["title"]);
+        }
+    }
 }
 
 /// The load generator stops with the test, passed or failed.

@@ -253,7 +253,17 @@ impl Tool for Args {
             }
             _ => None,
         };
+        // PagerDuty by default only where its routing key is provided (a dev or CI box without
+        // the key says so instead of failing the notification).
+        let key_set = |p: &crate::config::PagerDuty| {
+            std::env::var(&p.routing_key_env).is_ok_and(|v| !v.trim().is_empty())
+        };
+        let mut skipped_page = None;
         let pager = match (&env.pagerduty, self.channel.contains(&Channel::Pagerduty)) {
+            (Some(p), false) if wanted(Channel::Pagerduty) && !key_set(p) && page.is_some() => {
+                skipped_page = Some(format!("${} is not set: no page sent", p.routing_key_env));
+                None
+            }
             (Some(p), _) if wanted(Channel::Pagerduty) => page.map(|a| (p, a)),
             (None, true) => {
                 return Err(Error::config(
@@ -276,6 +286,9 @@ impl Tool for Args {
             channels::page_body(a, environment, &subject, &text, self.link.as_deref())
         });
         let mut report = ctx.report();
+        if let Some(why) = skipped_page {
+            report.push(Check::skip("notify", "Page sent", why));
+        }
         if self.dry.dry_run {
             if url.is_some() {
                 let body = serde_json::json!({ "text": text });

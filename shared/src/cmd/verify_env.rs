@@ -203,6 +203,15 @@ impl Tool for Args {
                     );
                     idx += 1;
                 }
+                VerifyCheck::Alerts => {
+                    let env = env.clone();
+                    spawn(
+                        &mut set,
+                        idx,
+                        Box::pin(async move { crate::alerts_armed::checks(&env, timeout).await }),
+                    );
+                    idx += 1;
+                }
                 VerifyCheck::Approvals => {
                     let checks = verify::approval_checks(
                         ctx.env_name.as_str(),
