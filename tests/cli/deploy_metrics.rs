@@ -20,6 +20,8 @@ impl Gateway {
             .port();
         let child = Command::new("prometheus-pushgateway")
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            // Debian's default persists to a file every gateway on the machine would share.
+            .arg("--persistence.file=")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
