@@ -44,6 +44,12 @@ for tool in tools:
             print(f"REJECTED {f.name}: declares {total}, junitparser reads {(len(cases), failed, skipped)}")
             bad += 1
             continue
+        # Jenkins shows suite properties: every suite names its deployment (issue 23).
+        ids = [dict((p.name, p.value) for p in s.properties()).get("deployment_id") for s in suites]
+        if not all(ids):
+            print(f"REJECTED {f.name}: a suite without a deployment_id property ({ids})")
+            bad += 1
+            continue
         if (mode in ("fail", "could-not-run")) != (failed > 0):
             print(f"REJECTED {f.name}: mode {mode} but {failed} failures")
             bad += 1
