@@ -296,15 +296,9 @@ pub(crate) async fn live_state(
     let http = crate::http::Http::new(env.timeouts.connect.0, timeout);
     let mut version = "unknown".to_string();
     for url in env.urls(color, crate::config::Role::TradingEngine) {
-        if let Ok(v) = http
-            .get_json::<serde_json::Value>(&format!(
-                "{}/health",
-                url.to_string().trim_end_matches('/')
-            ))
-            .await
-            && let Some(s) = v["version"].as_str()
-        {
-            version = s.to_string();
+        let client = crate::contract::Client::new(url.to_string(), http.clone());
+        if let Ok(h) = client.health().await {
+            version = h.version;
             break;
         }
     }
